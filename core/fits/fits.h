@@ -1,0 +1,98 @@
+// FITS input and output for calibd: raw frames of any BITPIX (also tile-compressed), calibrated
+// frames and masters in the layout astropy's CCDData reads, and a band reader for combining.
+//
+//   ASSIGN_OR_RETURN(RawFrame raw, fits::ReadRawFrame("/data/raw/lfc_0042.fits"));
+//   ASSIGN_OR_RETURN(double t, raw.header.GetDouble("EXPTIME"));
+//   ...
+//   RETURN_IF_ERROR(fits::WriteCalibratedFrame("/data/red/lfc_0042.fits", frame));
+//
+// Every file is treated as hostile: it is opened from disk (never from a memory buffer), and
+// its declared sizes are checked against the file size and `max_pixels` before anything is
+// allocated. Errors carry the file, the HDU and CFITSIO's own message:
+//   INVALID_ARGUMENT  not FITS, truncated, bad BITPIX/NAXIS, no image, too large, bad section
+//   NOT_FOUND         the file or the named HDU does not exist
+//   DATA_LOSS         CHECKSUM/DATASUM present and wrong (when verification is asked for)
+//
+// Calibrated layout (what CCDData.read(path, unit=...) loads unchanged):
+//   HDU 0  float32 data, the header with BUNIT ("adu"/"electron") and provenance
+//   UNCERT float32 standard deviation, UTYPE = 'StdDevUncertainty'   (if variance present)
+//   MASK   uint8, 1 where dq != 0                                      (if dq present)
+//   DQ     uint16 data-quality bits (core/image/dq.h)                  (if dq present)
+// each with CHECKSUM and DATASUM.
+//
+// Thread safety: functions are reentrant (CFITSIO is built reentrant on Debian); a
+// BandReader is used by one thread at a time.
+#ifndef CALIBD_CORE_FITS_FITS_H_
+#define CALIBD_CORE_FITS_FITS_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/image/frame.h"
+#include "core/image/header.h"
+#include "core/image/image.h"
+
+namespace calibd::fits {
+
+struct ReadOptions {
+  // Which HDU: by EXTNAME, or by 0-based index; neither → the primary HDU if it holds an image,
+  // else the first image extension (a tile-compressed image counts as an image).
+  std::string hdu_name;
+  int hdu_index = -1;
+  // Refuse images with more pixels than this (before allocating): INVALID_ARGUMENT.
+  int64_t max_pixels = int64_t{1} << 28;
+  // Check CHECKSUM/DATASUM of every HDU read when present; a mismatch is DATA_LOSS.
+  bool verify_checksum = false;
+  // Where pixel buffers come from (nullptr: plain allocation).
+  BufferPool* pool = nullptr;
+};
+
+// Pixels keep their stored type: BITPIX 8 → uint8, 16 → int16 (uint16 with BZERO=32768),
+// 32 → int32 (uint32 with BZERO=2^31), 64 → int64, -32 → float32, -64 → float64. Any other
+// BSCALE/BZERO scaling is applied and gives float32 (float64 for BITPIX 32/64/-64).
+absl::StatusOr<RawFrame> ReadRawFrame(const std::string& path, const ReadOptions& options = {});
+
+// Just the header of the chosen HDU (the primary header's cards are not merged in).
+absl::StatusOr<Header> ReadHeader(const std::string& path, const ReadOptions& options = {});
+
+// Reads the layout above. A file with only a primary image also works (no variance, no DQ);
+// with MASK but no DQ, masked pixels get kDqBad.
+absl::StatusOr<CalibratedFrame> ReadCalibratedFrame(const std::string& path,
+                                                    const ReadOptions& options = {});
+
+struct WriteOptions {
+  bool write_uncertainty = true;  // UNCERT, when the frame has variance
+  bool write_mask = true;         // MASK and DQ, when the frame has dq
+  bool checksum = true;           // CHECKSUM/DATASUM on every HDU
+  bool overwrite = false;         // refuse (ALREADY_EXISTS) to replace an existing file
+};
+
+absl::Status WriteCalibratedFrame(const std::string& path, const CalibratedFrame& frame,
+                                  const WriteOptions& options = {});
+
+// For raw files (tests, sample data, calibctl): the pixels keep their type (uint16/uint32 with
+// BZERO). `compression` is "", "RICE_1", "GZIP_1", "GZIP_2", "HCOMPRESS_1" or "PLIO_1".
+absl::Status WriteRawFrame(const std::string& path, const RawFrame& frame,
+                           const std::string& compression = "", bool overwrite = false);
+
+// Reads row bands of one image HDU, converted to float32, with the file opened once: what
+// combine uses to read every input byte exactly once.
+class BandReader {
+ public:
+  static absl::StatusOr<std::unique_ptr<BandReader>> Open(const std::string& path,
+                                                          const ReadOptions& options = {});
+  virtual ~BandReader() = default;
+
+  virtual int width() const = 0;
+  virtual int height() const = 0;
+  virtual PixelType stored_type() const = 0;
+  virtual const Header& header() const = 0;
+  // Rows [y0, y0 + rows) into out[rows * width()], row-major; BZERO/BSCALE applied.
+  virtual absl::Status ReadRows(int y0, int rows, float* out) = 0;
+};
+
+}  // namespace calibd::fits
+
+#endif  // CALIBD_CORE_FITS_FITS_H_
