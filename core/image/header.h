@@ -51,12 +51,25 @@ class Header {
   absl::StatusOr<std::string> GetText(absl::string_view key) const;
 
   // Replaces the first card with this keyword (keeping its place), or appends one.
+  // One overload per FITS type, so a double never narrows to an integer or a bool widens.
   void Set(absl::string_view key, CardValue value, absl::string_view comment = "");
-  void Set(absl::string_view key, const char* value, absl::string_view comment = "") {
-    Set(key, CardValue(std::string(value)), comment);
+  void Set(absl::string_view key, double value, absl::string_view comment = "") {
+    Set(key, CardValue(value), comment);
+  }
+  void Set(absl::string_view key, bool value, absl::string_view comment = "") {
+    Set(key, CardValue(value), comment);
+  }
+  void Set(absl::string_view key, int64_t value, absl::string_view comment = "") {
+    Set(key, CardValue(value), comment);
   }
   void Set(absl::string_view key, int value, absl::string_view comment = "") {
     Set(key, CardValue(int64_t{value}), comment);
+  }
+  void Set(absl::string_view key, std::string value, absl::string_view comment = "") {
+    Set(key, CardValue(std::move(value)), comment);
+  }
+  void Set(absl::string_view key, const char* value, absl::string_view comment = "") {
+    Set(key, CardValue(std::string(value)), comment);
   }
   void AddHistory(absl::string_view text);
   void AddComment(absl::string_view text);
