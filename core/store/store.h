@@ -1,0 +1,214 @@
+// CalibrationStore: the versioned store of detector specs, masters, certifications and their
+// audit log; selection of the masters that apply to a frame. One interface, two backends:
+//   - embedded: a directory — SQLite catalog `catalog.db` + content-addressed FITS blobs
+//     `blobs/ab/<sha256>.fits` (single host, the default);
+//   - shared: PostgreSQL, blobs in a chunked table (many replicas, no shared filesystem).
+//
+//   ASSIGN_OR_RETURN(std::unique_ptr<CalibrationStore> store,
+//                    OpenStore("/var/lib/calibd/store", StoreOptions{}));   // or "postgresql://…"
+//   ASSIGN_OR_RETURN(DetectorRecord det, store->PutDetector(spec, "alice"));
+//   PutMasterRequest put;
+//   put.detector = "lfc/chip0"; put.kind = "bias"; put.frame = &master_frame;
+//   ASSIGN_OR_RETURN(MasterVersion v, store->PutMaster(put, "alice"));      // v.version == 1
+//   ASSIGN_OR_RETURN(Certification c, store->Certify({.series_id = v.series_id,
+//       .version = v.version, .begin = t0, .actor = "alice", .reason = "nightly"}));
+//   ASSIGN_OR_RETURN(SelectionResult sel, store->Select(request));
+//   ASSIGN_OR_RETURN(std::shared_ptr<const CalibratedFrame> bias,
+//                    store->LoadMaster(sel.kinds[0].chosen->sha256));
+//
+// Semantics (both backends):
+//   - Versions are immutable and numbered 1, 2, 3… per series, densely, even with concurrent
+//     writers in several processes. The blob is durable before the catalog row commits; a
+//     process killed at any instant leaves the whole version or none.
+//   - Putting content identical (same sha256) to a version of the same series returns that
+//     version with created = false. The same content in another series is a new version there
+//     (the blob is shared).
+//   - A certification overlapping another in its series is ALREADY_EXISTS naming the
+//     conflicting version and range, unless `replace`, which trims/splits the old ranges.
+//   - A blob whose sha256 no longer matches is DATA_LOSS and is never served.
+//   - Every change is in the audit log.
+// Status codes: unknown detector/series/version/sha → NOT_FOUND; bad input → INVALID_ARGUMENT;
+// overlap or duplicate version with other content → ALREADY_EXISTS; a write that lost a race it
+// cannot retry → ABORTED; corrupt data → DATA_LOSS; database unreachable → UNAVAILABLE; blob
+// larger than StoreOptions::max_blob_bytes → RESOURCE_EXHAUSTED.
+//
+// Thread safety: every method may be called concurrently from any thread; several processes
+// may open the same store.
+#ifndef CALIBD_CORE_STORE_STORE_H_
+#define CALIBD_CORE_STORE_STORE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "core/image/buffer_pool.h"
+#include "core/image/frame.h"
+#include "core/image/header.h"
+#include "core/store/detector.h"
+#include "core/store/selection.h"
+#include "core/store/time.h"
+#include "core/store/types.h"
+
+namespace calibd::store {
+
+struct StoreOptions {
+  // Byte budget of the decoded-master cache (LoadMaster).
+  size_t cache_bytes = size_t{2} << 30;
+  // Where decoded masters' pixel buffers come from (nullptr: plain allocation).
+  BufferPool* pool = nullptr;
+  // Create the directory / schema when absent (else NOT_FOUND for a missing embedded store).
+  bool create = true;
+  // Largest blob accepted by PutMaster: RESOURCE_EXHAUSTED above it.
+  int64_t max_blob_bytes = int64_t{4} << 30;
+  // Shared store only: a local directory for materialised blobs (MaterializeBlob, LoadMaster).
+  // "" = a private directory under $TMPDIR, removed when the store closes.
+  std::string spool_dir;
+  // SQLite busy timeout / PostgreSQL statement retries on lock contention.
+  int busy_timeout_ms = 10000;
+};
+
+struct PutMasterRequest {
+  std::string detector;
+  std::string kind;  // [a-z0-9_]+
+  // Configuration of the series. Empty: extracted from `header` (or the frame's header) by the
+  // detector spec's configuration keys for `kind`.
+  Configuration configuration;
+  std::map<std::string, std::string> attributes;
+  Header header;  // extra header cards for the master; also where time/configuration come from
+  // The content — exactly one of:
+  std::string fits_path;                  // a spooled FITS file in the calibrated layout
+  const CalibratedFrame* frame = nullptr;  // written to FITS by the store
+  std::string client_sha256;  // optional: must equal the blob's sha256 (INVALID_ARGUMENT)
+  Provenance provenance;
+  std::map<std::string, double> statistics;
+  std::optional<TimeMicros> obs_time;  // default: the header's time keyword, else now
+  // 0 = the next version. Else the version this put must become: if it exists with the same
+  // content it is returned (created = false), with other content ALREADY_EXISTS; if the series
+  // is elsewhere, ABORTED.
+  int64_t expected_version = 0;
+};
+
+struct MasterFilter {
+  std::string detector;  // "" = all
+  std::string kind;      // "" = all
+  int64_t series_id = 0; // 0 = all
+  Configuration configuration;  // every entry given must match exactly
+  int limit = 1000;
+};
+
+struct CertifyRequest {
+  int64_t series_id = 0;
+  int64_t version = 0;
+  TimeMicros begin = 0;
+  std::optional<TimeMicros> end;  // nullopt = open-ended; else must be > begin
+  bool replace = false;
+  std::string actor;
+  std::string reason;
+};
+
+struct DecertifyRequest {
+  int64_t series_id = 0;
+  int64_t version = 0;
+  // No range: remove every certification of the version. A range: remove that part of the
+  // version's ranges (splitting one if needed). NOT_FOUND when nothing was certified there.
+  std::optional<TimeMicros> begin;
+  std::optional<TimeMicros> end;
+  std::string actor;
+  std::string reason;
+};
+
+class CalibrationStore {
+ public:
+  virtual ~CalibrationStore() = default;
+
+  // "embedded:<dir>" or "postgresql://host:port/db" (password elided).
+  virtual std::string Describe() const = 0;
+  // OK when the catalog answers; UNAVAILABLE otherwise (for health checks).
+  virtual absl::Status Ping() = 0;
+
+  // ---- detectors ----
+  // Validates and stores a new version of the spec (1, 2, …). An identical spec to the latest
+  // returns the latest unchanged.
+  virtual absl::StatusOr<DetectorRecord> PutDetector(const DetectorSpec& spec,
+                                                     const std::string& actor) = 0;
+  // version 0 = the latest. NOT_FOUND for an unknown name or version.
+  virtual absl::StatusOr<DetectorRecord> GetDetector(const std::string& name,
+                                                     int64_t version = 0) = 0;
+  // The latest version of every detector, by name.
+  virtual absl::StatusOr<std::vector<DetectorRecord>> ListDetectors() = 0;
+
+  // ---- masters ----
+  virtual absl::StatusOr<MasterVersion> PutMaster(const PutMasterRequest& request,
+                                                  const std::string& actor) = 0;
+  virtual absl::StatusOr<std::vector<MasterVersion>> ListMasters(const MasterFilter& filter) = 0;
+  virtual absl::StatusOr<std::vector<SeriesInfo>> ListSeries(const MasterFilter& filter) = 0;
+  // Every version of a series, oldest first.
+  virtual absl::StatusOr<std::vector<MasterVersion>> History(int64_t series_id) = 0;
+  virtual absl::StatusOr<MasterVersion> GetVersion(int64_t series_id, int64_t version) = 0;
+  // The version `version` of the series (detector, kind, configuration); 0 = the latest.
+  virtual absl::StatusOr<MasterVersion> GetMaster(const std::string& detector,
+                                                  const std::string& kind,
+                                                  const Configuration& configuration,
+                                                  int64_t version = 0) = 0;
+  // Versions (in any series) whose blob has this sha256.
+  virtual absl::StatusOr<std::vector<MasterVersion>> FindBySha256(const std::string& sha256) = 0;
+
+  // The decoded master, from the cache or the blob (sha256 verified first: DATA_LOSS on a
+  // mismatch, and nothing is cached). NOT_FOUND for an unknown sha256.
+  virtual absl::StatusOr<std::shared_ptr<const CalibratedFrame>> LoadMaster(
+      const std::string& sha256) = 0;
+  // A local path to the verified blob file (embedded: the blob itself; shared: a copy in the
+  // spool directory). The file stays until the store is closed.
+  virtual absl::StatusOr<std::string> MaterializeBlob(const std::string& sha256) = 0;
+  // Streams the blob's bytes to `sink` in chunks of at most `chunk_bytes`. The sha256 is
+  // verified before the first byte is passed on (DATA_LOSS otherwise). A sink error stops the
+  // stream and is returned.
+  virtual absl::Status ReadBlob(const std::string& sha256, size_t chunk_bytes,
+                                const std::function<absl::Status(absl::string_view)>& sink) = 0;
+
+  // ---- certification ----
+  virtual absl::StatusOr<Certification> Certify(const CertifyRequest& request) = 0;
+  virtual absl::Status Decertify(const DecertifyRequest& request) = 0;
+  // Current certifications of a series, by begin.
+  virtual absl::StatusOr<std::vector<Certification>> ListCertifications(int64_t series_id) = 0;
+
+  // ---- selection ----
+  virtual absl::StatusOr<SelectionResult> Select(const SelectionRequest& request) = 0;
+
+  // ---- audit and impact ----
+  virtual absl::StatusOr<std::vector<AuditEntry>> AuditLog(TimeMicros since, int limit = 1000) = 0;
+  // Versions superseded (a replacing certification cut their range) or decertified at or
+  // after `since`, oldest change first.
+  virtual absl::StatusOr<std::vector<VersionChange>> ChangedSince(TimeMicros since) = 0;
+
+  // ---- change notification (for replicas and caches of selections) ----
+  // A counter that grows with every committed change (the latest audit id).
+  virtual absl::StatusOr<int64_t> ChangeCounter() = 0;
+  // Waits until ChangeCounter() > `known` or `timeout` passes; returns the counter. The shared
+  // store wakes on PostgreSQL NOTIFY (a hint) and re-reads; the embedded store polls.
+  virtual absl::StatusOr<int64_t> WaitForChange(int64_t known, absl::Duration timeout) = 0;
+};
+
+// A path (absolute or relative, or "file:<path>") → the embedded store in that directory;
+// "postgresql://…" or "postgres://…" → the shared store. Creates the schema when absent and
+// migrates an older one. INVALID_ARGUMENT for an unusable URL, UNAVAILABLE when the database
+// cannot be reached, FAILED_PRECONDITION for a schema newer than this build.
+absl::StatusOr<std::unique_ptr<CalibrationStore>> OpenStore(const std::string& url,
+                                                            const StoreOptions& options = {});
+
+// sha256 of a file's bytes, lowercase hex. NOT_FOUND when missing.
+absl::StatusOr<std::string> Sha256File(const std::string& path);
+std::string Sha256Bytes(absl::string_view bytes);
+
+}  // namespace calibd::store
+
+#endif  // CALIBD_CORE_STORE_STORE_H_
