@@ -176,7 +176,10 @@ struct OverscanModel {
   bool per_row = true;          // false: per column
   int first_line = 0;           // raw row (per row) or raw column (per column) of values[0]
   std::vector<double> values;   // empty when statistic == kNone
-  std::vector<double> coefficients;  // kPolynomial: c0 + c1·i + … (i = line − first_line)
+  // kPolynomial: c0 + c1·t + c2·t² + …, t = (i − poly_center) / poly_scale, i = line − first_line
+  // (the fit runs on t in [−1, 1] for conditioning; the same polynomial in i as ccdproc's).
+  std::vector<double> coefficients;
+  double poly_center = 0, poly_scale = 1;
   double Level() const;         // mean of values (0 when empty)
   // The value to subtract at raw pixel (x, y); lines outside the region are an error in
   // Validate, so callers only ask for covered lines.
@@ -185,6 +188,8 @@ struct OverscanModel {
     return values[(per_row ? y : x) - first_line];
   }
 };
+// Whether the per-line overscan values run along rows (true) or columns, per `options.axis`.
+bool OverscanPerRow(const OverscanOptions& options);
 absl::StatusOr<OverscanModel> MeasureOverscan(const RawImage& raw, const OverscanOptions& options,
                                               ThreadPool* pool = nullptr);
 

@@ -1,0 +1,540 @@
+// Validate and the fused Calibrate: one pass per row band doing every step at once.
+#include "core/calib/recipe.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/calib/keywords.h"
+#include "core/calib/statistics.h"
+#include "core/image/dq.h"
+#include "core/status/macros.h"
+
+namespace calibd::calib {
+namespace {
+
+std::string Shape(int w, int h) { return absl::StrCat(w, "×", h); }
+
+bool InFrame(const Section& s, int width, int height) {
+  return s.x0 >= 0 && s.y0 >= 0 && s.x1 <= width && s.y1 <= height && s.x0 < s.x1 &&
+         s.y0 < s.y1;
+}
+
+template <typename T>
+absl::Status CheckShape(absl::string_view what, const Image<T>& image, int w, int h) {
+  if (image.width() == w && image.height() == h) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      what, " is ", Shape(image.width(), image.height()), " but the trimmed frame is ",
+      Shape(w, h), "; use a master made for this detector's TRIMSEC"));
+}
+
+absl::Status CheckMaster(absl::string_view what, const CalibratedFrame& m, int w, int h) {
+  CALIBD_RETURN_IF_ERROR(CheckShape(absl::StrCat("the master ", what), m.data, w, h));
+  if (m.has_variance()) {
+    CALIBD_RETURN_IF_ERROR(
+        CheckShape(absl::StrCat("the master ", what, "'s variance plane"), m.variance, w, h));
+  }
+  if (m.has_dq()) {
+    CALIBD_RETURN_IF_ERROR(CheckShape(absl::StrCat("the master ", what, "'s DQ plane"), m.dq, w, h));
+  }
+  return absl::OkStatus();
+}
+
+Section TrimSection(const RecipeOptions& options, int w, int h) {
+  return options.trim.has_value() ? *options.trim : FullSection(w, h);
+}
+
+bool UseBias(const RecipeOptions& o, const Masters& m) { return o.subtract_bias && m.bias; }
+bool UseDark(const RecipeOptions& o, const Masters& m) { return o.subtract_dark && m.dark; }
+bool UseFlat(const RecipeOptions& o, const Masters& m) {
+  return o.divide_flat && (m.flat || m.prepared_flat);
+}
+
+// Everything the row kernel needs, resolved once per frame.
+struct Plan {
+  const RawImage* raw = nullptr;
+  Section trim;
+  int width = 0, height = 0;
+  bool raw_is_float = false;
+  float saturation = 0;
+  bool check_saturation = false;
+  // Overscan: per-row values indexed by raw row, or per-column values for the trimmed columns.
+  bool overscan = false, overscan_per_row = true;
+  std::vector<float> overscan_rows;   // indexed by raw row
+  std::vector<float> overscan_cols;   // indexed by trimmed column
+  // Variance.
+  bool variance = false;
+  float inv_gain = 1, rn2_over_g2 = 0;  // scalar path
+  const Image<float>* gain_map = nullptr;
+  const Image<float>* rn_map = nullptr;
+  float read_noise = 0, gain = 1;
+  // Masters.
+  const CalibratedFrame* bias = nullptr;
+  const CalibratedFrame* dark = nullptr;
+  float dark_scale = 0, dark_scale2 = 0;
+  const PreparedFlat* flat = nullptr;
+  const Image<uint16_t>* bad_pixels = nullptr;
+  bool to_electrons = false;
+  float gain2 = 1;
+  // Statistics.
+  bool stats = false;
+  int sample_row_step = 1, sample_col_step = 1;
+};
+
+struct RowStats {
+  double sum = 0, sum2 = 0;
+  int64_t good = 0, flagged = 0, saturated = 0, no_data = 0, low_flat = 0, bad = 0;
+};
+
+// One output row yt: every step at once on L1-resident rows.
+void CalibrateRow(const Plan& p, int yt, float* scratch, Image<float>& out_data,
+                  Image<float>& out_var, Image<uint16_t>& out_dq, RowStats* rs,
+                  std::vector<float>* sample) {
+  const int w = p.width;
+  const int yr = p.trim.y0 + yt;
+  float* __restrict d = out_data.row(yt);
+  float* __restrict v = p.variance ? out_var.row(yt) : nullptr;
+  uint16_t* __restrict q = out_dq.row(yt);
+  float* __restrict r = scratch;
+  p.raw->RowToFloat(yr, p.trim.x0, w, r);
+
+  // Raw DQ and overscan.
+  if (p.check_saturation) {
+    const float sat = p.saturation;
+    for (int x = 0; x < w; ++x) q[x] = r[x] >= sat ? kDqSaturated : 0;
+  } else {
+    std::fill(q, q + w, uint16_t{0});
+  }
+  if (p.raw_is_float) {
+    for (int x = 0; x < w; ++x) q[x] |= std::isfinite(r[x]) ? 0 : kDqNoData;
+  }
+  if (!p.overscan) {
+    std::copy(r, r + w, d);
+  } else if (p.overscan_per_row) {
+    const float o = p.overscan_rows[yr];
+    for (int x = 0; x < w; ++x) d[x] = r[x] - o;
+  } else {
+    const float* __restrict oc = p.overscan_cols.data();
+    for (int x = 0; x < w; ++x) d[x] = r[x] - oc[x];
+  }
+
+  // Variance from the overscan-subtracted, trimmed data (ccdproc create_deviation).
+  if (v != nullptr) {
+    if (p.gain_map == nullptr && p.rn_map == nullptr) {
+      const float ig = p.inv_gain, c = p.rn2_over_g2;
+      for (int x = 0; x < w; ++x) v[x] = std::max(d[x], 0.0f) * ig + c;
+    } else {
+      const float* gm = p.gain_map != nullptr ? p.gain_map->row(yt) : nullptr;
+      const float* rm = p.rn_map != nullptr ? p.rn_map->row(yt) : nullptr;
+      for (int x = 0; x < w; ++x) {
+        const float g = gm != nullptr ? gm[x] : p.gain;
+        const float rn = rm != nullptr ? rm[x] : p.read_noise;
+        v[x] = (g * std::max(d[x], 0.0f) + rn * rn) / (g * g);
+      }
+    }
+  }
+
+  // Bias.
+  if (p.bias != nullptr) {
+    const float* __restrict b = p.bias->data.row(yt);
+    for (int x = 0; x < w; ++x) d[x] -= b[x];
+    if (v != nullptr && p.bias->has_variance()) {
+      const float* __restrict bv = p.bias->variance.row(yt);
+      for (int x = 0; x < w; ++x) v[x] += bv[x];
+    }
+    if (p.bias->has_dq()) {
+      const uint16_t* __restrict bq = p.bias->dq.row(yt);
+      for (int x = 0; x < w; ++x) q[x] |= bq[x];
+    }
+  }
+
+  // Dark, scaled.
+  if (p.dark != nullptr) {
+    const float s = p.dark_scale;
+    const float* __restrict k = p.dark->data.row(yt);
+    for (int x = 0; x < w; ++x) d[x] -= s * k[x];
+    if (v != nullptr && p.dark->has_variance()) {
+      const float s2 = p.dark_scale2;
+      const float* __restrict kv = p.dark->variance.row(yt);
+      for (int x = 0; x < w; ++x) v[x] += s2 * kv[x];
+    }
+    if (p.dark->has_dq()) {
+      const uint16_t* __restrict kq = p.dark->dq.row(yt);
+      for (int x = 0; x < w; ++x) q[x] |= kq[x];
+    }
+  }
+
+  // Flat: multiply by the prepared inverse (1 where the flat is low).
+  if (p.flat != nullptr) {
+    const float* __restrict inv = p.flat->inverse.row(yt);
+    for (int x = 0; x < w; ++x) d[x] *= inv[x];
+    if (v != nullptr) {
+      if (!p.flat->norm_variance.empty()) {
+        const float* __restrict nv = p.flat->norm_variance.row(yt);
+        for (int x = 0; x < w; ++x) v[x] = inv[x] * inv[x] * (v[x] + d[x] * d[x] * nv[x]);
+      } else {
+        for (int x = 0; x < w; ++x) v[x] *= inv[x] * inv[x];
+      }
+    }
+    if (!p.flat->dq.empty()) {
+      const uint16_t* __restrict fq = p.flat->dq.row(yt);
+      for (int x = 0; x < w; ++x) q[x] |= fq[x];
+    }
+  }
+
+  // Gain to electrons.
+  if (p.to_electrons) {
+    if (p.gain_map != nullptr) {
+      const float* __restrict gm = p.gain_map->row(yt);
+      for (int x = 0; x < w; ++x) d[x] *= gm[x];
+      if (v != nullptr) {
+        for (int x = 0; x < w; ++x) v[x] *= gm[x] * gm[x];
+      }
+    } else {
+      const float g = p.gain, g2 = p.gain2;
+      for (int x = 0; x < w; ++x) d[x] *= g;
+      if (v != nullptr) {
+        for (int x = 0; x < w; ++x) v[x] *= g2;
+      }
+    }
+  }
+
+  if (p.bad_pixels != nullptr) {
+    const uint16_t* __restrict bp = p.bad_pixels->row(yt);
+    for (int x = 0; x < w; ++x) q[x] |= bp[x] != 0 ? kDqBad : 0;
+  }
+  // Non-finite results.
+  if (v != nullptr) {
+    for (int x = 0; x < w; ++x) {
+      q[x] |= (std::isfinite(d[x]) && std::isfinite(v[x])) ? 0 : kDqNoData;
+    }
+  } else {
+    for (int x = 0; x < w; ++x) q[x] |= std::isfinite(d[x]) ? 0 : kDqNoData;
+  }
+
+  if (rs != nullptr) {
+    // Eight independent double accumulators so the compiler can vectorise the sums.
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, acc2[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int x = 0;
+    for (; x + 8 <= w; x += 8) {
+      for (int j = 0; j < 8; ++j) {
+        const double val = q[x + j] == 0 ? static_cast<double>(d[x + j]) : 0.0;
+        acc[j] += val;
+        acc2[j] += val * val;
+      }
+    }
+    for (; x < w; ++x) {
+      const double val = q[x] == 0 ? static_cast<double>(d[x]) : 0.0;
+      acc[0] += val;
+      acc2[0] += val * val;
+    }
+    double sum = 0, sum2 = 0;
+    for (int j = 0; j < 8; ++j) {
+      sum += acc[j];
+      sum2 += acc2[j];
+    }
+    int good = 0, sat = 0, nodata = 0, low = 0, bad = 0;
+    for (int i = 0; i < w; ++i) {
+      const uint16_t m = q[i];
+      good += m == 0;
+      sat += (m & kDqSaturated) != 0;
+      nodata += (m & kDqNoData) != 0;
+      low += (m & kDqLowFlat) != 0;
+      bad += (m & kDqBad) != 0;
+    }
+    rs->sum = sum;
+    rs->sum2 = sum2;
+    rs->good = good;
+    rs->flagged = w - good;
+    rs->saturated = sat;
+    rs->no_data = nodata;
+    rs->low_flat = low;
+    rs->bad = bad;
+    if (sample != nullptr) {
+      for (int x = 0; x < w; x += p.sample_col_step) {
+        if (q[x] == 0) sample->push_back(d[x]);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+absl::Status Validate(const RecipeOptions& options, const Masters& masters, int raw_width,
+                      int raw_height) {
+  if (raw_width <= 0 || raw_height <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the raw frame is ", Shape(raw_width, raw_height), "; it has no pixels"));
+  }
+  const Section trim = TrimSection(options, raw_width, raw_height);
+  if (!InFrame(trim, raw_width, raw_height)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "TRIMSEC ", FormatFitsSection(trim), " is empty or outside the ",
+        Shape(raw_width, raw_height), " raw frame; give a section inside it"));
+  }
+  if (trim.x_reversed || trim.y_reversed) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "TRIMSEC ", FormatFitsSection(trim), " is reversed; flipping is not supported, list "
+        "each range low to high"));
+  }
+  const int w = trim.width(), h = trim.height();
+  const OverscanOptions& os = options.overscan;
+  if (os.statistic != OverscanOptions::Statistic::kNone) {
+    const Section& r = os.region;
+    if (!InFrame(r, raw_width, raw_height)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "overscan region (BIASSEC) ", FormatFitsSection(r), " is empty or outside the ",
+          Shape(raw_width, raw_height), " raw frame; give a section inside it"));
+    }
+    if (os.fit != OverscanOptions::Fit::kWhole) {
+      const bool per_row = OverscanPerRow(os);
+      if (per_row && (trim.y0 < r.y0 || trim.y1 > r.y1)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "per-row overscan: BIASSEC ", FormatFitsSection(r), " does not cover the rows of "
+            "TRIMSEC ", FormatFitsSection(trim), "; extend BIASSEC or use a whole-region fit"));
+      }
+      if (!per_row && (trim.x0 < r.x0 || trim.x1 > r.x1)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "per-column overscan: BIASSEC ", FormatFitsSection(r), " does not cover the "
+            "columns of TRIMSEC ", FormatFitsSection(trim),
+            "; extend BIASSEC or use a whole-region fit"));
+      }
+      if (os.fit == OverscanOptions::Fit::kPolynomial) {
+        const int lines = per_row ? r.height() : r.width();
+        if (os.poly_order < 0 || os.poly_order > 9 || lines <= os.poly_order) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "overscan polynomial order ", os.poly_order, " must be 0..9 and below the ",
+              lines, " overscan lines"));
+        }
+      }
+    }
+    if (os.statistic == OverscanOptions::Statistic::kClippedMean &&
+        !(os.clip_sigma > 0 && os.clip_iters >= 1)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "overscan clipped mean needs clip_sigma > 0 and clip_iters >= 1 (got ", os.clip_sigma,
+          ", ", os.clip_iters, ")"));
+    }
+  }
+  if (!(std::isfinite(options.gain) && options.gain > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gain must be a finite number > 0 e-/ADU, got ", options.gain));
+  }
+  if (!(std::isfinite(options.read_noise) && options.read_noise >= 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("read noise must be a finite number >= 0 e-, got ", options.read_noise));
+  }
+  if (std::isnan(options.saturation)) {
+    return absl::InvalidArgumentError("saturation level is NaN; give a number or infinity");
+  }
+  if (options.band_rows < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("band_rows must be >= 1, got ", options.band_rows));
+  }
+  if (UseBias(options, masters)) CALIBD_RETURN_IF_ERROR(CheckMaster("bias", *masters.bias, w, h));
+  if (UseDark(options, masters)) {
+    CALIBD_RETURN_IF_ERROR(CheckMaster("dark", *masters.dark, w, h));
+    if (options.scale_dark) {
+      if (!(std::isfinite(masters.dark_exptime) && masters.dark_exptime > 0)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the master dark's exposure time is ", masters.dark_exptime,
+            "; scaling the dark needs a dark exposure > 0 s (or turn off dark scaling)"));
+      }
+      if (!(std::isfinite(options.exptime) && options.exptime >= 0)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the frame's exposure time is ", options.exptime,
+            "; scaling the dark needs the frame exposure (>= 0 s, e.g. from EXPTIME)"));
+      }
+    }
+  }
+  if (UseFlat(options, masters)) {
+    if (masters.prepared_flat) {
+      const PreparedFlat& f = *masters.prepared_flat;
+      CALIBD_RETURN_IF_ERROR(CheckShape("the prepared flat", f.inverse, w, h));
+      if (!f.norm_variance.empty()) {
+        CALIBD_RETURN_IF_ERROR(CheckShape("the prepared flat's variance", f.norm_variance, w, h));
+      }
+      if (!f.dq.empty()) CALIBD_RETURN_IF_ERROR(CheckShape("the prepared flat's DQ", f.dq, w, h));
+    } else {
+      CALIBD_RETURN_IF_ERROR(CheckMaster("flat", *masters.flat, w, h));
+      const FlatOptions& fo = options.flat;
+      if (fo.norm == FlatOptions::Norm::kValue && !(std::isfinite(fo.value) && fo.value > 0)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "NaN flat: the flat normalisation value is ", fo.value, "; give a finite value > 0"));
+      }
+      if (fo.norm != FlatOptions::Norm::kValue && fo.stats_region.has_value() &&
+          !InFrame(*fo.stats_region, w, h)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "flat statistics section ", FormatFitsSection(*fo.stats_region),
+            " is empty or outside the ", Shape(w, h), " flat"));
+      }
+    }
+  }
+  if (masters.read_noise_map) {
+    CALIBD_RETURN_IF_ERROR(CheckShape("the read-noise map", *masters.read_noise_map, w, h));
+  }
+  if (masters.gain_map) CALIBD_RETURN_IF_ERROR(CheckShape("the gain map", *masters.gain_map, w, h));
+  if (masters.bad_pixels) {
+    CALIBD_RETURN_IF_ERROR(CheckShape("the bad-pixel map", *masters.bad_pixels, w, h));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CalibratedFrame> Calibrate(const RawImage& raw, const Masters& masters,
+                                          const RecipeOptions& options, ThreadPool* pool,
+                                          BufferPool* buffers, FrameStats* stats) {
+  CALIBD_RETURN_IF_ERROR(Validate(options, masters, raw.width(), raw.height()));
+  Plan p;
+  p.raw = &raw;
+  p.trim = TrimSection(options, raw.width(), raw.height());
+  p.width = p.trim.width();
+  p.height = p.trim.height();
+  p.raw_is_float = raw.type() == PixelType::kFloat32 || raw.type() == PixelType::kFloat64;
+  p.check_saturation = options.saturation < std::numeric_limits<double>::infinity();
+  p.saturation = static_cast<float>(options.saturation);
+
+  FrameStats local;
+  CALIBD_ASSIGN_OR_RETURN(OverscanModel overscan,
+                          MeasureOverscan(raw, options.overscan, pool));
+  if (!overscan.values.empty()) {
+    p.overscan = true;
+    p.overscan_per_row = overscan.per_row;
+    if (overscan.per_row) {
+      p.overscan_rows.assign(raw.height(), 0.0f);
+      for (int y = p.trim.y0; y < p.trim.y1; ++y) {
+        p.overscan_rows[y] = static_cast<float>(overscan.At(0, y));
+      }
+    } else {
+      p.overscan_cols.resize(p.width);
+      for (int x = 0; x < p.width; ++x) {
+        p.overscan_cols[x] = static_cast<float>(overscan.At(p.trim.x0 + x, 0));
+      }
+    }
+    local.overscan_level = overscan.Level();
+  }
+
+  p.gain = static_cast<float>(options.gain);
+  p.gain2 = static_cast<float>(options.gain * options.gain);
+  p.read_noise = static_cast<float>(options.read_noise);
+  p.gain_map = masters.gain_map.get();
+  p.rn_map = masters.read_noise_map.get();
+  p.variance = options.compute_variance;
+  p.inv_gain = static_cast<float>(1.0 / options.gain);
+  p.rn2_over_g2 = static_cast<float>(options.read_noise * options.read_noise /
+                                     (options.gain * options.gain));
+  if (UseBias(options, masters)) p.bias = masters.bias.get();
+  if (UseDark(options, masters)) {
+    p.dark = masters.dark.get();
+    const double s = options.scale_dark ? options.exptime / masters.dark_exptime : 1.0;
+    p.dark_scale = static_cast<float>(s);
+    p.dark_scale2 = static_cast<float>(s * s);
+    local.dark_scale = s;
+  }
+  PreparedFlat own_flat;
+  if (UseFlat(options, masters)) {
+    if (masters.prepared_flat) {
+      p.flat = masters.prepared_flat.get();
+    } else {
+      CALIBD_ASSIGN_OR_RETURN(own_flat, NormalizeFlat(*masters.flat, options.flat, pool, buffers));
+      p.flat = &own_flat;
+    }
+    local.flat_norm = p.flat->norm;
+  }
+  p.bad_pixels = masters.bad_pixels.get();
+  p.to_electrons = options.output_unit == RecipeOptions::Unit::kElectron;
+  if (p.to_electrons) {
+    if (p.gain_map != nullptr) {
+      double sum = 0;
+      for (int y = 0; y < p.height; ++y) {
+        for (float g : p.gain_map->Row(y)) sum += g;
+      }
+      local.gain = sum / static_cast<double>(p.gain_map->num_pixels());
+    } else {
+      local.gain = options.gain;
+    }
+  }
+
+  CalibratedFrame out;
+  out.data = Image<float>::Allocate(p.width, p.height, buffers);
+  if (p.variance) out.variance = Image<float>::Allocate(p.width, p.height, buffers);
+  out.dq = Image<uint16_t>::Allocate(p.width, p.height, buffers);
+  out.unit = p.to_electrons ? "electron" : "adu";
+
+  p.stats = stats != nullptr;
+  std::vector<RowStats> row_stats;
+  std::vector<std::vector<float>> samples;
+  if (p.stats) {
+    row_stats.resize(p.height);
+    // A regular grid of at most 2^18 samples.
+    constexpr int64_t kMaxSamples = int64_t{1} << 18;
+    int step = 1;
+    while (static_cast<int64_t>((p.height + step - 1) / step) * ((p.width + step - 1) / step) >
+           kMaxSamples) {
+      ++step;
+    }
+    p.sample_row_step = step;
+    p.sample_col_step = step;
+    samples.resize((p.height + step - 1) / step);
+  }
+  ParallelFor(pool, p.height, options.band_rows, [&](int64_t y0, int64_t y1) {
+    std::vector<float> scratch(p.width);
+    for (int64_t y = y0; y < y1; ++y) {
+      const int yt = static_cast<int>(y);
+      std::vector<float>* sample = nullptr;
+      if (p.stats && yt % p.sample_row_step == 0) sample = &samples[yt / p.sample_row_step];
+      CalibrateRow(p, yt, scratch.data(), out.data, out.variance, out.dq,
+                   p.stats ? &row_stats[yt] : nullptr, sample);
+    }
+  });
+
+  local.width = p.width;
+  local.height = p.height;
+  local.pixels = int64_t{p.width} * p.height;
+  if (p.stats) {
+    double sum = 0, sum2 = 0;
+    int64_t good = 0;
+    for (const RowStats& rs : row_stats) {
+      sum += rs.sum;
+      sum2 += rs.sum2;
+      good += rs.good;
+      local.flagged += rs.flagged;
+      local.saturated += rs.saturated;
+      local.no_data += rs.no_data;
+      local.low_flat += rs.low_flat;
+      local.bad += rs.bad;
+    }
+    local.flagged_fraction =
+        local.pixels > 0 ? static_cast<double>(local.flagged) / local.pixels : 0.0;
+    if (good > 0) {
+      local.mean = sum / good;
+      local.stddev = std::sqrt(std::max(0.0, sum2 / good - local.mean * local.mean));
+    }
+    std::vector<double> all;
+    for (const auto& s : samples) all.insert(all.end(), s.begin(), s.end());
+    local.median = all.empty() ? 0.0 : Median(absl::MakeSpan(all));
+  }
+  AddRecipeCards(options, masters, local, out.header);
+  if (stats != nullptr) *stats = local;
+  return out;
+}
+
+absl::StatusOr<CalibratedFrame> Calibrate(const RawFrame& raw, const Masters& masters,
+                                          const RecipeOptions& options, ThreadPool* pool,
+                                          BufferPool* buffers, FrameStats* stats) {
+  CALIBD_ASSIGN_OR_RETURN(CalibratedFrame out,
+                          Calibrate(raw.pixels, masters, options, pool, buffers, stats));
+  Header header = raw.header;
+  for (const HeaderCard& card : out.header.cards()) {
+    if (card.key == "HISTORY" || card.key == "COMMENT") {
+      header.Append(card);
+    } else {
+      header.Set(card.key, card.value, card.comment);
+    }
+  }
+  out.header = std::move(header);
+  return out;
+}
+
+}  // namespace calibd::calib
