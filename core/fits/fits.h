@@ -20,8 +20,19 @@
 //   DQ     uint16 data-quality bits (core/image/dq.h)                  (if dq present)
 // each with CHECKSUM and DATASUM.
 //
-// Thread safety: functions are reentrant (CFITSIO is built reentrant on Debian); a
-// BandReader is used by one thread at a time.
+// Images are 2-D: NAXIS = 2, or NAXIS > 2 when every axis beyond the second has length 1 (as
+// some cameras write); anything else is INVALID_ARGUMENT. Non-ASCII header bytes are refused.
+// NaN and ±Inf pixels are legal FITS and are read as they are (calibration flags them).
+//
+// Variance is stored as UNCERT = sqrt(variance) (what CCDData expects) and read back by
+// squaring: two float32 variances map to each float32 sigma, so the round trip is exact to
+// 2 float32 ulps (relative 2.4e-7), not bit for bit. Data and DQ round-trip exactly.
+//
+// Thread safety: the functions are reentrant and may run concurrently on different files:
+// Debian's CFITSIO 4.2 is built reentrant (fits_is_reentrant() == 1, checked by a test), and
+// each call opens its own fitsfile. CFITSIO's error-message stack is process-wide, so an
+// error message may, rarely, carry a line from another thread's failure (the code is right).
+// A BandReader is used by one thread at a time.
 #ifndef CALIBD_CORE_FITS_FITS_H_
 #define CALIBD_CORE_FITS_FITS_H_
 
