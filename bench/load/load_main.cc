@@ -1,0 +1,634 @@
+// calibd_load: a load generator for calibd's Calibrator.Calibrate stream.
+//
+// Streams W×H uint16 frames (default 4096×4096, a 32-column overscan strip on the right) over
+// loopback with 1, 2, 4 ... concurrent streams and reports, per configuration: frames/s, MB/s
+// in (raw bytes sent) and out (result bytes received), p50/p99 latency per frame (first byte
+// sent → last result byte received), the server's CPU (cores used, from /proc/<pid>/stat) and
+// its resident memory at start, end and peak (/proc/<pid>/status, sampled every 50 ms).
+//
+//   calibd_load --server 127.0.0.1:50051 --setup            # detector + bias/dark/flat masters
+//   calibd_load --server 127.0.0.1:50051 --server_pid 1234 --streams 1,2,4 \
+//               --frames 12 --planes all,data --json load.json
+//
+// `--setup` puts the detector `bench/cam4k` (PutDetector), writes bias, dark and flat masters
+// of the trimmed shape with the project's FITS writer, uploads them (PutMaster, 1 MiB chunks,
+// sha256) and certifies each from 2000-01-01 on. It is idempotent: identical masters return
+// their existing versions and an existing certification is left alone.
+//
+// Each stream keeps at most --window frames in flight (sent, result not complete), so the
+// latency of a frame is the pipeline's, not the length of a client-side queue.
+//
+// Thread safety: a command-line program; each stream runs on its own writer and reader threads.
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <deque>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "calibd/v1/calibrator.grpc.pb.h"
+#include "calibd/v1/store.grpc.pb.h"
+#include "core/fits/fits.h"
+#include "core/image/frame.h"
+#include "core/status/macros.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+
+ABSL_FLAG(std::string, server, "127.0.0.1:50051", "calibd address");
+ABSL_FLAG(std::string, token, "", "bearer token (when calibd runs with --tokens)");
+ABSL_FLAG(bool, setup, false, "put the detector and masters, certify them, then exit");
+ABSL_FLAG(int, wait_serving_s, 0, "first wait up to this many seconds for health SERVING");
+ABSL_FLAG(int, server_pid, 0, "calibd's pid, for CPU and RSS figures (0 = not measured)");
+ABSL_FLAG(std::string, streams, "1,2,4", "concurrent stream counts to run, comma-separated");
+ABSL_FLAG(int, frames, 12, "frames per stream per configuration (after warm-up)");
+ABSL_FLAG(int, warmup, 2, "frames per stream sent before measuring");
+ABSL_FLAG(int, window, 2, "frames in flight per stream");
+ABSL_FLAG(std::string, planes, "all,data", "plane sets to run: all, data");
+ABSL_FLAG(int, width, 4096, "raw frame width (including the overscan strip)");
+ABSL_FLAG(int, height, 4096, "raw frame height");
+ABSL_FLAG(int, overscan, 32, "overscan columns on the right");
+ABSL_FLAG(std::string, detector, "bench/cam4k", "detector name");
+ABSL_FLAG(std::string, json, "", "write the results as JSON to this file");
+
+namespace calibd::load {
+namespace {
+
+namespace v1 = ::calibd::v1;
+using Clock = std::chrono::steady_clock;
+constexpr int kChunkBytes = 1 << 20;  // the API's chunk cap
+constexpr double kMB = 1e6;
+
+// ------------------------------------------------------------------------------------------
+// The frames: headers every master and frame carries, so selection has a configuration.
+
+void AddCommonCards(Header* h) {
+  h->Set("READMODE", "fast");
+  h->Set("BINNING", "1x1");
+  h->Set("GAINMODE", "high");
+  h->Set("FILTER", "r");
+  h->Set("CCD-TEMP", -100.0);
+  h->Set("EXPTIME", 30.0);
+  h->Set("DATE-OBS", "2026-03-01T02:03:04.5");
+}
+
+void SetCard(v1::HeaderCard* card, const std::string& key, double v) {
+  card->set_key(key);
+  card->set_double_value(v);
+}
+void SetCard(v1::HeaderCard* card, const std::string& key, const std::string& v) {
+  card->set_key(key);
+  card->set_string_value(v);
+}
+
+void FillFrameHeader(v1::FrameHeader* h, int width, int height, bool data_only) {
+  h->set_detector(absl::GetFlag(FLAGS_detector));
+  h->set_width(width);
+  h->set_height(height);
+  h->set_pixel_type(v1::PIXEL_TYPE_UINT16);
+  SetCard(h->add_cards(), "IMAGETYP", "object");
+  SetCard(h->add_cards(), "READMODE", "fast");
+  SetCard(h->add_cards(), "BINNING", "1x1");
+  SetCard(h->add_cards(), "GAINMODE", "high");
+  SetCard(h->add_cards(), "FILTER", "r");
+  SetCard(h->add_cards(), "CCD-TEMP", -100.0);
+  SetCard(h->add_cards(), "EXPTIME", 30.0);
+  SetCard(h->add_cards(), "DATE-OBS", "2026-03-01T02:03:04.5");
+  h->mutable_selection()->set_policy(v1::SELECTION_POLICY_STRICT);
+  if (data_only) h->add_planes(v1::PLANE_DATA);
+}
+
+// A realistic uint16 raw frame: bias ~1000 ADU with a row gradient and noise, sky + sources
+// in the data region; deterministic.
+std::vector<uint16_t> MakeRawPixels(int width, int height, int overscan) {
+  std::vector<uint16_t> px(static_cast<size_t>(width) * height);
+  uint64_t s = 12345;
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      double noise = static_cast<double>((s >> 33) & 0xFF) / 32.0 - 4.0;  // ±4 ADU
+      double v = 1000 + 0.01 * y + noise;
+      if (x < width - overscan) v += 1500 + 0.05 * ((x * 7 + y * 13) % 400);
+      px[static_cast<size_t>(y) * width + x] = static_cast<uint16_t>(v);
+    }
+  }
+  return px;
+}
+
+// ------------------------------------------------------------------------------------------
+// Server-side measurements from /proc.
+
+struct ProcSample {
+  double cpu_seconds = 0;  // utime + stime
+  double rss_mb = 0;
+  double hwm_mb = 0;       // VmHWM: peak RSS since start
+};
+
+ProcSample ReadProc(int pid) {
+  ProcSample out;
+  if (pid <= 0) return out;
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  if (std::getline(stat, line)) {
+    // Fields after the ")" that closes the command name: state is field 3; utime 14, stime 15.
+    size_t close = line.rfind(')');
+    if (close != std::string::npos) {
+      std::vector<std::string> f = absl::StrSplit(line.substr(close + 2), ' ');
+      uint64_t ut = 0, st = 0;
+      if (f.size() > 13 && absl::SimpleAtoi(f[11], &ut) && absl::SimpleAtoi(f[12], &st)) {
+        out.cpu_seconds = static_cast<double>(ut + st) / sysconf(_SC_CLK_TCK);
+      }
+    }
+  }
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  while (std::getline(status, line)) {
+    int64_t kb = 0;
+    auto value_kb = [&](absl::string_view prefix) {
+      if (!absl::StartsWith(line, prefix)) return false;
+      std::string rest(absl::StripAsciiWhitespace(line.substr(prefix.size())));
+      rest = rest.substr(0, rest.find(' '));
+      return absl::SimpleAtoi(rest, &kb);
+    };
+    if (value_kb("VmRSS:")) out.rss_mb = kb * 1024 / kMB;
+    if (value_kb("VmHWM:")) out.hwm_mb = kb * 1024 / kMB;
+  }
+  return out;
+}
+
+// Samples the server's RSS every 50 ms while alive; Peak() is the largest seen.
+class RssSampler {
+ public:
+  explicit RssSampler(int pid) : pid_(pid) {
+    if (pid_ > 0) thread_ = std::thread([this] { Run(); });
+  }
+  ~RssSampler() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  double Peak() const { return peak_.load(); }
+
+ private:
+  void Run() {
+    while (!stop_) {
+      double rss = ReadProc(pid_).rss_mb;
+      double p = peak_.load();
+      while (rss > p && !peak_.compare_exchange_weak(p, rss)) {
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  int pid_;
+  std::atomic<bool> stop_{false};
+  std::atomic<double> peak_{0};
+  std::thread thread_;
+};
+
+// ------------------------------------------------------------------------------------------
+// One Calibrate stream.
+
+struct StreamResult {
+  std::vector<double> latencies_ms;  // measured frames only
+  int64_t bytes_in = 0;              // raw bytes sent, measured frames
+  int64_t bytes_out = 0;             // result bytes received, measured frames
+  int errors = 0;
+  std::string first_error;
+  grpc::Status status;
+};
+
+class FrameStream {
+ public:
+  FrameStream(v1::Calibrator::Stub* stub, const std::vector<v1::CalibrateRequest>* chunks,
+              int width, int height, bool data_only, int warmup, int frames, int window)
+      : stub_(stub), chunks_(chunks), width_(width), height_(height), data_only_(data_only),
+        warmup_(warmup), frames_(frames), window_(window) {}
+
+  StreamResult Run() {
+    grpc::ClientContext ctx;
+    if (!absl::GetFlag(FLAGS_token).empty()) {
+      ctx.AddMetadata("authorization", "Bearer " + absl::GetFlag(FLAGS_token));
+    }
+    auto rw = stub_->Calibrate(&ctx);
+    const int total = warmup_ + frames_;
+    std::thread reader([&] { ReadAll(rw.get(), total); });
+    v1::CalibrateRequest header_msg;
+    FillFrameHeader(header_msg.mutable_header(), width_, height_, data_only_);
+    bool ok = true;
+    for (int i = 0; i < total && ok; ++i) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return sent_ - done_ < window_ || reader_done_; });
+        if (reader_done_) break;
+        start_.push_back(Clock::now());
+        ++sent_;
+      }
+      header_msg.mutable_header()->set_frame_id(absl::StrCat("frame-", i));
+      ok = rw->Write(header_msg);
+      for (const v1::CalibrateRequest& c : *chunks_) {
+        if (!ok) break;
+        ok = rw->Write(c);
+      }
+      if (ok && i >= warmup_) {
+        std::lock_guard<std::mutex> lock(mu_);
+        result_.bytes_in += int64_t{width_} * height_ * 2;
+      }
+    }
+    rw->WritesDone();
+    reader.join();
+    result_.status = rw->Finish();
+    return std::move(result_);
+  }
+
+ private:
+  void ReadAll(grpc::ClientReaderWriter<v1::CalibrateRequest, v1::CalibrateResponse>* rw,
+               int total) {
+    v1::CalibrateResponse msg;
+    int frame = 0;
+    int64_t expected = -1, received = 0;
+    auto finish_frame = [&] {
+      auto now = Clock::now();
+      std::lock_guard<std::mutex> lock(mu_);
+      if (frame >= warmup_) {
+        result_.latencies_ms.push_back(
+            std::chrono::duration<double, std::milli>(now - start_.front()).count());
+        result_.bytes_out += received;
+      }
+      start_.pop_front();
+      ++done_;
+      ++frame;
+      expected = -1;
+      received = 0;
+      cv_.notify_all();
+    };
+    while (frame < total && rw->Read(&msg)) {
+      if (msg.has_header()) {
+        const v1::ResultHeader& h = msg.header();
+        if (h.status().code() != 0) {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (result_.errors++ == 0) {
+            result_.first_error = absl::StrCat(h.status().code(), ": ", h.status().message());
+          }
+        }
+        expected = 0;
+        if (h.status().code() == 0) {
+          for (int p : h.planes()) {
+            int64_t n = int64_t{h.width()} * h.height();
+            expected += p == v1::PLANE_DQ ? 2 * n : 4 * n;
+          }
+        }
+        if (expected == 0) finish_frame();
+      } else if (msg.has_chunk()) {
+        received += static_cast<int64_t>(msg.chunk().data().size());
+        if (expected >= 0 && received >= expected) finish_frame();
+      }
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    reader_done_ = true;
+    cv_.notify_all();
+  }
+
+  v1::Calibrator::Stub* stub_;
+  const std::vector<v1::CalibrateRequest>* chunks_;
+  int width_, height_;
+  bool data_only_;
+  int warmup_, frames_, window_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Clock::time_point> start_;
+  int sent_ = 0, done_ = 0;
+  bool reader_done_ = false;
+  StreamResult result_;
+};
+
+struct RunResult {
+  std::string planes;
+  int streams = 0;
+  int frames = 0;
+  int errors = 0;
+  double seconds = 0;
+  double frames_per_s = 0, mb_in_per_s = 0, mb_out_per_s = 0;
+  double p50_ms = 0, p99_ms = 0, max_ms = 0;
+  double server_cpu_cores = 0;
+  double server_rss_start_mb = 0, server_rss_end_mb = 0, server_rss_peak_mb = 0;
+};
+
+double Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  double pos = q * (v.size() - 1);
+  size_t lo = static_cast<size_t>(pos);
+  size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (pos - lo);
+}
+
+absl::StatusOr<RunResult> RunConfiguration(const std::shared_ptr<grpc::Channel>& channel,
+                                           const std::vector<v1::CalibrateRequest>& chunks,
+                                           const std::string& planes, int streams) {
+  const int w = absl::GetFlag(FLAGS_width), h = absl::GetFlag(FLAGS_height);
+  const int pid = absl::GetFlag(FLAGS_server_pid);
+  auto stub = v1::Calibrator::NewStub(channel);
+  RunResult run;
+  run.planes = planes;
+  run.streams = streams;
+  ProcSample before = ReadProc(pid);
+  RssSampler sampler(pid);
+  std::vector<StreamResult> results(streams);
+  std::vector<std::unique_ptr<FrameStream>> fs;
+  for (int i = 0; i < streams; ++i) {
+    fs.push_back(std::make_unique<FrameStream>(stub.get(), &chunks, w, h, planes == "data",
+                                               absl::GetFlag(FLAGS_warmup),
+                                               absl::GetFlag(FLAGS_frames),
+                                               absl::GetFlag(FLAGS_window)));
+  }
+  // Throughput counts from the end of the slowest warm-up; simpler and close enough: time the
+  // whole run and subtract nothing, but count only measured frames' bytes over the measured
+  // share of the time (frames / (warmup + frames)).
+  auto t0 = Clock::now();
+  std::vector<std::thread> threads;
+  for (int i = 0; i < streams; ++i) {
+    threads.emplace_back([&, i] { results[i] = fs[i]->Run(); });
+  }
+  for (auto& t : threads) t.join();
+  double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+  ProcSample after = ReadProc(pid);
+  run.server_rss_peak_mb = sampler.Peak();
+  std::vector<double> lat;
+  int64_t in = 0, out = 0;
+  for (const StreamResult& r : results) {
+    if (!r.status.ok()) {
+      return absl::UnknownError(absl::StrCat("stream ended with ", r.status.error_code(), ": ",
+                                             r.status.error_message()));
+    }
+    if (r.errors > 0) {
+      return absl::UnknownError(absl::StrCat(r.errors, " frames failed; first: ", r.first_error));
+    }
+    lat.insert(lat.end(), r.latencies_ms.begin(), r.latencies_ms.end());
+    in += r.bytes_in;
+    out += r.bytes_out;
+  }
+  const int warmup = absl::GetFlag(FLAGS_warmup), frames = absl::GetFlag(FLAGS_frames);
+  run.frames = static_cast<int>(lat.size());
+  run.seconds = wall * frames / (warmup + frames);
+  run.frames_per_s = run.frames / run.seconds;
+  run.mb_in_per_s = in / kMB / run.seconds;
+  run.mb_out_per_s = out / kMB / run.seconds;
+  run.p50_ms = Percentile(lat, 0.5);
+  run.p99_ms = Percentile(lat, 0.99);
+  run.max_ms = lat.empty() ? 0 : *std::max_element(lat.begin(), lat.end());
+  if (pid > 0) {
+    run.server_cpu_cores = (after.cpu_seconds - before.cpu_seconds) / wall;
+    run.server_rss_start_mb = before.rss_mb;
+    run.server_rss_end_mb = after.rss_mb;
+  }
+  return run;
+}
+
+// ------------------------------------------------------------------------------------------
+// --setup: detector and masters.
+
+void AddToken(grpc::ClientContext* ctx) {
+  if (!absl::GetFlag(FLAGS_token).empty()) {
+    ctx->AddMetadata("authorization", "Bearer " + absl::GetFlag(FLAGS_token));
+  }
+}
+
+absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      absl::StrCat(what, ": ", s.error_message()));
+}
+
+std::string Sha256Hex(const std::string& bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) absl::StrAppendFormat(&hex, "%02x", md[i]);
+  return hex;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::StatusOr<int64_t> PutMaster(v1::Store::Stub* store, const std::string& kind,
+                                  const std::string& path) {
+  CALIBD_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
+  grpc::ClientContext ctx;
+  AddToken(&ctx);
+  v1::PutMasterResponse resp;
+  auto writer = store->PutMaster(&ctx, &resp);
+  v1::PutMasterRequest req;
+  v1::PutMasterHeader* h = req.mutable_header();
+  h->set_detector(absl::GetFlag(FLAGS_detector));
+  h->set_kind(kind);
+  h->set_total_bytes(static_cast<int64_t>(bytes.size()));
+  h->set_sha256(Sha256Hex(bytes));
+  (*h->mutable_attributes())["source"] = "calibd_load";
+  bool ok = writer->Write(req);
+  for (size_t off = 0; ok && off < bytes.size(); off += kChunkBytes) {
+    v1::PutMasterRequest c;
+    c.set_chunk(bytes.substr(off, kChunkBytes));
+    ok = writer->Write(c);
+  }
+  writer->WritesDone();
+  CALIBD_RETURN_IF_ERROR(FromGrpc(writer->Finish(), absl::StrCat("PutMaster ", kind)));
+  return resp.version().version();
+}
+
+absl::Status Setup(const std::shared_ptr<grpc::Channel>& channel) {
+  const int w = absl::GetFlag(FLAGS_width), h = absl::GetFlag(FLAGS_height);
+  const int os = absl::GetFlag(FLAGS_overscan);
+  const int dw = w - os;
+  auto store = v1::Store::NewStub(channel);
+  {
+    v1::PutDetectorRequest req;
+    v1::DetectorSpec* spec = req.mutable_spec();
+    spec->set_name(absl::GetFlag(FLAGS_detector));
+    spec->set_width(w);
+    spec->set_height(h);
+    spec->set_overscan_section(absl::StrFormat("[%d:%d,1:%d]", dw + 1, w, h));
+    spec->set_trim_section(absl::StrFormat("[1:%d,1:%d]", dw, h));
+    spec->set_gain(1.5);
+    spec->set_read_noise(5.0);
+    spec->set_saturation(65000);
+    spec->set_description("calibd_load benchmark detector");
+    v1::PutDetectorResponse resp;
+    grpc::ClientContext ctx;
+    AddToken(&ctx);
+    CALIBD_RETURN_IF_ERROR(FromGrpc(store->PutDetector(&ctx, req, &resp), "PutDetector"));
+  }
+  char tmpl[] = "/tmp/calibd_load.XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) return absl::InternalError("mkdtemp failed");
+  const std::string dir = tmpl;
+  struct Kind {
+    const char* name;
+    float base, amplitude;
+  };
+  for (const Kind& k : {Kind{"bias", 0.0f, 2.0f}, Kind{"dark", 1.0f, 1.0f},
+                        Kind{"flat", 20000.0f, 2000.0f}}) {
+    CalibratedFrame m;
+    m.data = Image<float>::Allocate(dw, h);
+    for (int y = 0; y < h; ++y) {
+      float* row = m.data.row(y);
+      for (int x = 0; x < dw; ++x) {
+        row[x] = k.base + k.amplitude * static_cast<float>(((x * 31 + y * 17) % 101) / 101.0);
+      }
+    }
+    AddCommonCards(&m.header);
+    m.header.Set("IMAGETYP", k.name);
+    if (std::string(k.name) == "bias") m.header.Set("EXPTIME", 0.0);
+    const std::string path = absl::StrCat(dir, "/", k.name, ".fits");
+    CALIBD_RETURN_IF_ERROR(fits::WriteCalibratedFrame(path, m, {.overwrite = true}));
+    absl::StatusOr<int64_t> version = PutMaster(store.get(), k.name, path);
+    std::remove(path.c_str());
+    if (!version.ok()) {
+      rmdir(dir.c_str());
+      return version.status();
+    }
+    v1::CertifyRequest req;
+    req.set_detector(absl::GetFlag(FLAGS_detector));
+    req.set_kind(k.name);
+    req.set_version(*version);
+    req.mutable_begin()->set_seconds(946684800);  // 2000-01-01T00:00:00Z
+    req.set_reason("calibd_load setup");
+    v1::CertifyResponse resp;
+    grpc::ClientContext ctx;
+    AddToken(&ctx);
+    grpc::Status s = store->Certify(&ctx, req, &resp);
+    if (!s.ok() && s.error_code() != grpc::StatusCode::ALREADY_EXISTS) {
+      rmdir(dir.c_str());
+      return FromGrpc(s, absl::StrCat("Certify ", k.name));
+    }
+    std::cerr << "setup: " << k.name << " v" << *version << " certified\n";
+  }
+  rmdir(dir.c_str());
+  return absl::OkStatus();
+}
+
+absl::Status WaitServing(const std::shared_ptr<grpc::Channel>& channel, int seconds) {
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  auto deadline = Clock::now() + std::chrono::seconds(seconds);
+  grpc::Status last;
+  while (Clock::now() < deadline) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    grpc::health::v1::HealthCheckRequest req;
+    grpc::health::v1::HealthCheckResponse resp;
+    last = health->Check(&ctx, req, &resp);
+    if (last.ok() && resp.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
+      return absl::OkStatus();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return absl::DeadlineExceededError(absl::StrCat("calibd not SERVING after ", seconds,
+                                                  " s; last health answer: ",
+                                                  last.error_message()));
+}
+
+int Main() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(4 << 20);
+  auto channel = grpc::CreateCustomChannel(absl::GetFlag(FLAGS_server),
+                                           grpc::InsecureChannelCredentials(), args);
+  if (absl::GetFlag(FLAGS_wait_serving_s) > 0) {
+    absl::Status s = WaitServing(channel, absl::GetFlag(FLAGS_wait_serving_s));
+    if (!s.ok()) {
+      std::cerr << "calibd_load: " << s << "\n";
+      return 1;
+    }
+  }
+  if (absl::GetFlag(FLAGS_setup)) {
+    absl::Status s = Setup(channel);
+    if (!s.ok()) {
+      std::cerr << "calibd_load --setup: " << s << "\n";
+      return 1;
+    }
+    return 0;
+  }
+  const int w = absl::GetFlag(FLAGS_width), h = absl::GetFlag(FLAGS_height);
+  // The frame's chunks, built once and written again for every frame (no per-frame copies).
+  std::vector<uint16_t> pixels = MakeRawPixels(w, h, absl::GetFlag(FLAGS_overscan));
+  std::vector<v1::CalibrateRequest> chunks;
+  const char* bytes = reinterpret_cast<const char*>(pixels.data());
+  const size_t total = pixels.size() * sizeof(uint16_t);
+  for (size_t off = 0; off < total; off += kChunkBytes) {
+    chunks.emplace_back().mutable_chunk()->set_data(bytes + off,
+                                                    std::min<size_t>(kChunkBytes, total - off));
+  }
+  std::vector<RunResult> runs;
+  std::printf("%-5s %7s %7s %9s %9s %9s %8s %8s %9s %9s %9s\n", "planes", "streams", "frames",
+              "frames/s", "MB/s in", "MB/s out", "p50 ms", "p99 ms", "srv cpu", "rss MB",
+              "peak MB");
+  for (absl::string_view planes : absl::StrSplit(absl::GetFlag(FLAGS_planes), ',')) {
+    for (absl::string_view n : absl::StrSplit(absl::GetFlag(FLAGS_streams), ',')) {
+      int streams = 0;
+      if (!absl::SimpleAtoi(n, &streams) || streams <= 0) {
+        std::cerr << "calibd_load: bad --streams entry '" << n << "'\n";
+        return 2;
+      }
+      absl::StatusOr<RunResult> r = RunConfiguration(channel, chunks, std::string(planes), streams);
+      if (!r.ok()) {
+        std::cerr << "calibd_load: " << planes << " x" << streams << ": " << r.status() << "\n";
+        return 1;
+      }
+      std::printf("%-6s %7d %7d %9.2f %9.0f %9.0f %8.0f %8.0f %9.2f %4.0f->%-4.0f %9.0f\n",
+                  r->planes.c_str(), r->streams, r->frames, r->frames_per_s, r->mb_in_per_s,
+                  r->mb_out_per_s, r->p50_ms, r->p99_ms, r->server_cpu_cores,
+                  r->server_rss_start_mb, r->server_rss_end_mb, r->server_rss_peak_mb);
+      std::fflush(stdout);
+      runs.push_back(*r);
+    }
+  }
+  if (!absl::GetFlag(FLAGS_json).empty()) {
+    std::ofstream out(absl::GetFlag(FLAGS_json));
+    out << "{\"width\": " << w << ", \"height\": " << h << ", \"runs\": [";
+    for (size_t i = 0; i < runs.size(); ++i) {
+      const RunResult& r = runs[i];
+      out << (i ? ", " : "")
+          << absl::StrFormat(
+                 "{\"planes\": \"%s\", \"streams\": %d, \"frames\": %d, \"seconds\": %.4f, "
+                 "\"frames_per_s\": %.4f, \"mb_in_per_s\": %.2f, \"mb_out_per_s\": %.2f, "
+                 "\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f, "
+                 "\"server_cpu_cores\": %.3f, \"server_rss_start_mb\": %.1f, "
+                 "\"server_rss_end_mb\": %.1f, \"server_rss_peak_mb\": %.1f}",
+                 r.planes, r.streams, r.frames, r.seconds, r.frames_per_s, r.mb_in_per_s,
+                 r.mb_out_per_s, r.p50_ms, r.p99_ms, r.max_ms, r.server_cpu_cores,
+                 r.server_rss_start_mb, r.server_rss_end_mb, r.server_rss_peak_mb);
+    }
+    out << "]}\n";
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace calibd::load
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return calibd::load::Main();
+}
