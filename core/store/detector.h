@@ -99,7 +99,8 @@ struct DetectorSpec {
   // DefaultConfigurationKeys() is used.
   std::map<std::string, std::vector<std::string>> configuration_keys;
   // logical key → allowed absolute difference for numeric values (exposure in s, temperature
-  // in °C). Keys without a tolerance must match exactly (as text).
+  // in °C). Keys without a tolerance must match exactly (as text). When the map is empty,
+  // DefaultTolerances() is used (give {"exposure": 0} to demand exact matches).
   std::map<std::string, double> tolerances;
   std::vector<DetectorDqBit> dq_bits;
   std::string description;
@@ -112,6 +113,8 @@ struct DetectorSpec {
 std::map<std::string, std::vector<std::string>> DefaultConfigurationKeys();
 // exposure ±1 s, temperature ±0.5 °C.
 std::map<std::string, double> DefaultTolerances();
+// The spec's tolerances, or the defaults when it has none.
+std::map<std::string, double> TolerancesOf(const DetectorSpec& spec);
 
 // INVALID_ARGUMENT naming the first bad field: bad name, non-positive shape, sections that do
 // not parse against the shape, gain <= 0, read noise < 0, DQ bits that are not single bits
