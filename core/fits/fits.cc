@@ -140,24 +140,29 @@ absl::Status CheckCompressedTable(const FitsFile& file, const ImageInfo& info,
   if (theap < table_bytes || theap > table_bytes + pcount) {
     return file.Error(absl::StatusCode::kInvalidArgument, "THEAP points outside the data");
   }
-  // Tiles: 1 <= ZTILEn <= ZNAXISn, and their number must be the table's row count.
+  // Tiles: ZTILEn >= 1 and their number must be the table's row count. A tile may be larger
+  // than the image (astropy writes such HCOMPRESS tiles), but CFITSIO allocates whole tiles,
+  // so a tile may hold at most max(image pixels, 2^20) pixels, and never more than the limit.
   int64_t expected_rows = 1;
   int64_t tile_pixels = 1;
+  const int64_t image_pixels = int64_t{info.width} * info.height;
+  const int64_t max_tile_pixels =
+      std::min(options.max_pixels, std::max<int64_t>(image_pixels, int64_t{1} << 20));
   for (int i = 0; i < info.naxis; ++i) {
     std::string key = absl::StrCat("ZTILE", i + 1);
     CALIBD_ASSIGN_OR_RETURN(int64_t tile, ReadIntKey(file, key.c_str(), i == 0 ? naxes[0] : 1));
-    if (tile < 1 || tile > naxes[i]) {
+    if (tile < 1 || tile > max_tile_pixels) {
       return file.Error(absl::StatusCode::kInvalidArgument,
-                        absl::StrCat(key, " = ", tile, " is outside [1, ZNAXIS", i + 1, " = ",
-                                     naxes[i], "]"));
+                        absl::StrCat(key, " = ", tile, " is not a sensible tile size"));
     }
     tile_pixels *= tile;
+    if (tile_pixels > max_tile_pixels) {
+      return file.Error(absl::StatusCode::kInvalidArgument,
+                        absl::StrCat("compression tiles of ", tile_pixels, " pixels (",
+                                     key, " = ", tile, ") exceed the ", max_tile_pixels,
+                                     " allowed for this image"));
+    }
     expected_rows *= (naxes[i] + tile - 1) / tile;
-  }
-  if (tile_pixels > options.max_pixels) {
-    return file.Error(absl::StatusCode::kInvalidArgument,
-                      absl::StrCat("a compression tile of ", tile_pixels,
-                                   " pixels exceeds the limit of ", options.max_pixels));
   }
   if (expected_rows != nrows) {
     return file.Error(absl::StatusCode::kInvalidArgument,

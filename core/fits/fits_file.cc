@@ -5,9 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -18,7 +21,135 @@ namespace {
 
 constexpr int kMaxStackLines = 6;
 
+// The value text of a "KEY     = value / comment" card (empty if the card has no value).
+std::string CardValue(const char* card) {
+  if (card[8] != '=' || card[9] != ' ') return "";
+  std::string value(card + 10, 70);
+  size_t slash = value.find('/');
+  if (slash != std::string::npos) value.resize(slash);
+  return std::string(absl::StripAsciiWhitespace(value));
+}
+
+bool ParseInt(const std::string& text, int64_t* out) {
+  if (text.empty() || text.size() > 19) return false;
+  size_t i = (text[0] == '+' || text[0] == '-') ? 1 : 0;
+  if (i == text.size()) return false;
+  int64_t v = 0;
+  for (; i < text.size(); ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+    v = v * 10 + (text[i] - '0');
+  }
+  *out = text[0] == '-' ? -v : v;
+  return true;
+}
+
 }  // namespace
+
+absl::Status ScanFitsStructure(int fd, const std::string& path, int64_t file_size) {
+  constexpr int64_t kBlock = 2880;
+  constexpr int64_t kMaxHdus = 10000;
+  char block[kBlock];
+  int64_t pos = 0;
+  for (int64_t hdu = 0; hdu < kMaxHdus && pos < file_size; ++hdu) {
+    auto fail = [&](const std::string& what) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", path, "' HDU ", hdu, ": ", what, "; the file is not valid FITS"));
+    };
+    int64_t bitpix = 0, naxis = -1, pcount = 0, gcount = 1, znaxis = 0, ztile_pixels = 1;
+    std::vector<int64_t> axes;
+    bool end = false;
+    bool zimage = false;
+    if (hdu > 0) {
+      // Anything after the last HDU that is not an extension is ignored, as CFITSIO does.
+      char head[9];
+      if (::pread(fd, head, 9, pos) != 9 || std::memcmp(head, "XTENSION=", 9) != 0) break;
+    }
+    while (!end) {
+      if (pos + kBlock > file_size) {
+        return fail(absl::StrCat("the header has no END card before the end of the file at byte ",
+                                 file_size, " (truncated file)"));
+      }
+      if (::pread(fd, block, kBlock, pos) != kBlock) return fail("the header cannot be read");
+      for (int64_t i = 0; i < kBlock; ++i) {
+        unsigned char c = static_cast<unsigned char>(block[i]);
+        if (c < 0x20 || c > 0x7e) {
+          return fail(absl::StrCat("header byte at file offset ", pos + i, " is 0x",
+                                   absl::Hex(c), ", not printable ASCII"));
+        }
+      }
+      for (int card = 0; card < kBlock / 80 && !end; ++card) {
+        const char* c = block + card * 80;
+        std::string key(absl::StripTrailingAsciiWhitespace(absl::string_view(c, 8)));
+        if (key == "END") {
+          end = true;
+          break;
+        }
+        std::string value = CardValue(c);
+        int64_t v = 0;
+        if (key == "BITPIX" && !ParseInt(value, &bitpix)) return fail("BITPIX is not an integer");
+        if (key == "NAXIS") {
+          if (!ParseInt(value, &naxis)) return fail("NAXIS is not an integer");
+          // CFITSIO caches at most 99 axes (fitsio.h, imgnaxis[99]); FITS allows 999.
+          if (naxis < 0 || naxis > 99) return fail(absl::StrCat("NAXIS = ", naxis, " is not in [0, 99]"));
+          axes.assign(naxis, -1);
+        }
+        if (key.size() > 5 && key.compare(0, 5, "NAXIS") == 0 && naxis >= 0) {
+          int64_t index = 0;
+          if (ParseInt(key.substr(5), &index) && index >= 1 && index <= naxis) {
+            if (!ParseInt(value, &v) || v < 0) return fail(absl::StrCat(key, " = '", value, "' is not a size"));
+            axes[index - 1] = v;
+          }
+        }
+        if (key == "PCOUNT" && (!ParseInt(value, &pcount) || pcount < 0)) return fail("bad PCOUNT");
+        if (key == "GCOUNT" && (!ParseInt(value, &gcount) || gcount < 0)) return fail("bad GCOUNT");
+        if (key == "ZIMAGE" && value == "T") zimage = true;
+        if (key.size() > 5 && key.compare(0, 5, "ZTILE") == 0) {
+          // CFITSIO divides by the tile sizes while opening the HDU.
+          if (!ParseInt(value, &v) || v < 1 || v > (int64_t{1} << 30)) {
+            return fail(absl::StrCat(key, " = '", value, "' is not a tile size in [1, 2^30]"));
+          }
+          ztile_pixels = std::min<int64_t>(ztile_pixels * v, int64_t{1} << 40);
+        }
+        if (key.size() > 6 && key.compare(0, 6, "ZNAXIS") == 0 &&
+            (!ParseInt(value, &v) || v < 0)) {
+          return fail(absl::StrCat(key, " = '", value, "' is not a size"));
+        }
+        if (key == "ZNAXIS") {
+          // CFITSIO handles at most MAX_COMPRESS_DIM (6) compressed axes.
+          if (!ParseInt(value, &znaxis) || znaxis < 0 || znaxis > MAX_COMPRESS_DIM) {
+            return fail(absl::StrCat("ZNAXIS = '", value, "' is not in [0, ", MAX_COMPRESS_DIM, "]"));
+          }
+        }
+      }
+      pos += kBlock;
+    }
+    if (zimage && ztile_pixels > (int64_t{1} << 30)) {
+      return fail("the compression tiles hold more than 2^30 pixels each");
+    }
+    if (naxis < 0) return fail("the header has no NAXIS");
+    int64_t bytes = std::abs(bitpix) / 8;
+    if (bytes == 0) return fail(absl::StrCat("BITPIX = ", bitpix, " is not a FITS pixel type"));
+    // Data size = |BITPIX|/8 * GCOUNT * (PCOUNT + NAXIS1 * ... ), saturating: anything past
+    // the end of the file ends the scan (the HDU's own checks report it when it is read).
+    int64_t elements = 0;
+    if (naxis > 0) {
+      elements = 1;
+      for (int64_t a : axes) {
+        if (a < 0) return fail("a NAXISn keyword is missing");
+        if (a != 0 && elements > file_size / a) { elements = file_size + 1; break; }
+        elements *= a;
+      }
+    }
+    int64_t total = elements > file_size ? file_size + 1 : elements + pcount;
+    if (naxis == 0 && pcount == 0) total = 0;
+    if (gcount != 0 && total > file_size / gcount) return absl::OkStatus();
+    total *= gcount;
+    if (total > file_size / bytes) return absl::OkStatus();
+    total *= bytes;
+    pos += (total + kBlock - 1) / kBlock * kBlock;
+  }
+  return absl::OkStatus();
+}
 
 std::string CfitsioMessage(int status) {
   char text[FLEN_STATUS] = {0};
@@ -62,16 +193,20 @@ absl::StatusOr<FitsFile> FitsFile::OpenForRead(const std::string& path) {
     }
     char head[10] = {0};
     ssize_t n = ::pread(fd, head, sizeof(head), 0);
-    ::close(fd);
     if (n != sizeof(head) || std::memcmp(head, "SIMPLE  =", 9) != 0) {
+      ::close(fd);
       return absl::InvalidArgumentError(absl::StrCat(
           "'", path, "' is not a FITS file (it does not start with 'SIMPLE  =')"));
     }
-  }
-  if (st.st_size < 2880) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "FITS file '", path, "' is truncated: ", st.st_size,
-        " bytes, shorter than one 2880-byte header block"));
+    if (st.st_size < 2880) {
+      ::close(fd);
+      return absl::InvalidArgumentError(absl::StrCat(
+          "FITS file '", path, "' is truncated: ", st.st_size,
+          " bytes, shorter than one 2880-byte header block"));
+    }
+    absl::Status scan = ScanFitsStructure(fd, path, st.st_size);
+    ::close(fd);
+    if (!scan.ok()) return scan;
   }
   FitsFile file;
   file.path_ = path;

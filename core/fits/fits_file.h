@@ -33,8 +33,8 @@ namespace calibd::fits {
 class FitsFile {
  public:
   // Opens an existing file read-only. NOT_FOUND if it does not exist; INVALID_ARGUMENT if it
-  // is not a regular file, is empty, or does not start with a FITS primary header
-  // ("SIMPLE  =" in the first card) — checked before CFITSIO sees a byte.
+  // is not a regular file, is empty, does not start with a FITS primary header ("SIMPLE  ="
+  // in the first card), or fails ScanFitsStructure — all checked before CFITSIO sees a byte.
   static absl::StatusOr<FitsFile> OpenForRead(const std::string& path);
   // Creates a new file. ALREADY_EXISTS if it exists and !overwrite (with overwrite it is
   // removed first).
@@ -71,6 +71,12 @@ class FitsFile {
   std::string path_;
   int64_t file_size_ = 0;
 };
+
+// Walks every HDU header of an open file (`fd`, `file_size` bytes) before CFITSIO parses any:
+// INVALID_ARGUMENT for a header without END, non-printable or non-ASCII header bytes, or
+// values CFITSIO cannot survive (NAXIS > 99 overflows its axis cache, ZNAXIS > 6). Stops at
+// an HDU whose data run past the end of the file (that HDU's own checks report it).
+absl::Status ScanFitsStructure(int fd, const std::string& path, int64_t file_size);
 
 // CFITSIO's text for `status` plus its error-message stack, joined with "; "; clears the stack.
 std::string CfitsioMessage(int status);
