@@ -1,0 +1,90 @@
+// The client's proto ⇄ core conversions (the twin of server/convert): header cards, pixel
+// types, times, detector specs, and the assembly of a streamed calibration result into a
+// CalibratedFrame. The only client file that knows both proto and core types.
+//
+//   v1::FrameHeader fh;
+//   FillFrameHeader(raw, "demo/ccd0", "light_000.fits", &fh);
+//   ...
+//   ResultAssembler result;
+//   RETURN_IF_ERROR(result.Start(response.header()));      // allocates the planes
+//   RETURN_IF_ERROR(result.AddChunk(response.chunk()));    // copies bytes straight into rows
+//   if (result.complete()) CalibratedFrame frame = result.Take();
+//
+// Thread safety: pure functions; a ResultAssembler belongs to one thread.
+#ifndef CALIBD_CLIENT_CONVERT_H_
+#define CALIBD_CLIENT_CONVERT_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "calibd/v1/builder.pb.h"
+#include "calibd/v1/calibrator.pb.h"
+#include "calibd/v1/store.pb.h"
+#include "calibd/v1/types.pb.h"
+#include "core/image/frame.h"
+#include "core/image/header.h"
+#include "core/store/detector.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "grpcpp/support/status.h"
+
+namespace calibd::client {
+
+// A grpc::Status as an absl::Status with the same code and message (the codes are equal).
+absl::Status FromGrpc(const grpc::Status& status);
+// A per-frame calibd.v1.Status.
+absl::Status FromProto(const v1::Status& status);
+
+void HeaderToProto(const Header& header,
+                   google::protobuf::RepeatedPtrField<v1::HeaderCard>* cards);
+Header HeaderFromProto(const google::protobuf::RepeatedPtrField<v1::HeaderCard>& cards);
+
+v1::PixelType PixelTypeToProto(PixelType type);
+absl::StatusOr<PixelType> PixelTypeFromProto(v1::PixelType type);
+
+google::protobuf::Timestamp TimeToProto(absl::Time t);
+// An unset (all-zero) Timestamp is InfinitePast, meaning "not set".
+absl::Time TimeFromProto(const google::protobuf::Timestamp& t);
+bool IsSet(const google::protobuf::Timestamp& t);
+
+v1::DetectorSpec DetectorSpecToProto(const store::DetectorSpec& spec);
+store::DetectorSpec DetectorSpecFromProto(const v1::DetectorSpec& spec);
+
+// The FrameHeader of a raw frame (everything but recipe, selection, unit and planes, which the
+// caller sets).
+void FillFrameHeader(const RawFrame& raw, const std::string& detector, const std::string& frame_id,
+                     v1::FrameHeader* header);
+
+// Names of enum values for people: "certified", "strict", "data", "electron", ...
+std::string OutcomeName(v1::SelectionOutcome outcome);
+std::string UnitName(v1::OutputUnit unit);
+
+// Collects one result (ResultHeader then its chunks) into a CalibratedFrame. Chunk bytes are
+// copied straight into the destination plane; a chunk for a plane not announced, out of order,
+// or beyond its plane's size is INVALID_ARGUMENT (a protocol error of the server).
+class ResultAssembler {
+ public:
+  explicit ResultAssembler(BufferPool* pool = nullptr) : pool_(pool) {}
+  // Starts a result. A header with a non-OK status returns that status (no chunks follow).
+  absl::Status Start(const v1::ResultHeader& header);
+  absl::Status AddChunk(const v1::ResultChunk& chunk);
+  bool active() const { return active_; }
+  // Every announced plane is complete.
+  bool complete() const;
+  const v1::ResultHeader& header() const { return header_; }
+  // The frame; the assembler is then idle again.
+  CalibratedFrame Take();
+
+ private:
+  BufferPool* pool_;
+  bool active_ = false;
+  v1::ResultHeader header_;
+  CalibratedFrame frame_;
+  int plane_index_ = 0;      // index into header_.planes() of the plane being filled
+  size_t plane_filled_ = 0;  // bytes of that plane received
+};
+
+}  // namespace calibd::client
+
+#endif  // CALIBD_CLIENT_CONVERT_H_
