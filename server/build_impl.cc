@@ -1,0 +1,172 @@
+#include "server/build_impl.h"
+
+#include <stdlib.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "core/fits/fits.h"
+#include "core/status/macros.h"
+
+namespace calibd::server {
+
+BuildSession::BuildSession(const Backend* backend, const CalibrateImpl* calibrate,
+                           BuildRequest request)
+    : backend_(backend), calibrate_(calibrate), request_(std::move(request)) {}
+
+BuildSession::~BuildSession() {
+  if (!dir_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+}
+
+absl::Status BuildSession::Begin() {
+  CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
+  if (request_.detector.empty() || request_.kind.empty()) {
+    return absl::InvalidArgumentError("build options need a detector and a kind");
+  }
+  absl::StatusOr<store::DetectorRecord> det = st->GetDetector(request_.detector);
+  if (!det.ok()) {
+    if (absl::IsNotFound(det.status())) {
+      return absl::NotFoundError(absl::StrCat("unknown detector '", request_.detector,
+                                              "'; register it with PutDetector first"));
+    }
+    return det.status();
+  }
+  std::string base = backend_->spool_dir;
+  if (base.empty()) {
+    const char* tmp = getenv("TMPDIR");
+    base = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+  }
+  std::string templ = absl::StrCat(base, "/calibd-build-XXXXXX");
+  if (mkdtemp(templ.data()) == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot create a spool directory under ", base));
+  }
+  dir_ = templ;
+  return absl::OkStatus();
+}
+
+absl::Status BuildSession::PrepareRaw(FrameRequest request, PreparedFrame& prepared) const {
+  if (request.detector.empty()) request.detector = request_.detector;
+  if (request.detector != request_.detector) {
+    return absl::InvalidArgumentError(absl::StrCat("input frame '", request.frame_id,
+                                                   "' is for detector ", request.detector,
+                                                   ", the build for ", request_.detector));
+  }
+  request.recipe = request_.preprocess;
+  request.selection = request_.selection;
+  request.unit = calib::RecipeOptions::Unit::kAdu;
+  request.want_variance = request_.combine.variance == combine::CombineOptions::Variance::kPropagated;
+  return calibrate_->Prepare(std::move(request), prepared, request_.kind);
+}
+
+absl::Status BuildSession::AddRaw(const PreparedFrame& prepared, RawImage pixels,
+                                  std::string sha256) {
+  if (num_inputs() >= backend_->limits.max_build_inputs) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "more than ", backend_->limits.max_build_inputs, " inputs (--max-build-inputs)"));
+  }
+  FrameResult result;
+  CALIBD_RETURN_IF_ERROR(calibrate_->Run(prepared, std::move(pixels), result));
+  const std::string path = absl::StrCat(dir_, "/input-", paths_.size(), ".fits");
+  CALIBD_RETURN_IF_ERROR(fits::WriteCalibratedFrame(path, result.frame));
+  paths_.push_back(path);
+  sha256_.push_back(std::move(sha256));
+  return absl::OkStatus();
+}
+
+absl::Status BuildSession::AddStored(const SeriesKey& key, int64_t version) {
+  if (num_inputs() >= backend_->limits.max_build_inputs) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "more than ", backend_->limits.max_build_inputs, " inputs (--max-build-inputs)"));
+  }
+  StoreImpl store(backend_);
+  CALIBD_ASSIGN_OR_RETURN(store::MasterVersion v, store.ResolveMaster(key, version, std::nullopt));
+  CALIBD_ASSIGN_OR_RETURN(std::string path, store.BlobPath(v.sha256));
+  paths_.push_back(path);
+  sha256_.push_back(v.sha256);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BuildResult> BuildSession::Finish() {
+  CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
+  if (paths_.empty()) {
+    return absl::InvalidArgumentError("a build needs at least one input frame");
+  }
+  combine::CombineOptions options = request_.combine;
+  if (options.memory_budget_bytes <= 0 ||
+      options.memory_budget_bytes > backend_->limits.combine_memory_bytes) {
+    options.memory_budget_bytes = backend_->limits.combine_memory_bytes;
+  }
+  CALIBD_RETURN_IF_ERROR(combine::ValidateOptions(options, num_inputs()));
+  std::vector<std::unique_ptr<combine::FrameSource>> sources;
+  for (const std::string& path : paths_) {
+    CALIBD_ASSIGN_OR_RETURN(std::unique_ptr<combine::FrameSource> s, combine::FitsSource(path));
+    sources.push_back(std::move(s));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  CALIBD_ASSIGN_OR_RETURN(combine::CombineResult combined,
+                          combine::Combine(std::move(sources), options, backend_->pool,
+                                           backend_->buffers));
+  BuildResult out;
+  out.combine_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  out.inputs = num_inputs();
+  out.rejected_fraction = combined.rejected_fraction;
+  out.input_sha256 = sha256_;
+
+  // Mean and standard deviation of the good pixels: the master's noise.
+  const CalibratedFrame& f = combined.frame;
+  double sum = 0, sum2 = 0;
+  int64_t n = 0;
+  for (int y = 0; y < f.height(); ++y) {
+    const float* d = f.data.row(y);
+    const uint16_t* q = f.has_dq() ? f.dq.row(y) : nullptr;
+    for (int x = 0; x < f.width(); ++x) {
+      if ((q == nullptr || q[x] == 0) && std::isfinite(d[x])) {
+        sum += d[x];
+        sum2 += double(d[x]) * d[x];
+        ++n;
+      }
+    }
+  }
+  const double mean = n > 0 ? sum / n : 0;
+  out.noise = n > 1 ? std::sqrt(std::max(0.0, (sum2 - n * mean * mean) / (n - 1))) : 0;
+
+  store::PutMasterRequest put;
+  put.detector = request_.detector;
+  put.kind = request_.kind;
+  put.configuration = request_.configuration;
+  put.attributes = request_.attributes;
+  put.attributes.emplace("source", "build");
+  put.header = f.header;
+  put.frame = &combined.frame;
+  put.provenance.input_sha256 = sha256_;
+  put.provenance.options = request_.options_text;
+  put.provenance.software_version = "calibd 0.1.0";
+  put.statistics = {{"inputs", double(out.inputs)},
+                    {"rejected_fraction", combined.rejected_fraction},
+                    {"masked_fraction", combined.masked_fraction},
+                    {"mean", mean},
+                    {"noise", out.noise}};
+  CALIBD_ASSIGN_OR_RETURN(out.version, st->PutMaster(put, request_.actor));
+  if (request_.certify_begin.has_value()) {
+    store::CertifyRequest c;
+    c.series_id = out.version.series_id;
+    c.version = out.version.version;
+    c.begin = *request_.certify_begin;
+    c.end = request_.certify_end;
+    c.replace = request_.certify_replace;
+    c.actor = request_.actor;
+    c.reason = "certified by BuildMaster";
+    CALIBD_ASSIGN_OR_RETURN(store::Certification cert, st->Certify(c));
+    out.certification = std::move(cert);
+  }
+  return out;
+}
+
+}  // namespace calibd::server

@@ -1,0 +1,80 @@
+// Conversion between the calibd.v1 proto messages and the transport-free types of core/ and
+// the server's implementation classes. The ONLY file that knows both (architecture §2); the
+// services call these, the implementations never see a proto.
+//
+//   ASSIGN_OR_RETURN(FrameRequest req, FrameRequestFromProto(request.header()));
+//   ...
+//   ResultHeaderToProto(result, response.mutable_header());
+//
+// Conversions from the wire validate what the wire can get wrong (unknown enum values, bad
+// names) and return INVALID_ARGUMENT naming the field.
+//
+// Thread safety: pure functions.
+#ifndef CALIBD_SERVER_CONVERT_H_
+#define CALIBD_SERVER_CONVERT_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "calibd/v1/builder.pb.h"
+#include "calibd/v1/calibrator.pb.h"
+#include "calibd/v1/store.pb.h"
+#include "calibd/v1/types.pb.h"
+#include "core/combine/combine.h"
+#include "core/image/header.h"
+#include "core/store/store.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "server/build_impl.h"
+#include "server/calibrate_impl.h"
+#include "server/recipe_builder.h"
+#include "server/store_impl.h"
+
+namespace calibd::server {
+
+google::protobuf::Timestamp ToTimestamp(store::TimeMicros t);
+store::TimeMicros FromTimestamp(const google::protobuf::Timestamp& t);
+
+void HeaderToProto(const Header& header,
+                   google::protobuf::RepeatedPtrField<v1::HeaderCard>* cards);
+Header HeaderFromProto(const google::protobuf::RepeatedPtrField<v1::HeaderCard>& cards);
+
+absl::StatusOr<PixelType> PixelTypeFromProto(v1::PixelType type);
+v1::PixelType PixelTypeToProto(PixelType type);
+
+RecipeOverrides RecipeOverridesFromProto(const v1::RecipeOverrides& r);
+absl::StatusOr<SelectionSpec> SelectionFromProto(const v1::SelectionOptions& s);
+absl::StatusOr<FrameRequest> FrameRequestFromProto(const v1::FrameHeader& h);
+
+store::Configuration ConfigurationFromProto(const google::protobuf::Map<std::string, std::string>& m);
+void ConfigurationToProto(const store::Configuration& c,
+                          google::protobuf::Map<std::string, std::string>* m);
+SeriesKey SeriesKeyFromProto(const std::string& detector, const std::string& kind,
+                             const google::protobuf::Map<std::string, std::string>& configuration);
+
+store::DetectorSpec DetectorSpecFromProto(const v1::DetectorSpec& p);
+void DetectorRecordToProto(const store::DetectorRecord& r, v1::DetectorSpec* p);
+
+void CertificationToProto(const store::Certification& c, v1::Certification* p);
+void MasterVersionToProto(const store::MasterVersion& v,
+                          const std::vector<store::Certification>& certifications,
+                          v1::MasterVersion* p);
+void AuditEntryToProto(const store::AuditEntry& e, v1::HistoryEvent* p);
+
+void TrailToProto(const store::SelectionResult& r,
+                  google::protobuf::RepeatedPtrField<v1::SelectionTrailEntry>* trail);
+// The chosen masters of a selection (kinds that failed are left out).
+void SelectedMastersToProto(const store::SelectionResult& r,
+                            google::protobuf::RepeatedPtrField<v1::AppliedMaster>* masters);
+void AppliedMasterToProto(const AppliedMaster& a, v1::AppliedMaster* p);
+
+// The result header of one frame (status, provenance, trail, statistics, header cards).
+void ResultHeaderToProto(const FrameResult& result, v1::ResultHeader* p);
+
+absl::StatusOr<combine::CombineOptions> CombineOptionsFromProto(const v1::CombineOptions& c);
+absl::StatusOr<BuildRequest> BuildRequestFromProto(const v1::BuildOptions& o);
+
+}  // namespace calibd::server
+
+#endif  // CALIBD_SERVER_CONVERT_H_

@@ -1,0 +1,176 @@
+// calibd: the calibration service. Flags (each also read from CALIBD_<NAME> in the
+// environment, e.g. CALIBD_LISTEN, CALIBD_MAX_FRAME_PIXELS; the command line wins):
+//
+//   calibd --listen 127.0.0.1:50051 --metrics-listen 127.0.0.1:9464 --store var/calibd \
+//          [--tokens FILE] [--tls-cert F --tls-key F [--tls-ca F]] [--workers N] [limits]
+//
+// Start-up: health NOT_SERVING until the store opens (retried while it is UNAVAILABLE), then
+// SERVING. SIGTERM/SIGINT: health NOT_SERVING, stop accepting, in-flight calls finish within
+// --grace-seconds, exit 0.
+#include <malloc.h>
+#include <signal.h>
+
+#include <cctype>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "core/image/buffer_pool.h"
+#include "server/auth.h"
+#include "server/log.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC address to listen on");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
+          "address of the Prometheus /metrics endpoint; empty = none");
+ABSL_FLAG(std::string, store, "./var/calibd",
+          "store: a directory (embedded SQLite store) or postgresql://… (shared store)");
+ABSL_FLAG(std::string, tokens, "",
+          "bearer-token file, lines '<token> read|admin [name]'; empty = no authentication");
+ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate (TLS)");
+ABSL_FLAG(std::string, tls_key, "", "PEM server key (TLS)");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA for client certificates (mutual TLS)");
+ABSL_FLAG(int, workers, 0, "pixel-work threads; 0 = one per core");
+ABSL_FLAG(int64_t, max_frame_pixels, int64_t{1} << 26, "largest raw frame, in pixels");
+ABSL_FLAG(int64_t, max_stream_bytes, int64_t{1} << 40, "most bytes one stream may send");
+ABSL_FLAG(int, max_concurrent_streams, 64, "streaming calls served at once");
+ABSL_FLAG(int64_t, max_master_bytes, int64_t{2} << 30, "largest PutMaster upload, in bytes");
+ABSL_FLAG(int, max_build_inputs, 512, "most input frames of one BuildMaster");
+ABSL_FLAG(int64_t, combine_memory_bytes, int64_t{256} << 20, "combine working-buffer budget");
+ABSL_FLAG(int64_t, cache_bytes, int64_t{2} << 30, "decoded-master cache budget, in bytes");
+ABSL_FLAG(int64_t, buffer_pool_bytes, int64_t{1} << 30, "idle frame buffers kept for reuse");
+ABSL_FLAG(std::string, spool_dir, "", "where uploads and build inputs are spooled; empty = TMPDIR");
+ABSL_FLAG(double, grace_seconds, 30, "how long in-flight calls may run after SIGTERM");
+
+namespace {
+
+// CALIBD_<FLAG> environment variables set flags that the command line does not.
+void ApplyEnvironment() {
+  const char* names[] = {"listen", "metrics_listen", "store", "tokens", "tls_cert", "tls_key",
+                         "tls_ca", "workers", "max_frame_pixels", "max_stream_bytes",
+                         "max_concurrent_streams", "max_master_bytes", "max_build_inputs",
+                         "combine_memory_bytes", "cache_bytes", "buffer_pool_bytes", "spool_dir",
+                         "grace_seconds"};
+  for (const char* name : names) {
+    std::string env = "CALIBD_";
+    for (const char* c = name; *c; ++c) env.push_back(static_cast<char>(std::toupper(*c)));
+    const char* value = std::getenv(env.c_str());
+    if (value == nullptr) continue;
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    std::string error;
+    if (flag == nullptr || !flag->ParseFrom(value, &error)) {
+      calibd::server::LogEvent("bad_env", {{"variable", env}, {"error", error}});
+      std::exit(2);
+    }
+  }
+}
+
+// "--metrics-listen=x" → "--metrics_listen=x": the documented dashed spelling.
+std::vector<char*> NormaliseArgs(int argc, char** argv, std::vector<std::string>& storage) {
+  storage.reserve(argc);
+  std::vector<char*> out;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (i > 0 && a.size() > 2 && a[0] == '-' && a[1] == '-') {
+      size_t end = a.find('=');
+      if (end == std::string::npos) end = a.size();
+      for (size_t j = 2; j < end; ++j) {
+        if (a[j] == '-') a[j] = '_';
+      }
+    }
+    storage.push_back(std::move(a));
+  }
+  for (std::string& s : storage) out.push_back(s.data());
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using calibd::server::LogEvent;
+  // Keep large frame buffers in the process (PERFORMANCE.md fact 1): glibc would otherwise
+  // mmap blocks over its threshold and unmap them on free, paying first-touch again each frame.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+
+  absl::SetProgramUsageMessage("calibd: calibrates astronomical CCD/CMOS frames over gRPC");
+  ApplyEnvironment();
+  std::vector<std::string> storage;
+  std::vector<char*> args = NormaliseArgs(argc, argv, storage);
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+
+  // Signals are taken by sigwait in this thread; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  calibd::server::ServerOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options.store_url = absl::GetFlag(FLAGS_store);
+  const std::string tokens = absl::GetFlag(FLAGS_tokens);
+  if (!tokens.empty()) {
+    absl::StatusOr<calibd::server::TokenAuth> auth = calibd::server::TokenAuth::LoadFile(tokens);
+    if (!auth.ok()) {
+      LogEvent("fatal", {{"error", std::string(auth.status().message())}});
+      return 2;
+    }
+    options.auth = *std::move(auth);
+  }
+  options.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key = absl::GetFlag(FLAGS_tls_key);
+  options.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+  options.workers = absl::GetFlag(FLAGS_workers);
+  options.limits.max_frame_pixels = absl::GetFlag(FLAGS_max_frame_pixels);
+  options.limits.max_stream_bytes = absl::GetFlag(FLAGS_max_stream_bytes);
+  options.limits.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  options.limits.max_master_bytes = absl::GetFlag(FLAGS_max_master_bytes);
+  options.limits.max_build_inputs = absl::GetFlag(FLAGS_max_build_inputs);
+  options.limits.combine_memory_bytes = absl::GetFlag(FLAGS_combine_memory_bytes);
+  options.cache_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_cache_bytes));
+  options.spool_dir = absl::GetFlag(FLAGS_spool_dir);
+  const absl::Duration grace = absl::Seconds(absl::GetFlag(FLAGS_grace_seconds));
+
+  // The process-wide frame-buffer pool: owned here, lent to the server.
+  calibd::BufferPool buffers(static_cast<size_t>(absl::GetFlag(FLAGS_buffer_pool_bytes)));
+
+  absl::StatusOr<std::unique_ptr<calibd::server::CalibdServer>> server =
+      calibd::server::CalibdServer::Start(std::move(options), &buffers);
+  if (!server.ok()) {
+    LogEvent("fatal", {{"error", std::string(server.status().message())}});
+    return 1;
+  }
+
+  // Open the store; retry while it is unavailable (e.g. PostgreSQL still starting).
+  bool stop = false;
+  for (;;) {
+    absl::Status s = (*server)->OpenStore();
+    if (s.ok()) break;
+    if (!absl::IsUnavailable(s)) {
+      LogEvent("fatal", {{"error", std::string(s.message())}});
+      (*server)->Shutdown(absl::ZeroDuration());
+      return 1;
+    }
+    timespec wait{2, 0};
+    if (sigtimedwait(&signals, nullptr, &wait) > 0) {
+      stop = true;
+      break;
+    }
+  }
+  if (!stop) {
+    int signo = 0;
+    sigwait(&signals, &signo);
+    LogEvent("signal", {{"signal", signo == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  }
+  (*server)->Shutdown(grace);
+  server->reset();
+  return 0;
+}

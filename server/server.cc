@@ -1,0 +1,160 @@
+#include "server/server.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "core/status/macros.h"
+#include "core/store/store.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "prometheus/exposer.h"
+#include "server/calibrate_impl.h"
+#include "server/log.h"
+#include "server/metrics.h"
+#include "server/services.h"
+#include "server/store_impl.h"
+
+namespace calibd::server {
+namespace {
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
+  std::ifstream in(path);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read the ", what, " ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CalibdServer>> CalibdServer::Start(ServerOptions options,
+                                                                  BufferPool* buffers) {
+  std::unique_ptr<CalibdServer> s(new CalibdServer());
+  s->options_ = std::move(options);
+  s->metrics_ = std::make_unique<Metrics>();
+  s->pool_ = std::make_unique<ThreadPool>(s->options_.workers);
+  s->backend_ = std::make_unique<Backend>();
+  s->backend_->pool = s->pool_.get();
+  s->backend_->buffers = buffers;
+  s->backend_->metrics = s->metrics_.get();
+  s->backend_->limits = s->options_.limits;
+  if (s->backend_->limits.chunk_bytes == 0 || s->backend_->limits.chunk_bytes > (size_t{1} << 20)) {
+    s->backend_->limits.chunk_bytes = size_t{1} << 20;
+  }
+  s->backend_->spool_dir = s->options_.spool_dir;
+  CALIBD_RETURN_IF_ERROR(s->Build());
+  return s;
+}
+
+absl::Status CalibdServer::Build() {
+  calibrate_ = std::make_unique<CalibrateImpl>(backend_.get());
+  store_impl_ = std::make_unique<StoreImpl>(backend_.get());
+  env_ = std::make_unique<ServiceEnv>();
+  env_->backend = backend_.get();
+  env_->auth = &options_.auth;
+  env_->calibrate = calibrate_.get();
+  env_->store = store_impl_.get();
+  calibrator_ = std::make_unique<CalibratorService>(env_.get());
+  store_service_ = std::make_unique<StoreService>(env_.get());
+  builder_ = std::make_unique<BuilderService>(env_.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  if (!options_.listen.empty()) {
+    std::shared_ptr<grpc::ServerCredentials> creds;
+    if (!options_.tls_cert.empty() || !options_.tls_key.empty()) {
+      if (options_.tls_cert.empty() || options_.tls_key.empty()) {
+        return absl::InvalidArgumentError("TLS needs both --tls-cert and --tls-key");
+      }
+      grpc::SslServerCredentialsOptions ssl;
+      CALIBD_ASSIGN_OR_RETURN(std::string cert, ReadPem(options_.tls_cert, "TLS certificate"));
+      CALIBD_ASSIGN_OR_RETURN(std::string key, ReadPem(options_.tls_key, "TLS key"));
+      ssl.pem_key_cert_pairs.push_back({key, cert});
+      if (!options_.tls_ca.empty()) {
+        CALIBD_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem(options_.tls_ca, "TLS CA"));
+        ssl.client_certificate_request =
+            GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+      }
+      creds = grpc::SslServerCredentials(ssl);
+    } else {
+      creds = grpc::InsecureServerCredentials();
+    }
+    builder.AddListeningPort(options_.listen, creds, &port_);
+  }
+  builder.RegisterService(calibrator_.get());
+  builder.RegisterService(store_service_.get());
+  builder.RegisterService(builder_.get());
+  // The 4 MiB message cap is gRPC's default and is kept on purpose (chunks are ≤ 1 MiB).
+  builder.SetMaxReceiveMessageSize(4 << 20);
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || (!options_.listen.empty() && port_ == 0)) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.listen,
+                                               " (address in use or invalid?)"));
+  }
+  server_->GetHealthCheckService()->SetServingStatus(false);
+
+  if (!options_.metrics_listen.empty()) {
+    try {
+      exposer_ = std::make_unique<prometheus::Exposer>(options_.metrics_listen, 1);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat("cannot serve metrics on ",
+                                                 options_.metrics_listen, ": ", e.what()));
+    }
+    exposer_->RegisterCollectable(metrics_->registry());
+  }
+  LogEvent("listening", {{"address", options_.listen.empty() ? "in-process" : options_.listen},
+                         {"port", absl::StrCat(port_)},
+                         {"metrics", options_.metrics_listen},
+                         {"workers", absl::StrCat(pool_->num_threads())},
+                         {"auth", options_.auth.enabled() ? "tokens" : "none"},
+                         {"tls", options_.tls_cert.empty() ? "off"
+                                 : options_.tls_ca.empty() ? "tls" : "mtls"}});
+  return absl::OkStatus();
+}
+
+absl::Status CalibdServer::OpenStore() {
+  store::StoreOptions so;
+  so.cache_bytes = options_.cache_bytes;
+  so.pool = backend_->buffers;
+  so.max_blob_bytes = options_.limits.max_master_bytes;
+  absl::StatusOr<std::unique_ptr<store::CalibrationStore>> st =
+      store::OpenStore(options_.store_url, so);
+  if (!st.ok()) {
+    LogEvent("store_error", {{"store", options_.store_url}, {"error", std::string(st.status().message())}});
+    return st.status();
+  }
+  SetStore(std::shared_ptr<store::CalibrationStore>(std::move(*st)));
+  return absl::OkStatus();
+}
+
+void CalibdServer::SetStore(std::shared_ptr<store::CalibrationStore> store) {
+  const std::string described = store->Describe();
+  backend_->store.Set(std::move(store));
+  store_impl_->UpdateVersionMetrics();
+  if (!shut_down_) server_->GetHealthCheckService()->SetServingStatus(true);
+  LogEvent("serving", {{"store", described}});
+}
+
+std::shared_ptr<grpc::Channel> CalibdServer::InProcessChannel(const grpc::ChannelArguments& args) {
+  return server_->InProcessChannel(args);
+}
+
+void CalibdServer::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  LogEvent("draining", {{"grace_s", absl::StrCat(absl::ToDoubleSeconds(grace))}});
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  server_->Wait();
+  LogEvent("stopped", {});
+}
+
+CalibdServer::~CalibdServer() {
+  Shutdown(absl::ZeroDuration());
+  exposer_.reset();
+  pool_.reset();  // runs queued tasks, joins the workers
+}
+
+}  // namespace calibd::server

@@ -1,0 +1,102 @@
+// CalibdServer: the whole calibd service in one object — gRPC server (Calibrator, Store,
+// Builder, standard health, reflection), the worker pool, the store, metrics (prometheus-cpp
+// Exposer on its own port) and authentication. main.cc parses flags into ServerOptions; tests
+// build one with no port and talk to it over InProcessChannel().
+//
+//   BufferPool buffers(size_t{2} << 30);                 // process-wide, owned by main
+//   ServerOptions options;
+//   options.listen = "127.0.0.1:50051";
+//   options.store_url = "var/calibd";
+//   ASSIGN_OR_RETURN(std::unique_ptr<CalibdServer> server, CalibdServer::Start(options, &buffers));
+//   // health: NOT_SERVING
+//   RETURN_IF_ERROR(server->OpenStore());                 // health: SERVING
+//   ...
+//   server->Shutdown(absl::Seconds(30));                 // NOT_SERVING, drain, stop
+//
+// Thread safety: Start/OpenStore/Shutdown are called from one thread (main); the server's own
+// callbacks run on gRPC's threads and the worker pool.
+#ifndef CALIBD_SERVER_SERVER_H_
+#define CALIBD_SERVER_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/image/buffer_pool.h"
+#include "core/parallel/thread_pool.h"
+#include "grpcpp/grpcpp.h"
+#include "server/auth.h"
+#include "server/backend.h"
+
+namespace prometheus {
+class Exposer;
+}
+
+namespace calibd::server {
+
+class Metrics;
+class CalibrateImpl;
+class StoreImpl;
+struct ServiceEnv;
+class CalibratorService;
+class StoreService;
+class BuilderService;
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1:50051";  // "" = no port (in-process channel only)
+  std::string metrics_listen;              // "" = no metrics endpoint
+  std::string store_url = "var/calibd";
+  TokenAuth auth = TokenAuth::Open();
+  std::string tls_cert, tls_key, tls_ca;   // PEM file paths; cert+key = TLS, + ca = mTLS
+  int workers = 0;                         // pixel-work threads; 0 = hardware concurrency
+  ServerLimits limits;
+  size_t cache_bytes = size_t{2} << 30;    // decoded-master cache
+  std::string spool_dir;                   // "" = $TMPDIR
+};
+
+class CalibdServer {
+ public:
+  // Builds and starts the gRPC server with health NOT_SERVING (the store is not open yet).
+  // INVALID_ARGUMENT for unusable TLS files; UNAVAILABLE when the port cannot be bound.
+  static absl::StatusOr<std::unique_ptr<CalibdServer>> Start(ServerOptions options,
+                                                             BufferPool* buffers);
+  ~CalibdServer();
+
+  // Opens the store and sets health SERVING.
+  absl::Status OpenStore();
+  // Or use an already open store (tests).
+  void SetStore(std::shared_ptr<store::CalibrationStore> store);
+
+  int port() const { return port_; }
+  std::shared_ptr<grpc::Channel> InProcessChannel(const grpc::ChannelArguments& args = {});
+  Metrics* metrics() const { return metrics_.get(); }
+  const Backend& backend() const { return *backend_; }
+
+  // Health NOT_SERVING, stop accepting calls, let in-flight calls finish for at most `grace`
+  // (then they are cancelled), stop the workers.
+  void Shutdown(absl::Duration grace);
+
+ private:
+  CalibdServer() = default;
+  absl::Status Build();
+
+  ServerOptions options_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<CalibrateImpl> calibrate_;
+  std::unique_ptr<StoreImpl> store_impl_;
+  std::unique_ptr<ServiceEnv> env_;
+  std::unique_ptr<CalibratorService> calibrator_;
+  std::unique_ptr<StoreService> store_service_;
+  std::unique_ptr<BuilderService> builder_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace calibd::server
+
+#endif  // CALIBD_SERVER_SERVER_H_

@@ -1,0 +1,316 @@
+#include "server/store_impl.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/fits/fits.h"
+#include "core/status/macros.h"
+#include "server/metrics.h"
+
+namespace calibd::server {
+namespace {
+
+std::string FormatConfiguration(const store::Configuration& c) {
+  if (c.empty()) return "{}";
+  return absl::StrCat("{", absl::StrJoin(c, ", ", absl::PairFormatter("=")), "}");
+}
+
+}  // namespace
+
+absl::StatusOr<store::SeriesInfo> StoreImpl::ResolveSeries(const SeriesKey& key) const {
+  CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
+  if (key.detector.empty() || key.kind.empty()) {
+    return absl::InvalidArgumentError("detector and kind are required");
+  }
+  store::MasterFilter f;
+  f.detector = key.detector;
+  f.kind = key.kind;
+  f.configuration = key.configuration;
+  CALIBD_ASSIGN_OR_RETURN(std::vector<store::SeriesInfo> series, st->ListSeries(f));
+  // The filter matches entries given; an explicit configuration must match the whole series.
+  if (!key.configuration.empty()) {
+    std::vector<store::SeriesInfo> exact;
+    for (store::SeriesInfo& s : series) {
+      if (s.configuration == key.configuration) exact.push_back(std::move(s));
+    }
+    if (!exact.empty()) series = std::move(exact);
+  }
+  if (series.empty()) {
+    return absl::NotFoundError(absl::StrCat("no ", key.kind, " series for detector ",
+                                            key.detector, " with configuration ",
+                                            FormatConfiguration(key.configuration)));
+  }
+  if (series.size() > 1) {
+    std::vector<std::string> names;
+    for (const store::SeriesInfo& s : series) names.push_back(FormatConfiguration(s.configuration));
+    return absl::InvalidArgumentError(absl::StrCat(
+        series.size(), " ", key.kind, " series of ", key.detector,
+        " match; give the configuration, one of: ", absl::StrJoin(names, "; ")));
+  }
+  return series.front();
+}
+
+absl::StatusOr<store::MasterVersion> StoreImpl::PutMaster(const PutMasterInput& in) const {
+  CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
+  if (in.received_bytes != in.declared_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "received ", in.received_bytes, " bytes but the header declared ", in.declared_bytes,
+        "; send exactly total_bytes"));
+  }
+  if (!in.client_sha256.empty() && in.client_sha256 != in.received_sha256) {
+    return absl::DataLossError(absl::StrCat(
+        "sha256 of the received bytes is ", in.received_sha256, " but the client sent ",
+        in.client_sha256, ": the upload was damaged on the way; retry it"));
+  }
+  CALIBD_ASSIGN_OR_RETURN(store::DetectorRecord det, st->GetDetector(in.detector));
+  fits::ReadOptions ro;
+  ro.verify_checksum = true;
+  ro.max_pixels = backend_->limits.max_frame_pixels;
+  ro.pool = backend_->buffers;
+  absl::StatusOr<CalibratedFrame> frame = fits::ReadCalibratedFrame(in.spooled_path, ro);
+  if (!frame.ok()) {
+    absl::Status s = frame.status();
+    if (absl::IsNotFound(s) || absl::IsInternal(s) || absl::IsUnknown(s)) {
+      s = absl::InvalidArgumentError(s.message());
+    }
+    return Annotate(s, "the uploaded master is not a usable FITS image");
+  }
+  CALIBD_ASSIGN_OR_RETURN(auto shape, TrimmedShape(det.spec));
+  if (frame->width() != shape.first || frame->height() != shape.second) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the master is ", frame->width(), "x", frame->height(), " but detector ", in.detector,
+        " calibrates to ", shape.first, "x", shape.second, " (its trimmed shape)"));
+  }
+  for (int y = 0; y < frame->height(); ++y) {
+    const float* d = frame->data.row(y);
+    const uint16_t* q = frame->has_dq() ? frame->dq.row(y) : nullptr;
+    for (int x = 0; x < frame->width(); ++x) {
+      if (!std::isfinite(d[x]) && (q == nullptr || q[x] == 0)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the master has a non-finite value at pixel (", x + 1, ", ", y + 1,
+            ") not flagged in its DQ plane; fix or flag it before uploading"));
+      }
+    }
+  }
+  store::PutMasterRequest req;
+  req.detector = in.detector;
+  req.kind = in.kind;
+  req.configuration = in.configuration;
+  req.attributes = in.attributes;
+  req.header = frame->header;
+  req.fits_path = in.spooled_path;
+  req.client_sha256 = in.received_sha256;
+  req.obs_time = in.obs_time;
+  CALIBD_ASSIGN_OR_RETURN(store::MasterVersion v, st->PutMaster(req, in.actor));
+  UpdateVersionMetrics();
+  return v;
+}
+
+absl::StatusOr<store::MasterVersion> StoreImpl::ResolveMaster(
+    const SeriesKey& key, int64_t version, std::optional<store::TimeMicros> at) const {
+  CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
+  CALIBD_ASSIGN_OR_RETURN(store::SeriesInfo series, ResolveSeries(key));
+  if (at.has_value()) {
+    CALIBD_ASSIGN_OR_RETURN(std::vector<store::Certification> certs,
+                            st->ListCertifications(series.id));
+    const store::Certification* best = nullptr;
+    for (const store::Certification& c : certs) {
+      if (c.Holds(*at) && (best == nullptr || c.begin > best->begin)) best = &c;
+    }
+    if (best == nullptr) {
+      return absl::NotFoundError(absl::StrCat("no ", key.kind, " version of ", key.detector,
+                                              " is certified at ", store::FormatTime(*at)));
+    }
+    return st->GetVersion(series.id, best->version);
+  }
+  return st->GetVersion(series.id, version > 0 ? version : series.latest_version);
+}
+
+absl::StatusOr<std::string> StoreImpl::BlobPath(const std::string& sha256) const {
+  CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
+  return st->MaterializeBlob(sha256);
+}
+
+absl::StatusOr<MasterWithCerts> StoreImpl::WithCertifications(const store::MasterVersion& v) const {
+  CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
+  MasterWithCerts out;
+  out.version = v;
+  CALIBD_ASSIGN_OR_RETURN(std::vector<store::Certification> certs,
+                          st->ListCertifications(v.series_id));
+  for (store::Certification& c : certs) {
+    if (c.version == v.version) out.certifications.push_back(std::move(c));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<MasterWithCerts>> StoreImpl::ListMasters(const std::string& detector,
+                                                                    const std::string& kind) const {
+  CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
+  store::MasterFilter f;
+  f.detector = detector;
+  f.kind = kind;
+  f.limit = 100000;
+  CALIBD_ASSIGN_OR_RETURN(std::vector<store::MasterVersion> versions, st->ListMasters(f));
+  std::map<int64_t, std::vector<store::Certification>> certs;
+  std::vector<MasterWithCerts> out;
+  for (store::MasterVersion& v : versions) {
+    auto it = certs.find(v.series_id);
+    if (it == certs.end()) {
+      CALIBD_ASSIGN_OR_RETURN(std::vector<store::Certification> c,
+                              st->ListCertifications(v.series_id));
+      it = certs.emplace(v.series_id, std::move(c)).first;
+    }
+    MasterWithCerts m;
+    for (const store::Certification& c : it->second) {
+      if (c.version == v.version) m.certifications.push_back(c);
+    }
+    m.version = std::move(v);
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+absl::StatusOr<HistoryResult> StoreImpl::History(const SeriesKey& key) const {
+  CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
+  store::MasterFilter f;
+  f.detector = key.detector;
+  f.kind = key.kind;
+  f.configuration = key.configuration;
+  CALIBD_ASSIGN_OR_RETURN(std::vector<store::SeriesInfo> series, st->ListSeries(f));
+  if (series.empty()) {
+    return absl::NotFoundError(absl::StrCat("no ", key.kind, " series for detector ",
+                                            key.detector, " with configuration ",
+                                            FormatConfiguration(key.configuration)));
+  }
+  HistoryResult out;
+  std::vector<std::string> subjects;
+  for (const store::SeriesInfo& s : series) {
+    CALIBD_ASSIGN_OR_RETURN(std::vector<store::MasterVersion> versions, st->History(s.id));
+    CALIBD_ASSIGN_OR_RETURN(std::vector<store::Certification> certs, st->ListCertifications(s.id));
+    for (store::MasterVersion& v : versions) {
+      MasterWithCerts m;
+      for (const store::Certification& c : certs) {
+        if (c.version == v.version) m.certifications.push_back(c);
+      }
+      m.version = std::move(v);
+      out.versions.push_back(std::move(m));
+    }
+    subjects.push_back(absl::StrCat("series ", s.id, " "));
+  }
+  CALIBD_ASSIGN_OR_RETURN(std::vector<store::AuditEntry> log, st->AuditLog(0, 100000));
+  for (store::AuditEntry& e : log) {
+    const std::string subject = e.subject + " ";
+    bool mine = false;
+    for (const std::string& s : subjects) {
+      if (subject.find(s) != std::string::npos) mine = true;
+    }
+    if (mine) out.events.push_back(std::move(e));
+  }
+  return out;
+}
+
+absl::StatusOr<store::Certification> StoreImpl::Certify(const SeriesKey& key, int64_t version,
+                                                        store::TimeMicros begin,
+                                                        std::optional<store::TimeMicros> end,
+                                                        bool replace, const std::string& actor,
+                                                        const std::string& reason) const {
+  CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
+  CALIBD_ASSIGN_OR_RETURN(store::SeriesInfo series, ResolveSeries(key));
+  if (version <= 0) return absl::InvalidArgumentError("certify needs a version number > 0");
+  store::CertifyRequest r;
+  r.series_id = series.id;
+  r.version = version;
+  r.begin = begin;
+  r.end = end;
+  r.replace = replace;
+  r.actor = actor;
+  r.reason = reason;
+  return st->Certify(r);
+}
+
+absl::StatusOr<MasterWithCerts> StoreImpl::Decertify(const SeriesKey& key, int64_t version,
+                                                     std::optional<store::TimeMicros> begin,
+                                                     std::optional<store::TimeMicros> end,
+                                                     const std::string& actor,
+                                                     const std::string& reason) const {
+  CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
+  CALIBD_ASSIGN_OR_RETURN(store::SeriesInfo series, ResolveSeries(key));
+  store::DecertifyRequest r;
+  r.series_id = series.id;
+  r.version = version;
+  r.begin = begin;
+  r.end = end;
+  r.actor = actor;
+  r.reason = reason;
+  CALIBD_RETURN_IF_ERROR(st->Decertify(r));
+  CALIBD_ASSIGN_OR_RETURN(store::MasterVersion v, st->GetVersion(series.id, version));
+  return WithCertifications(v);
+}
+
+absl::StatusOr<store::SelectionResult> StoreImpl::Select(const std::string& detector,
+                                                         const Header& header,
+                                                         const SelectionSpec& selection,
+                                                         std::vector<std::string> kinds,
+                                                         const RecipeOverrides& recipe) const {
+  CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
+  if (kinds.empty()) kinds = NeededKinds(header, recipe, "");
+  if (kinds.empty()) {
+    return absl::InvalidArgumentError(
+        "this frame needs no masters (IMAGETYP bias, or every step switched off); name kinds");
+  }
+  store::SelectionRequest r;
+  r.detector = detector;
+  r.header = header;
+  r.kinds = std::move(kinds);
+  r.policy = selection.policy;
+  r.max_age = selection.max_age_micros;
+  r.pinned = selection.pins;
+  return st->Select(r);
+}
+
+absl::StatusOr<store::DetectorRecord> StoreImpl::PutDetector(const store::DetectorSpec& spec,
+                                                             const std::string& actor) const {
+  CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
+  return st->PutDetector(spec, actor);
+}
+
+absl::StatusOr<store::DetectorRecord> StoreImpl::GetDetector(const std::string& name,
+                                                             int64_t version) const {
+  CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
+  return st->GetDetector(name, version);
+}
+
+absl::StatusOr<std::vector<store::DetectorRecord>> StoreImpl::ListDetectors() const {
+  CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
+  return st->ListDetectors();
+}
+
+absl::StatusOr<std::vector<DqBitEntry>> StoreImpl::DqBits(const std::string& detector) const {
+  std::vector<DqBitEntry> out;
+  for (const DqBitInfo& b : DqBitRegistry()) {
+    out.push_back({b.bit, std::string(b.name), std::string(b.description)});
+  }
+  if (!detector.empty()) {
+    CALIBD_ASSIGN_OR_RETURN(store::DetectorRecord det, GetDetector(detector, 0));
+    for (const store::DetectorDqBit& b : det.spec.dq_bits) {
+      out.push_back({b.bit, b.name, b.description});
+    }
+  }
+  return out;
+}
+
+void StoreImpl::UpdateVersionMetrics() const {
+  if (backend_->metrics == nullptr) return;
+  absl::StatusOr<std::shared_ptr<store::CalibrationStore>> st = backend_->store.Get();
+  if (!st.ok()) return;
+  store::MasterFilter f;
+  f.limit = 1000000;
+  absl::StatusOr<std::vector<store::MasterVersion>> all = (*st)->ListMasters(f);
+  if (!all.ok()) return;
+  std::map<std::pair<std::string, std::string>, int> counts;
+  for (const store::MasterVersion& v : *all) ++counts[{v.detector, v.kind}];
+  for (const auto& [k, n] : counts) backend_->metrics->SetStoreVersions(k.first, k.second, n);
+}
+
+}  // namespace calibd::server
