@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/fits/fits_file.h"
 #include "core/fits/header_io.h"
+#include "core/fits/rice_check.h"
 #include "core/image/dq.h"
 #include "core/status/macros.h"
 
@@ -113,6 +114,76 @@ absl::StatusOr<int64_t> ReadIntKey(const FitsFile& file, const char* key, int64_
   return static_cast<int64_t>(value);
 }
 
+// For RICE_1 images: every tile's stream must decode inside its own bytes (see rice_check.h;
+// CFITSIO's decoder would read past them). Reads the compressed bytes once more.
+absl::Status CheckRiceTiles(const FitsFile& file, const ImageInfo& info, const LONGLONG* naxes,
+                            const std::vector<int64_t>& tiles, int64_t nrows) {
+  fitsfile* f = file.get();
+  int status = 0;
+  char ctype[FLEN_VALUE] = {0};
+  fits_read_key(f, TSTRING, "ZCMPTYPE", ctype, nullptr, &status);
+  if (status != 0) return file.Check(status, "reading ZCMPTYPE");
+  if (std::strcmp(ctype, "RICE_1") != 0 && std::strcmp(ctype, "RICE_ONE") != 0) {
+    return absl::OkStatus();
+  }
+  // Parameters as CFITSIO reads them: ZNAMEi = 'BLOCKSIZE' / 'BYTEPIX' with ZVALi.
+  int64_t blocksize = 32, bytepix = 4;
+  for (int i = 1; i < 100; ++i) {
+    char name[FLEN_VALUE] = {0};
+    std::string key = absl::StrCat("ZNAME", i);
+    fits_read_key(f, TSTRING, key.c_str(), name, nullptr, &status);
+    if (status == KEY_NO_EXIST) {
+      fits_clear_errmsg();
+      status = 0;
+      break;
+    }
+    if (status != 0) return file.Check(status, absl::StrCat("reading ", key));
+    std::string val_key = absl::StrCat("ZVAL", i);
+    if (std::strcmp(name, "BLOCKSIZE") == 0) {
+      CALIBD_ASSIGN_OR_RETURN(blocksize, ReadIntKey(file, val_key.c_str(), 32));
+    } else if (std::strcmp(name, "BYTEPIX") == 0) {
+      CALIBD_ASSIGN_OR_RETURN(bytepix, ReadIntKey(file, val_key.c_str(), 4));
+    }
+  }
+  if (info.bitpix < 0) bytepix = 4;  // quantised floating point: 32-bit integers
+  if (blocksize < 1 || blocksize > (1 << 20) ||
+      (bytepix != 1 && bytepix != 2 && bytepix != 4)) {
+    return file.Error(absl::StatusCode::kInvalidArgument,
+                      absl::StrCat("Rice parameters BLOCKSIZE = ", blocksize, ", BYTEPIX = ",
+                                   bytepix, " are not supported"));
+  }
+  int col = 0;
+  fits_get_colnum(f, CASEINSEN, const_cast<char*>("COMPRESSED_DATA"), &col, &status);
+  if (status != 0) return file.Check(status, "finding the COMPRESSED_DATA column");
+  std::vector<int64_t> ntiles(info.naxis);
+  for (int i = 0; i < info.naxis; ++i) ntiles[i] = (naxes[i] + tiles[i] - 1) / tiles[i];
+  std::vector<uint8_t> bytes;
+  for (int64_t row = 1; row <= nrows; ++row) {
+    LONGLONG length = 0, offset = 0;
+    fits_read_descriptll(f, col, row, &length, &offset, &status);
+    if (status != 0) return file.Check(status, absl::StrCat("reading tile ", row));
+    if (length == 0) continue;  // stored in another column (GZIP or uncompressed)
+    // Pixels in this tile: tiles at the far edges are cut by the image.
+    int64_t t = row - 1, pixels = 1;
+    for (int i = 0; i < info.naxis; ++i) {
+      int64_t index = t % ntiles[i];
+      t /= ntiles[i];
+      pixels *= std::min<int64_t>(tiles[i], naxes[i] - index * tiles[i]);
+    }
+    bytes.resize(static_cast<size_t>(length));
+    int anynul = 0;
+    fits_read_col(f, TBYTE, col, row, 1, length, nullptr, bytes.data(), &anynul, &status);
+    if (status != 0) return file.Check(status, absl::StrCat("reading tile ", row));
+    if (!RiceStreamIsSafe(bytes.data(), length, pixels, static_cast<int>(bytepix),
+                          static_cast<int>(blocksize))) {
+      return file.Error(absl::StatusCode::kInvalidArgument,
+                        absl::StrCat("Rice-compressed tile ", row,
+                                     " ends before its pixels do (corrupt compressed image)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Checks a tile-compressed image's table: its declared size fits in the file, the tiles are
 // sane, and every tile's compressed bytes lie inside the heap. Nothing is decompressed.
 absl::Status CheckCompressedTable(const FitsFile& file, const ImageInfo& info,
@@ -145,6 +216,7 @@ absl::Status CheckCompressedTable(const FitsFile& file, const ImageInfo& info,
   // so a tile may hold at most max(image pixels, 2^20) pixels, and never more than the limit.
   int64_t expected_rows = 1;
   int64_t tile_pixels = 1;
+  std::vector<int64_t> tiles(info.naxis);
   const int64_t image_pixels = int64_t{info.width} * info.height;
   const int64_t max_tile_pixels =
       std::min(options.max_pixels, std::max<int64_t>(image_pixels, int64_t{1} << 20));
@@ -163,6 +235,7 @@ absl::Status CheckCompressedTable(const FitsFile& file, const ImageInfo& info,
                                      " allowed for this image"));
     }
     expected_rows *= (naxes[i] + tile - 1) / tile;
+    tiles[i] = tile;
   }
   if (expected_rows != nrows) {
     return file.Error(absl::StatusCode::kInvalidArgument,
@@ -202,7 +275,7 @@ absl::Status CheckCompressedTable(const FitsFile& file, const ImageInfo& info,
       }
     }
   }
-  return absl::OkStatus();
+  return CheckRiceTiles(file, info, naxes, tiles, nrows);
 }
 
 // Validates the image in the current HDU before anything is allocated for it.

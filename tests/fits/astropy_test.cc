@@ -2,6 +2,7 @@
 // read with the values astropy put in (tests/oracle/fits_write_astropy.py, closed-form pixel
 // functions recomputed here), and calibrated frames we write are loaded unchanged by
 // CCDData.read (tests/oracle/ccddata_read.py asserts data, uncertainty, mask, unit, header).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -155,6 +156,20 @@ TEST_P(AstropyCompressedTest, TileCompressedImagesDecompressExactly) {
   ASSERT_OK(reader->ReadRows(20, 3, band.data()));
   frame.pixels.RowToDouble(21, 0, kW, row.data());
   EXPECT_EQ(band[kW + 5], float(row[5]));
+}
+
+TEST_F(AstropyFilesTest, QuantisedFloatRice) {
+  ASSERT_OK_AND_ASSIGN(RawFrame frame, ReadRawFrame(File("comp_float32.fits")));
+  ASSERT_EQ(frame.pixels.type(), PixelType::kFloat32);
+  double worst = 0;
+  for (int y = 0; y < kH; ++y) {
+    for (int x = 0; x < kW; ++x) {
+      float want = 0.5f * x - 0.25f * y + 100 + 0.01f * ((x * 7 + y * 3) % 11);
+      worst = std::max(worst, std::abs(double(frame.pixels.row<float>(y)[x]) - want));
+    }
+  }
+  // astropy quantises to a step well below the data's own scatter (0.01 here).
+  EXPECT_LT(worst, 0.01);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, AstropyCompressedTest,

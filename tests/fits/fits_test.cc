@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/fits/rice_check.h"
 #include "core/image/dq.h"
 #include "core/status/status_matchers.h"
 #include "gmock/gmock.h"
@@ -448,6 +449,28 @@ TEST(ReadOptionsTest, MaxPixelsIsEnforcedOnValidFiles) {
     EXPECT_THAT(BandReader::Open(dir.File(name), {.max_pixels = 9999}),
                 StatusIs(absl::StatusCode::kInvalidArgument));
   }
+}
+
+TEST(RiceCheckTest, AcceptsCfitsioStreamsAndRejectsShortOnes) {
+  // Hand-made streams for bytepix 2 (4-bit split codes), blocks of 4 pixels.
+  // First value 0x0102, then code 0 (all equal) for a block: 4 bits + padding.
+  const uint8_t equal[] = {0x01, 0x02, 0x00};
+  EXPECT_TRUE(RiceStreamIsSafe(equal, 3, 4, 2, 4));
+  EXPECT_FALSE(RiceStreamIsSafe(equal, 3, 12, 2, 4));  // three blocks need 12 bits, 8 left
+  EXPECT_FALSE(RiceStreamIsSafe(equal, 2, 4, 2, 4));  // not even the first stream byte
+  // Code 15 (raw, fsmax 14 + 1): 4 pixels x 16 bits must follow.
+  const uint8_t raw[] = {0x00, 0x00, 0xF0, 0, 0, 0, 0, 0, 0, 0, 0x0F};
+  EXPECT_TRUE(RiceStreamIsSafe(raw, 11, 4, 2, 4));
+  EXPECT_FALSE(RiceStreamIsSafe(raw, 10, 4, 2, 4));
+  // Code 1 (fs = 0): each pixel a unary run ended by a 1 bit. 0001 then 1111 → 4 pixels.
+  const uint8_t unary[] = {0x00, 0x00, 0x1F};
+  EXPECT_TRUE(RiceStreamIsSafe(unary, 3, 4, 2, 4));
+  EXPECT_FALSE(RiceStreamIsSafe(unary, 3, 5, 2, 4));  // a fifth pixel runs off the end
+  // Zero runs that never end: what made CFITSIO read past its buffer.
+  const uint8_t zeros[] = {0x00, 0x00, 0x10, 0, 0, 0, 0, 0};
+  EXPECT_FALSE(RiceStreamIsSafe(zeros, 8, 4, 2, 4));
+  EXPECT_FALSE(RiceStreamIsSafe(equal, 3, 4, 3, 4));  // unsupported bytepix
+  EXPECT_FALSE(RiceStreamIsSafe(equal, 3, 4, 2, 0));  // blocksize 0 would never advance
 }
 
 TEST(FitsThreadingTest, CfitsioIsReentrant) {

@@ -9,7 +9,8 @@ Pixel values are closed-form functions of (x, y) that the C++ test recomputes; x
   uint16.fits      uint16 primary image (BITPIX 16, BZERO 32768) with assorted header cards
   int8.fits        int8 image (BITPIX 8, BZERO -128)
   float64_ext.fits empty primary, float64 image extension named SCI
-  comp_<type>.fits CompImageHDU with RICE_1, GZIP_1, GZIP_2, HCOMPRESS_1, PLIO_1
+  comp_<type>.fits int32 CompImageHDU with RICE_1, GZIP_1, GZIP_2, HCOMPRESS_1, PLIO_1
+  comp_uint16.fits uint16 RICE_1; comp_float32.fits quantised float32 RICE_1
 """
 import os
 import sys
@@ -67,6 +68,10 @@ def main():
         comp.header["FILTER"] = "r"
         fits.HDUList([fits.PrimaryHDU(), comp]).writeto(
             os.path.join(out, "comp_%s.fits" % ctype), overwrite=True)
+    # Quantised (lossy) Rice of float32 data, astropy's default for floats.
+    f32 = (0.5 * x - 0.25 * y + 100 + 0.01 * ((x * 7 + y * 3) % 11)).astype(np.float32)
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(f32, compression_type="RICE_1")]).writeto(
+        os.path.join(out, "comp_float32.fits"), overwrite=True)
     comp16 = fits.CompImageHDU(u16, compression_type="RICE_1")
     fits.HDUList([fits.PrimaryHDU(), comp16]).writeto(
         os.path.join(out, "comp_uint16.fits"), overwrite=True)
