@@ -14,9 +14,11 @@
 #include <thread>
 
 #include <nlohmann/json.hpp>
+#include <openssl/evp.h>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -133,6 +135,26 @@ bool ValidSha(absl::string_view sha) {
   return true;
 }
 
+// sha256 of the pixels (shape, unit, data, variance, dq): "identical content" for idempotent
+// puts, independent of header cards such as CHECKSUM's timestamped comment.
+std::string PixelDigest(const CalibratedFrame& f) {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  const std::string head = absl::StrCat(f.width(), "x", f.height(), ":", f.unit, ":",
+                                        f.has_variance(), f.has_dq(), ":");
+  EVP_DigestUpdate(ctx, head.data(), head.size());
+  EVP_DigestUpdate(ctx, f.data.data(), f.data.num_pixels() * sizeof(float));
+  if (f.has_variance()) {
+    EVP_DigestUpdate(ctx, f.variance.data(), f.variance.num_pixels() * sizeof(float));
+  }
+  if (f.has_dq()) EVP_DigestUpdate(ctx, f.dq.data(), f.dq.num_pixels() * sizeof(uint16_t));
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_DigestFinal_ex(ctx, md, &n);
+  EVP_MD_CTX_free(ctx);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(md), n));
+}
+
 // ---------------------------------------------------------------- schema
 std::vector<std::string> SchemaV1(bool pg) {
   const std::string pk = pg ? "BIGSERIAL PRIMARY KEY" : "INTEGER PRIMARY KEY";
@@ -147,13 +169,15 @@ std::vector<std::string> SchemaV1(bool pg) {
       absl::StrCat(
           "CREATE TABLE versions (id ", pk,
           ", series_id BIGINT NOT NULL REFERENCES series (id), version BIGINT NOT NULL, "
-          "sha256 TEXT NOT NULL, size_bytes BIGINT NOT NULL, width INTEGER NOT NULL, "
+          "sha256 TEXT NOT NULL, content_sha256 TEXT NOT NULL, size_bytes BIGINT NOT NULL, "
+          "width INTEGER NOT NULL, "
           "height INTEGER NOT NULL, created_at BIGINT NOT NULL, obs_time BIGINT NOT NULL, "
           "detector_version BIGINT NOT NULL, actor TEXT NOT NULL, attributes_json TEXT NOT NULL, "
           "provenance_json TEXT NOT NULL, statistics_json TEXT NOT NULL, decertified_at BIGINT, "
           "superseded_at BIGINT, UNIQUE (series_id, version), UNIQUE (series_id, sha256))"),
       "CREATE INDEX versions_sha ON versions (sha256)",
       "CREATE INDEX versions_obs ON versions (series_id, obs_time)",
+      "CREATE INDEX versions_content ON versions (series_id, content_sha256)",
       absl::StrCat("CREATE TABLE certifications (id ", pk,
                    ", series_id BIGINT NOT NULL, version BIGINT NOT NULL, "
                    "begin_us BIGINT NOT NULL, end_us BIGINT, created_at BIGINT NOT NULL, "
@@ -405,8 +429,10 @@ class CatalogStore : public CalibrationStore {
     } guard{temp};
     Header header;
     int width = 0, height = 0;
+    std::string content_sha;
     if (req.frame != nullptr) {
       CALIBD_RETURN_IF_ERROR(CheckContent(det.spec, *req.frame, "frame"));
+      content_sha = PixelDigest(*req.frame);
       header = req.frame->header;
       width = req.frame->width();
       height = req.frame->height();
@@ -436,6 +462,7 @@ class CatalogStore : public CalibrationStore {
         return Annotate(s, "the master is not a valid calibrated FITS file");
       }
       CALIBD_RETURN_IF_ERROR(CheckContent(det.spec, *frame, req.fits_path));
+      content_sha = PixelDigest(*frame);
       header = std::move(frame->header);
       width = frame->width();
       height = frame->height();
@@ -454,7 +481,6 @@ class CatalogStore : public CalibrationStore {
           "sha256 mismatch: the client said ", req.client_sha256, " but the received bytes hash to ",
           sha, "; the upload was damaged, send it again"));
     }
-    for (const HeaderCard& card : req.header.cards()) header.Append(card);
     // Request header cards win over the file's: look them up first.
     Header lookup = req.header;
     for (const HeaderCard& card : header.cards()) lookup.Append(card);
@@ -491,8 +517,9 @@ class CatalogStore : public CalibrationStore {
       CALIBD_ASSIGN_OR_RETURN(
           std::vector<SqlRow> same,
           conn_->Query(absl::StrCat("SELECT ", kVersionCols,
-                                    " WHERE v.series_id = ? AND v.sha256 = ?"),
-                       {series_id, sha}));
+                                    " WHERE v.series_id = ? AND (v.sha256 = ? OR "
+                                    "v.content_sha256 = ?) ORDER BY v.version LIMIT 1"),
+                       {series_id, sha, content_sha}));
       if (!same.empty()) {
         MasterVersion v = RowToVersion(same[0]);
         v.created = false;
@@ -511,10 +538,11 @@ class CatalogStore : public CalibrationStore {
                                                "; re-read the series and retry"));
       }
       CALIBD_RETURN_IF_ERROR(conn_->Exec(
-          "INSERT INTO versions (series_id, version, sha256, size_bytes, width, height, "
+          "INSERT INTO versions (series_id, version, sha256, content_sha256, size_bytes, width, "
+          "height, "
           "created_at, obs_time, detector_version, actor, attributes_json, provenance_json, "
-          "statistics_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-          {series_id, version, sha, size, int64_t{width}, int64_t{height}, now, obs_time,
+          "statistics_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          {series_id, version, sha, content_sha, size, int64_t{width}, int64_t{height}, now, obs_time,
            det.version, actor, StringMapJson(req.attributes), ProvenanceJson(req.provenance),
            StatsJson(req.statistics)}));
       CALIBD_RETURN_IF_ERROR(conn_->Exec("UPDATE series SET latest_version = ? WHERE id = ?",
@@ -1343,15 +1371,16 @@ absl::Status CatalogStore::SelectKind(const DetectorRecord& det, const Selection
         std::vector<SqlRow> before,
         conn_->Query(absl::StrCat("SELECT ", kCertCols,
                                   " WHERE series_id = ? AND begin_us <= ? ORDER BY begin_us DESC "
-                                  "LIMIT 1"),
+                                  "LIMIT 2"),
                      {m.series->id, *t}));
     CALIBD_ASSIGN_OR_RETURN(
         std::vector<SqlRow> after,
         conn_->Query(absl::StrCat("SELECT ", kCertCols,
                                   " WHERE series_id = ? AND begin_us > ? ORDER BY begin_us LIMIT 1"),
                      {m.series->id, *t}));
-    if (!before.empty()) {
-      Certification c = RowToCert(before[0]);
+    // The latest certification starting at or before t (it may hold t) and the one before it.
+    for (const SqlRow& row : before) {
+      Certification c = RowToCert(row);
       if (c.Holds(*t)) {
         holding.push_back(Candidate{c, m.distance});
       } else {

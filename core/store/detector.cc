@@ -11,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "core/image/dq.h"
 #include "core/image/section.h"
@@ -38,6 +39,20 @@ absl::Status CheckSection(const std::string& field, const std::string& text, int
                                                    " frame: ", s.status().message()));
   }
   return absl::OkStatus();
+}
+
+// A header value as configuration text: numbers in a canonical short form ("30", "30.9",
+// "-10.5"), so 30, 30.0 and 3.0E1 give one series; strings trimmed.
+absl::StatusOr<std::string> ConfigText(const Header& header, const std::string& keyword) {
+  const HeaderCard* card = header.Find(keyword);
+  if (card == nullptr) return absl::NotFoundError(keyword);
+  if (const double* d = std::get_if<double>(&card->value)) {
+    return absl::StrFormat("%.10g", *d);
+  }
+  if (const int64_t* i = std::get_if<int64_t>(&card->value)) return absl::StrCat(*i);
+  absl::StatusOr<std::string> text = header.GetText(keyword);
+  if (!text.ok()) return text.status();
+  return std::string(absl::StripAsciiWhitespace(*text));
 }
 
 }  // namespace
@@ -167,13 +182,13 @@ absl::StatusOr<Configuration> ExtractConfiguration(const DetectorSpec& spec, abs
   Configuration out;
   for (const std::string& key : ConfigurationKeysFor(spec, kind)) {
     const std::string keyword = spec.keys.KeywordFor(key);
-    absl::StatusOr<std::string> v = header.GetText(keyword);
+    absl::StatusOr<std::string> v = ConfigText(header, keyword);
     if (!v.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "header has no ", keyword, " (the ", key, " of a ", kind, " for detector ", spec.name,
           "); add the card or give the configuration explicitly"));
     }
-    out[key] = std::string(absl::StripAsciiWhitespace(*v));
+    out[key] = *v;
   }
   return out;
 }
@@ -185,8 +200,8 @@ Configuration ExtractAllConfiguration(const DetectorSpec& spec, const Header& he
   for (const auto& [kind, ks] : table) keys.insert(ks.begin(), ks.end());
   Configuration out;
   for (const std::string& key : keys) {
-    absl::StatusOr<std::string> v = header.GetText(spec.keys.KeywordFor(key));
-    if (v.ok()) out[key] = std::string(absl::StripAsciiWhitespace(*v));
+    absl::StatusOr<std::string> v = ConfigText(header, spec.keys.KeywordFor(key));
+    if (v.ok()) out[key] = *v;
   }
   return out;
 }

@@ -47,7 +47,8 @@
 namespace calibd::store {
 
 // Logical key → value as text ("30", "1x1", "high"). Ordered, so equal maps compare and
-// serialise identically. Numbers are formatted by FormatCardValue (core/image/header.h).
+// serialise identically. Numeric header values are written with up to 10 significant digits
+// ("30", "30.9", "-10.5"), so 30, 30.0 and 3.0E1 give the same configuration.
 using Configuration = std::map<std::string, std::string>;
 
 // Logical key names (the keys of HeaderKeyMap and of Configuration).

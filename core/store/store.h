@@ -20,9 +20,9 @@
 //   - Versions are immutable and numbered 1, 2, 3… per series, densely, even with concurrent
 //     writers in several processes. The blob is durable before the catalog row commits; a
 //     process killed at any instant leaves the whole version or none.
-//   - Putting content identical (same sha256) to a version of the same series returns that
-//     version with created = false. The same content in another series is a new version there
-//     (the blob is shared).
+//   - Putting content identical to a version of the same series (same blob sha256, or the same
+//     pixels: data, variance, dq, unit) returns that version with created = false. The same
+//     content in another series is a new version there (the blob is shared).
 //   - A certification overlapping another in its series is ALREADY_EXISTS naming the
 //     conflicting version and range, unless `replace`, which trims/splits the old ranges.
 //   - A blob whose sha256 no longer matches is DATA_LOSS and is never served.
@@ -83,7 +83,9 @@ struct PutMasterRequest {
   // detector spec's configuration keys for `kind`.
   Configuration configuration;
   std::map<std::string, std::string> attributes;
-  Header header;  // extra header cards for the master; also where time/configuration come from
+  // Cards consulted (before the master's own) for the configuration and the time; they are not
+  // written into the blob.
+  Header header;
   // The content — exactly one of:
   std::string fits_path;                  // a spooled FITS file in the calibrated layout
   const CalibratedFrame* frame = nullptr;  // written to FITS by the store
