@@ -90,131 +90,127 @@ struct RowStats {
   int64_t good = 0, flagged = 0, saturated = 0, no_data = 0, low_flat = 0, bad = 0;
 };
 
-// One output row yt: every step at once on L1-resident rows.
-void CalibrateRow(const Plan& p, int yt, float* scratch, Image<float>& out_data,
-                  Image<float>& out_var, Image<uint16_t>& out_dq, RowStats* rs,
-                  std::vector<float>* sample) {
+// The per-pixel arithmetic of every step in one loop. Absent planes are replaced by
+// "neutral" rows (zeros, ones) that stay in L1, so one loop serves every recipe; the steps'
+// order of operations is the documented one. Restrict parameters let it vectorise.
+template <bool kVariance, bool kMaps>
+void FusedRow(int w, const float* __restrict r, float o, const float* __restrict oc,
+              const float* __restrict b, const float* __restrict bv,
+              const uint16_t* __restrict bq, const float* __restrict k,
+              const float* __restrict kv, const uint16_t* __restrict kq, float s, float s2,
+              const float* __restrict inv, const float* __restrict nv,
+              const uint16_t* __restrict fq, const uint16_t* __restrict bp,
+              const float* __restrict gm, const float* __restrict rm,
+              const float* __restrict gor, float ig, float c, float go, float go2, float sat,
+              float* __restrict d_out,
+              float* __restrict v_out, uint16_t* __restrict q_out) {
+  for (int x = 0; x < w; ++x) {
+    const float rv = r[x];
+    const float d0 = rv - o - oc[x];  // overscan (per row: oc = 0; per column: o = 0)
+    float d = ((d0 - b[x]) - s * k[x]) * inv[x];
+    int m = (rv >= sat ? kDqSaturated : 0) | (std::isfinite(rv) ? 0 : kDqNoData) | bq[x] |
+            kq[x] | fq[x] | (bp[x] != 0 ? kDqBad : 0);
+    if constexpr (kVariance) {
+      const float pos = std::max(d0, 0.0f);
+      float v;
+      if constexpr (kMaps) {
+        const float g = gm[x], rn = rm[x];
+        v = (g * pos + rn * rn) / (g * g);
+      } else {
+        v = pos * ig + c;
+      }
+      v = (v + bv[x]) + s2 * kv[x];
+      v = inv[x] * inv[x] * (v + d * d * nv[x]);
+      if constexpr (kMaps) {
+        d *= gor[x];
+        v *= gor[x] * gor[x];
+      } else {
+        d *= go;
+        v *= go2;
+      }
+      m |= (std::isfinite(d) && std::isfinite(v)) ? 0 : kDqNoData;
+      v_out[x] = v;
+    } else {
+      if constexpr (kMaps) {
+        d *= gor[x];
+      } else {
+        d *= go;
+      }
+      m |= std::isfinite(d) ? 0 : kDqNoData;
+    }
+    d_out[x] = d;
+    q_out[x] = static_cast<uint16_t>(m);
+  }
+}
+
+// Neutral rows for absent planes, shared read-only by every band of one Calibrate call.
+struct NeutralRows {
+  std::vector<float> zeros, ones, gain, read_noise;
+  std::vector<uint16_t> no_dq;
+};
+
+// One output row yt: every step at once, fused.
+void CalibrateRow(const Plan& p, const NeutralRows& n, int yt, float* scratch,
+                  Image<float>& out_data, Image<float>& out_var, Image<uint16_t>& out_dq,
+                  RowStats* rs, std::vector<float>* sample) {
   const int w = p.width;
   const int yr = p.trim.y0 + yt;
-  float* __restrict d = out_data.row(yt);
-  float* __restrict v = p.variance ? out_var.row(yt) : nullptr;
-  uint16_t* __restrict q = out_dq.row(yt);
-  float* __restrict r = scratch;
+  float* d = out_data.row(yt);
+  float* v = p.variance ? out_var.row(yt) : nullptr;
+  uint16_t* q = out_dq.row(yt);
+  float* r = scratch;
   p.raw->RowToFloat(yr, p.trim.x0, w, r);
 
-  // Raw DQ and overscan.
-  if (p.check_saturation) {
-    const float sat = p.saturation;
-    for (int x = 0; x < w; ++x) q[x] = r[x] >= sat ? kDqSaturated : 0;
-  } else {
-    std::fill(q, q + w, uint16_t{0});
-  }
-  if (p.raw_is_float) {
-    for (int x = 0; x < w; ++x) q[x] |= std::isfinite(r[x]) ? 0 : kDqNoData;
-  }
-  if (!p.overscan) {
-    std::copy(r, r + w, d);
-  } else if (p.overscan_per_row) {
-    const float o = p.overscan_rows[yr];
-    for (int x = 0; x < w; ++x) d[x] = r[x] - o;
-  } else {
-    const float* __restrict oc = p.overscan_cols.data();
-    for (int x = 0; x < w; ++x) d[x] = r[x] - oc[x];
-  }
-
-  // Variance from the overscan-subtracted, trimmed data (ccdproc create_deviation).
-  if (v != nullptr) {
-    if (p.gain_map == nullptr && p.rn_map == nullptr) {
-      const float ig = p.inv_gain, c = p.rn2_over_g2;
-      for (int x = 0; x < w; ++x) v[x] = std::max(d[x], 0.0f) * ig + c;
+  const float* zeros = n.zeros.data();
+  const uint16_t* no_dq = n.no_dq.data();
+  float o = 0;
+  const float* oc = zeros;
+  if (p.overscan) {
+    if (p.overscan_per_row) {
+      o = p.overscan_rows[yr];
     } else {
-      const float* gm = p.gain_map != nullptr ? p.gain_map->row(yt) : nullptr;
-      const float* rm = p.rn_map != nullptr ? p.rn_map->row(yt) : nullptr;
-      for (int x = 0; x < w; ++x) {
-        const float g = gm != nullptr ? gm[x] : p.gain;
-        const float rn = rm != nullptr ? rm[x] : p.read_noise;
-        v[x] = (g * std::max(d[x], 0.0f) + rn * rn) / (g * g);
-      }
+      oc = p.overscan_cols.data();
     }
   }
-
-  // Bias.
-  if (p.bias != nullptr) {
-    const float* __restrict b = p.bias->data.row(yt);
-    for (int x = 0; x < w; ++x) d[x] -= b[x];
-    if (v != nullptr && p.bias->has_variance()) {
-      const float* __restrict bv = p.bias->variance.row(yt);
-      for (int x = 0; x < w; ++x) v[x] += bv[x];
-    }
-    if (p.bias->has_dq()) {
-      const uint16_t* __restrict bq = p.bias->dq.row(yt);
-      for (int x = 0; x < w; ++x) q[x] |= bq[x];
-    }
-  }
-
-  // Dark, scaled.
-  if (p.dark != nullptr) {
-    const float s = p.dark_scale;
-    const float* __restrict k = p.dark->data.row(yt);
-    for (int x = 0; x < w; ++x) d[x] -= s * k[x];
-    if (v != nullptr && p.dark->has_variance()) {
-      const float s2 = p.dark_scale2;
-      const float* __restrict kv = p.dark->variance.row(yt);
-      for (int x = 0; x < w; ++x) v[x] += s2 * kv[x];
-    }
-    if (p.dark->has_dq()) {
-      const uint16_t* __restrict kq = p.dark->dq.row(yt);
-      for (int x = 0; x < w; ++x) q[x] |= kq[x];
-    }
-  }
-
-  // Flat: multiply by the prepared inverse (1 where the flat is low).
-  if (p.flat != nullptr) {
-    const float* __restrict inv = p.flat->inverse.row(yt);
-    for (int x = 0; x < w; ++x) d[x] *= inv[x];
-    if (v != nullptr) {
-      if (!p.flat->norm_variance.empty()) {
-        const float* __restrict nv = p.flat->norm_variance.row(yt);
-        for (int x = 0; x < w; ++x) v[x] = inv[x] * inv[x] * (v[x] + d[x] * d[x] * nv[x]);
-      } else {
-        for (int x = 0; x < w; ++x) v[x] *= inv[x] * inv[x];
-      }
-    }
-    if (!p.flat->dq.empty()) {
-      const uint16_t* __restrict fq = p.flat->dq.row(yt);
-      for (int x = 0; x < w; ++x) q[x] |= fq[x];
-    }
-  }
-
-  // Gain to electrons.
-  if (p.to_electrons) {
-    if (p.gain_map != nullptr) {
-      const float* __restrict gm = p.gain_map->row(yt);
-      for (int x = 0; x < w; ++x) d[x] *= gm[x];
-      if (v != nullptr) {
-        for (int x = 0; x < w; ++x) v[x] *= gm[x] * gm[x];
-      }
+  const CalibratedFrame* bias = p.bias;
+  const float* b = bias != nullptr ? bias->data.row(yt) : zeros;
+  const float* bv = bias != nullptr && bias->has_variance() ? bias->variance.row(yt) : zeros;
+  const uint16_t* bq = bias != nullptr && bias->has_dq() ? bias->dq.row(yt) : no_dq;
+  const CalibratedFrame* dark = p.dark;
+  const float* k = dark != nullptr ? dark->data.row(yt) : zeros;
+  const float* kv = dark != nullptr && dark->has_variance() ? dark->variance.row(yt) : zeros;
+  const uint16_t* kq = dark != nullptr && dark->has_dq() ? dark->dq.row(yt) : no_dq;
+  const PreparedFlat* flat = p.flat;
+  const float* inv = flat != nullptr ? flat->inverse.row(yt) : n.ones.data();
+  const float* nv = flat != nullptr && !flat->norm_variance.empty()
+                        ? flat->norm_variance.row(yt) : zeros;
+  const uint16_t* fq = flat != nullptr && !flat->dq.empty() ? flat->dq.row(yt) : no_dq;
+  const uint16_t* bp = p.bad_pixels != nullptr ? p.bad_pixels->row(yt) : no_dq;
+  const bool maps = p.gain_map != nullptr || p.rn_map != nullptr;
+  const float* gm = p.gain_map != nullptr ? p.gain_map->row(yt) : n.gain.data();
+  const float* rm = p.rn_map != nullptr ? p.rn_map->row(yt) : n.read_noise.data();
+  const float sat = p.check_saturation ? p.saturation : std::numeric_limits<float>::quiet_NaN();
+  // Output gain: g (electrons) or 1 (ADU); with maps, per pixel.
+  const float go = p.to_electrons ? p.gain : 1.0f;
+  const float go2 = p.to_electrons ? p.gain2 : 1.0f;
+  const float* gor = p.to_electrons ? gm : n.ones.data();
+#define CALIBD_FUSED_ARGS                                                                     \
+  w, r, o, oc, b, bv, bq, k, kv, kq, p.dark_scale, p.dark_scale2, inv, nv, fq, bp, gm, rm,     \
+      gor, p.inv_gain, p.rn2_over_g2, go, go2, sat, d, v, q
+  if (p.variance) {
+    if (maps) {
+      FusedRow<true, true>(CALIBD_FUSED_ARGS);
     } else {
-      const float g = p.gain, g2 = p.gain2;
-      for (int x = 0; x < w; ++x) d[x] *= g;
-      if (v != nullptr) {
-        for (int x = 0; x < w; ++x) v[x] *= g2;
-      }
-    }
-  }
-
-  if (p.bad_pixels != nullptr) {
-    const uint16_t* __restrict bp = p.bad_pixels->row(yt);
-    for (int x = 0; x < w; ++x) q[x] |= bp[x] != 0 ? kDqBad : 0;
-  }
-  // Non-finite results.
-  if (v != nullptr) {
-    for (int x = 0; x < w; ++x) {
-      q[x] |= (std::isfinite(d[x]) && std::isfinite(v[x])) ? 0 : kDqNoData;
+      FusedRow<true, false>(CALIBD_FUSED_ARGS);
     }
   } else {
-    for (int x = 0; x < w; ++x) q[x] |= std::isfinite(d[x]) ? 0 : kDqNoData;
+    if (maps) {
+      FusedRow<false, true>(CALIBD_FUSED_ARGS);
+    } else {
+      FusedRow<false, false>(CALIBD_FUSED_ARGS);
+    }
   }
+#undef CALIBD_FUSED_ARGS
 
   if (rs != nullptr) {
     // Good pixels' values (0 elsewhere) into the scratch row, then sums in double with
@@ -486,13 +482,19 @@ absl::StatusOr<CalibratedFrame> Calibrate(const RawImage& raw, const Masters& ma
     p.sample_col_step = step;
     samples.resize((p.height + step - 1) / step);
   }
+  NeutralRows neutral;
+  neutral.zeros.assign(p.width, 0.0f);
+  neutral.ones.assign(p.width, 1.0f);
+  neutral.no_dq.assign(p.width, 0);
+  if (p.gain_map == nullptr) neutral.gain.assign(p.width, p.gain);
+  if (p.rn_map == nullptr) neutral.read_noise.assign(p.width, p.read_noise);
   ParallelFor(pool, p.height, options.band_rows, [&](int64_t y0, int64_t y1) {
     std::vector<float> scratch(p.width);
     for (int64_t y = y0; y < y1; ++y) {
       const int yt = static_cast<int>(y);
       std::vector<float>* sample = nullptr;
       if (p.stats && yt % p.sample_row_step == 0) sample = &samples[yt / p.sample_row_step];
-      CalibrateRow(p, yt, scratch.data(), out.data, out.variance, out.dq,
+      CalibrateRow(p, neutral, yt, scratch.data(), out.data, out.variance, out.dq,
                    p.stats ? &row_stats[yt] : nullptr, sample);
     }
   });
