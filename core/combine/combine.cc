@@ -45,7 +45,7 @@ bool NeedsFrameIdentity(const CombineOptions& o) {
 // Per-slot scratch: lane-major values for the SIMD path, or value/frame/variance arrays and an
 // index permutation for the scalar path.
 size_t SlotBytes(int n) {
-  return AlignUp(size_t(n) * kLanes * sizeof(float)) + AlignUp(size_t(n) * sizeof(float)) * 4 +
+  return 2 * AlignUp(size_t(n) * kLanes * sizeof(float)) + AlignUp(size_t(n) * sizeof(float)) * 4 +
          AlignUp(size_t(n) * sizeof(int)) * 2;
 }
 
@@ -295,61 +295,125 @@ struct Tally {
 
 inline bool PassThreshold(double x, const BandContext& c) { return x >= c.min_d && x <= c.max_d; }
 
-// Eight pixels [p, p + lanes) through the SIMD path.
-void LaneGroup(const BandContext& c, int64_t p, int lanes, float* v, Tally& tally) {
-  constexpr float kInf = std::numeric_limits<float>::infinity();
-  int valid[kLanes] = {0};
-  int count[kLanes] = {0};
-  for (int i = 0; i < c.n; ++i) {
+// Eight pixels [p, p + lanes) through the SIMD path: gather N values per pixel into lanes,
+// sort each lane with the network, then clip and reduce all eight lanes together. `v` and
+// `dev` are n × kLanes floats of scratch.
+void LaneGroup(const BandContext& c, int64_t p, int lanes, float* v, float* dev, Tally& tally) {
+  using internal::v8f;
+  using internal::v8i;
+  const int n = c.n;
+  const v8f inf = internal::Splat(std::numeric_limits<float>::infinity());
+  const v8f fmax = internal::Splat(std::numeric_limits<float>::max());
+  const v8f minv = internal::Splat(c.min_value), maxv = internal::Splat(c.max_value);
+  v8i valid = {0, 0, 0, 0, 0, 0, 0, 0}, count = valid;
+  v8i live = valid;  // -1 on lanes that hold a pixel
+  for (int l = 0; l < lanes; ++l) live[l] = -1;
+  for (int i = 0; i < n; ++i) {
     const float* d = (*c.data)[i] + p;
     const uint16_t* q = (*c.dq)[i] ? (*c.dq)[i] + p : nullptr;
-    const float s = c.scale_f[i];
-    float* row = v + i * kLanes;
-    if (lanes == kLanes && q == nullptr) {
-      for (int l = 0; l < kLanes; ++l) {
-        const float x = d[l];
-        const bool fin = std::fabs(x) <= std::numeric_limits<float>::max();
-        const bool pass = fin & (x >= c.min_value) & (x <= c.max_value);
-        row[l] = pass ? x * s : kInf;
-        valid[l] += fin;
-        count[l] += pass;
-      }
-    } else if (lanes == kLanes) {
-      for (int l = 0; l < kLanes; ++l) {
-        const float x = d[l];
-        const bool fin = (std::fabs(x) <= std::numeric_limits<float>::max()) &
-                         ((q[l] & c.dq_mask) == 0);
-        const bool pass = fin & (x >= c.min_value) & (x <= c.max_value);
-        row[l] = pass ? x * s : kInf;
-        valid[l] += fin;
-        count[l] += pass;
+    v8f x;
+    v8i ok;
+    if (lanes == kLanes) {
+      std::memcpy(&x, d, sizeof x);
+      ok = live;
+      if (q != nullptr) {
+        internal::v8u16 qq;
+        std::memcpy(&qq, q, sizeof qq);
+        const v8i qi = __builtin_convertvector(qq, v8i);
+        ok &= (qi & int{c.dq_mask}) == 0;
       }
     } else {
-      for (int l = 0; l < kLanes; ++l) {
-        bool fin = false, pass = false;
-        float x = 0;
-        if (l < lanes) {
-          x = d[l];
-          fin = ValueOk(x) && (q == nullptr || (q[l] & c.dq_mask) == 0);
-          pass = fin && PassThreshold(x, c);
-        }
-        row[l] = pass ? x * s : kInf;
-        valid[l] += fin;
-        count[l] += pass;
+      x = inf;
+      ok = valid;  // zero
+      for (int l = 0; l < lanes; ++l) {
+        x[l] = d[l];
+        ok[l] = (q == nullptr || (q[l] & c.dq_mask) == 0) ? -1 : 0;
       }
     }
+    const v8i fin = ok & (internal::Abs(x) <= fmax);
+    const v8i pass = fin & (x >= minv) & (x <= maxv);
+    const v8f scaled = x * internal::Splat(c.scale_f[i]);
+    const v8f stored = pass ? scaled : inf;
+    std::memcpy(v + i * kLanes, &stored, sizeof stored);
+    valid -= fin;   // masks are -1
+    count -= pass;
   }
   c.network->SortLanes(v);
+
+  // Survivors of lane l are v[k][l] for k in [lo[l], hi[l]).
+  alignas(32) int lo[kLanes], hi[kLanes];
+  for (int l = 0; l < kLanes; ++l) {
+    const bool none = c.params.nlow + c.params.nhigh >= count[l];
+    lo[l] = none ? 0 : c.params.nlow;
+    hi[l] = none ? 0 : count[l] - c.params.nhigh;
+  }
+  alignas(32) double mean[kLanes], var[kLanes], med[kLanes];
+  const bool median_out = c.params.method == CombineOptions::Method::kMedian;
+  const auto& sc = c.params.sigma_clip;
+  if (sc.enabled) {
+    const bool need_median =
+        sc.center == CombineOptions::Center::kMedian || sc.spread == CombineOptions::Spread::kMadStd;
+    for (int iter = 0; sc.max_iters == 0 || iter < sc.max_iters; ++iter) {
+      internal::LaneMeanVar(v, n, lo, hi, mean, var, /*with_var=*/true);
+      if (need_median) internal::LaneMedian(v, lo, hi, med);
+      alignas(32) double spread[kLanes];
+      if (sc.spread == CombineOptions::Spread::kStd) {
+        for (int l = 0; l < kLanes; ++l) spread[l] = std::sqrt(var[l]);
+      } else {
+        internal::LaneMad(v, dev, n, lo, hi, med, *c.network, spread);
+        for (int l = 0; l < kLanes; ++l) spread[l] *= internal::kMadToStd;
+      }
+      alignas(32) double lob[kLanes], hib[kLanes];
+      for (int l = 0; l < kLanes; ++l) {
+        const double centre = sc.center == CombineOptions::Center::kMedian ? med[l] : mean[l];
+        // m <= 1: nothing to clip (astropy's std is 0 there; keep the value).
+        const bool skip = hi[l] - lo[l] <= 1;
+        lob[l] = skip ? -HUGE_VAL : centre - sc.low * spread[l];
+        hib[l] = skip ? HUGE_VAL : centre + sc.high * spread[l];
+      }
+      if (!internal::LaneClip(v, n, lob, hib, lo, hi)) break;
+    }
+  }
+  if (median_out) {
+    internal::LaneMedian(v, lo, hi, med);
+  } else {
+    internal::LaneMeanVar(v, n, lo, hi, mean, var, /*with_var=*/c.out_var != nullptr);
+  }
+  alignas(32) double mad[kLanes] = {0};
+  if (median_out && c.out_var != nullptr) internal::LaneMad(v, dev, n, lo, hi, med, *c.network, mad);
   for (int l = 0; l < lanes; ++l) {
-    const internal::PixelResult r =
-        internal::ReducePixel(v + l, kLanes, count[l], nullptr, nullptr, c.params);
+    const int m = hi[l] - lo[l];
     const int64_t o = p + l;
-    c.out_data[o] = r.value;
-    if (c.out_var) c.out_var[o] = r.variance;
-    c.out_count[o] = static_cast<uint16_t>(r.count);
-    c.out_dq[o] = r.count > 0 ? 0 : (valid[l] == 0 ? kDqNoData : kDqRejected);
     tally.valid += valid[l];
-    tally.used += r.count;
+    if (m <= 0) {
+      c.out_data[o] = c.params.empty_value;
+      if (c.out_var) c.out_var[o] = 0;
+      c.out_count[o] = 0;
+      c.out_dq[o] = valid[l] == 0 ? kDqNoData : kDqRejected;
+      continue;
+    }
+    tally.used += m;
+    double value, variance;
+    switch (c.params.method) {
+      case CombineOptions::Method::kMedian: {
+        value = med[l];
+        const double sd = internal::kMadToStd * mad[l];
+        variance = sd * sd / m;
+        break;
+      }
+      case CombineOptions::Method::kSum:
+        value = mean[l] * m;
+        variance = var[l] * m;
+        break;
+      default:
+        value = mean[l];
+        variance = var[l] / m;
+        break;
+    }
+    c.out_data[o] = static_cast<float>(value);
+    if (c.out_var) c.out_var[o] = static_cast<float>(variance);
+    c.out_count[o] = static_cast<uint16_t>(m);
+    c.out_dq[o] = 0;
   }
 }
 
@@ -574,8 +638,14 @@ int64_t FixedBytes(const CombineOptions& o, int n) {
   return fixed;
 }
 
+// Bands larger than this gain nothing (the per-band overhead is already negligible) and fall
+// out of the last-level cache between the read and the combine, so the band is capped here
+// even when the budget allows more.
+constexpr int64_t kPreferredBandBytes = int64_t{24} << 20;
+
 int PlanRows(const CombineOptions& o, int n, int width, int height, int64_t bytes_per_row) {
-  const int64_t avail = PlanningBudget(o.memory_budget_bytes) - FixedBytes(o, n);
+  const int64_t avail = std::min(PlanningBudget(o.memory_budget_bytes) - FixedBytes(o, n),
+                                 std::max(kPreferredBandBytes, bytes_per_row));
   if (avail <= 0 || bytes_per_row <= 0) return 0;
   return static_cast<int>(std::min<int64_t>(height, avail / bytes_per_row));
 }
@@ -761,14 +831,15 @@ absl::StatusOr<CombineResult> Combine(std::vector<std::unique_ptr<FrameSource>> 
       }
       Tally tally;
       float* lanes = reinterpret_cast<float*>(slot);
-      char* scalar = slot + AlignUp(size_t(n) * kLanes * sizeof(float));
+      float* dev = reinterpret_cast<float*>(slot + AlignUp(size_t(n) * kLanes * sizeof(float)));
+      char* scalar = slot + 2 * AlignUp(size_t(n) * kLanes * sizeof(float));
       for (int64_t g = g0; g < g1; ++g) {
         const int64_t p = g * kLanes;
         const int lanes_here = static_cast<int>(std::min<int64_t>(kLanes, pixels - p));
         if (c.identity) {
           for (int l = 0; l < lanes_here; ++l) ScalarPixel(c, p + l, scalar, tally);
         } else {
-          LaneGroup(c, p, lanes_here, lanes, tally);
+          LaneGroup(c, p, lanes_here, lanes, dev, tally);
         }
       }
       valid_total.fetch_add(tally.valid, std::memory_order_relaxed);

@@ -23,15 +23,14 @@ SortingNetwork::SortingNetwork(int n) : n_(n) {
 }
 
 void SortingNetwork::SortLanes(float* v) const {
-  for (const auto& [a, b] : comparators_) {
-    float* __restrict va = v + a * kLanes;
-    float* __restrict vb = v + b * kLanes;
-    for (int l = 0; l < kLanes; ++l) {  // one vminps + one vmaxps
-      const float lo = std::min(va[l], vb[l]);
-      const float hi = std::max(va[l], vb[l]);
-      va[l] = lo;
-      vb[l] = hi;
-    }
+  for (const auto& [a, b] : comparators_) {  // one vminps + one vmaxps each
+    v8f x, y;
+    std::memcpy(&x, v + a * kLanes, sizeof x);
+    std::memcpy(&y, v + b * kLanes, sizeof y);
+    const v8f lo = x < y ? x : y;
+    const v8f hi = x < y ? y : x;
+    std::memcpy(v + a * kLanes, &lo, sizeof lo);
+    std::memcpy(v + b * kLanes, &hi, sizeof hi);
   }
 }
 
@@ -41,6 +40,29 @@ void SortingNetwork::Sort(float* v) const {
     const float hi = std::max(v[a], v[b]);
     v[a] = lo;
     v[b] = hi;
+  }
+}
+
+void LaneMad(const float* v, float* dev, int n, const int* lo, const int* hi, const double* med,
+             const SortingNetwork& network, double* mad) {
+  const v4f inf = {HUGE_VALF, HUGE_VALF, HUGE_VALF, HUGE_VALF};
+  for (int h = 0; h < 2; ++h) {
+    const v4i lo4 = LoadInts(lo + 4 * h), hi4 = LoadInts(hi + 4 * h);
+    const v4d m = LoadDoubles(med + 4 * h);
+    for (int k = 0; k < n; ++k) {
+      const v4d d = LoadHalf(v, k, h) - m;
+      const v4f a = __builtin_convertvector(d < 0 ? -d : d, v4f);
+      const v4i kk = {k, k, k, k};
+      const v4f out = (kk >= lo4) & (kk < hi4) ? a : inf;
+      std::memcpy(dev + k * kLanes + 4 * h, &out, sizeof out);
+    }
+  }
+  network.SortLanes(dev);
+  for (int l = 0; l < kLanes; ++l) {
+    const int m = hi[l] - lo[l];
+    mad[l] = m > 0 ? 0.5 * (double{dev[((m - 1) / 2) * kLanes + l]} +
+                            double{dev[(m / 2) * kLanes + l]})
+                   : 0.0;
   }
 }
 

@@ -11,7 +11,10 @@
 #ifndef CALIBD_CORE_COMBINE_KERNEL_H_
 #define CALIBD_CORE_COMBINE_KERNEL_H_
 
+#include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -20,6 +23,20 @@
 namespace calibd::combine::internal {
 
 inline constexpr int kLanes = 8;
+
+// GCC/Clang vector types: one AVX2 register of kLanes pixels.
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef uint16_t v8u16 __attribute__((vector_size(16)));
+
+inline v8f Splat(float f) { return v8f{f, f, f, f, f, f, f, f}; }
+inline v8f Abs(v8f x) {
+  v8i bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  bits &= 0x7FFFFFFF;
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
 inline constexpr double kMadToStd = 1.482602218505602;  // astropy's mad_std factor
 
 // Batcher's odd-even merge sort for any n (comparators touching indices >= n dropped, which is
@@ -38,6 +55,102 @@ class SortingNetwork {
   int n_;
   std::vector<std::pair<int, int>> comparators_;
 };
+
+// --- all eight lanes at once over lane-major sorted values v[k * kLanes + l] ---------------
+// Survivors of lane l are k in [lo[l], hi[l]); lanes with an empty range give 0 / NaN-free
+// zeros and are ignored by the caller.
+
+typedef double v4d __attribute__((vector_size(32)));
+typedef int64_t v4l __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+// Lanes [4h, 4h + 4) of row k of v, widened to double.
+inline v4d LoadHalf(const float* v, int k, int h) {
+  v4f f;
+  std::memcpy(&f, v + k * kLanes + 4 * h, sizeof f);
+  return __builtin_convertvector(f, v4d);
+}
+inline v4i LoadInts(const int* p) {
+  v4i r;
+  std::memcpy(&r, p, sizeof r);
+  return r;
+}
+inline v4d LoadDoubles(const double* p) {
+  v4d r;
+  std::memcpy(&r, p, sizeof r);
+  return r;
+}
+// -1 (all bits) in the 64-bit lanes whose range [lo, hi) holds k.
+inline v4l InRange(int k, v4i lo, v4i hi) {
+  const v4i kk = {k, k, k, k};
+  return __builtin_convertvector((kk >= lo) & (kk < hi), v4l);
+}
+
+// Mean and (with_var) population variance of each lane's survivors, in double, two passes.
+inline void LaneMeanVar(const float* v, int n, const int* lo, const int* hi, double* mean,
+                        double* var, bool with_var) {
+  const v4d zero = {0, 0, 0, 0};
+  for (int h = 0; h < 2; ++h) {
+    const v4i lo4 = LoadInts(lo + 4 * h), hi4 = LoadInts(hi + 4 * h);
+    const v4d m = __builtin_convertvector(hi4 - lo4, v4d);
+    v4d sum = zero;
+    for (int k = 0; k < n; ++k) sum += InRange(k, lo4, hi4) ? LoadHalf(v, k, h) : zero;
+    const v4d mu = m > zero ? sum / m : zero;
+    std::memcpy(mean + 4 * h, &mu, sizeof mu);
+    if (!with_var) continue;
+    v4d q = zero;
+    for (int k = 0; k < n; ++k) {
+      const v4d d = LoadHalf(v, k, h) - mu;
+      q += InRange(k, lo4, hi4) ? d * d : zero;
+    }
+    const v4d vr = m > zero ? q / m : zero;
+    std::memcpy(var + 4 * h, &vr, sizeof vr);
+  }
+}
+
+// Median of each lane's survivors (mean of the two middle values for an even count).
+inline void LaneMedian(const float* v, const int* lo, const int* hi, double* med) {
+  for (int l = 0; l < kLanes; ++l) {
+    const int m = hi[l] - lo[l];
+    if (m <= 0) {
+      med[l] = 0;
+      continue;
+    }
+    med[l] = 0.5 * (double{v[(lo[l] + (m - 1) / 2) * kLanes + l]} +
+                    double{v[(lo[l] + m / 2) * kLanes + l]});
+  }
+}
+
+// Moves lo up past values < lob and hi down past values > hib (the values are sorted, so the
+// rejected ones are at the ends of the range). Returns whether any lane changed.
+inline bool LaneClip(const float* v, int n, const double* lob, const double* hib, int* lo,
+                     int* hi) {
+  bool changed = false;
+  for (int h = 0; h < 2; ++h) {
+    const v4i lo4 = LoadInts(lo + 4 * h), hi4 = LoadInts(hi + 4 * h);
+    const v4d lb = LoadDoubles(lob + 4 * h), hb = LoadDoubles(hib + 4 * h);
+    v4l below = {0, 0, 0, 0}, above = below;
+    for (int k = 0; k < n; ++k) {
+      const v4d x = LoadHalf(v, k, h);
+      const v4l in = InRange(k, lo4, hi4);
+      below -= in & (x < lb);
+      above -= in & (x > hb);
+    }
+    for (int l = 0; l < 4; ++l) {
+      changed |= (below[l] | above[l]) != 0;
+      lo[4 * h + l] += static_cast<int>(below[l]);
+      hi[4 * h + l] = std::max(lo[4 * h + l], hi[4 * h + l] - static_cast<int>(above[l]));
+    }
+  }
+  return changed;
+}
+
+class SortingNetwork;
+// Median absolute deviation from med of each lane's survivors: |x - med| (+inf outside the
+// range) into dev, sorted by the network, middle picked. Returns it in mad.
+void LaneMad(const float* v, float* dev, int n, const int* lo, const int* hi, const double* med,
+             const SortingNetwork& network, double* mad);
 
 // What the reduction needs to know; pointers may be null when unused.
 struct ReduceParams {
