@@ -1,8 +1,6 @@
 #include "core/fits/fits.h"
 
-#include <fcntl.h>
 #include <fitsio.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -62,43 +60,6 @@ int CfitsioImageType(PixelType type) {
     case PixelType::kFloat64: return DOUBLE_IMG;
   }
   return FLOAT_IMG;
-}
-
-// Reads the raw bytes [begin, end) of the file in blocks and checks they are printable ASCII:
-// the header of an HDU. CFITSIO accepts some bytes the standard forbids; we do not.
-absl::Status CheckHeaderBytes(const FitsFile& file, int64_t begin, int64_t end) {
-  if (begin < 0 || end < begin || end > file.file_size()) {
-    return file.Error(absl::StatusCode::kInvalidArgument,
-                      "the header extends past the end of the file (truncated file)");
-  }
-  int fd = ::open(file.path().c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return file.Error(absl::StatusCode::kInvalidArgument,
-                      absl::StrCat("cannot reopen to check the header: ", std::strerror(errno)));
-  }
-  std::array<unsigned char, 2880> block;
-  absl::Status result;
-  for (int64_t pos = begin; pos < end && result.ok();) {
-    size_t want = static_cast<size_t>(std::min<int64_t>(block.size(), end - pos));
-    ssize_t n = ::pread(fd, block.data(), want, pos);
-    if (n <= 0) {
-      result = file.Error(absl::StatusCode::kInvalidArgument, "the header could not be read");
-      break;
-    }
-    for (ssize_t i = 0; i < n; ++i) {
-      if (block[i] < 0x20 || block[i] > 0x7e) {
-        result = file.Error(
-            absl::StatusCode::kInvalidArgument,
-            absl::StrCat("header byte at file offset ", pos + i, " is 0x",
-                         absl::Hex(block[i]),
-                         ", not printable ASCII; the file is not valid FITS"));
-        break;
-      }
-    }
-    pos += n;
-  }
-  ::close(fd);
-  return result;
 }
 
 // Reads an integer keyword of the current HDU; `fallback` if absent.
@@ -289,10 +250,10 @@ absl::StatusOr<ImageInfo> InspectImage(const FitsFile& file, const ReadOptions& 
     return file.Error(absl::StatusCode::kInvalidArgument,
                       "is a table, not an image; choose an image HDU");
   }
+  // (Every header's bytes were checked by FitsFile::OpenForRead before CFITSIO parsed any.)
   LONGLONG headstart = 0, datastart = 0, dataend = 0;
   fits_get_hduaddrll(f, &headstart, &datastart, &dataend, &status);
   if (status != 0) return file.Check(status, "locating the HDU");
-  CALIBD_RETURN_IF_ERROR(CheckHeaderBytes(file, headstart, datastart));
 
   ImageInfo info;
   info.compressed = fits_is_compressed_image(f, &status) != 0;
@@ -462,14 +423,6 @@ struct OpenHdu {
 absl::StatusOr<OpenHdu> OpenImage(const std::string& path, const ReadOptions& options) {
   OpenHdu hdu;
   CALIBD_ASSIGN_OR_RETURN(hdu.file, FitsFile::OpenForRead(path));
-  // The primary header is always checked (CFITSIO has parsed it already).
-  {
-    LONGLONG headstart = 0, datastart = 0, dataend = 0;
-    int status = 0;
-    fits_get_hduaddrll(hdu.file.get(), &headstart, &datastart, &dataend, &status);
-    if (status != 0) return hdu.file.Check(status, "locating the primary HDU");
-    CALIBD_RETURN_IF_ERROR(CheckHeaderBytes(hdu.file, headstart, datastart));
-  }
   CALIBD_RETURN_IF_ERROR(SelectHdu(hdu.file, options));
   CALIBD_ASSIGN_OR_RETURN(hdu.info, InspectImage(hdu.file, options));
   return hdu;
@@ -668,10 +621,6 @@ absl::StatusOr<Header> ReadHeader(const std::string& path, const ReadOptions& op
   CALIBD_ASSIGN_OR_RETURN(FitsFile file, FitsFile::OpenForRead(path));
   CALIBD_RETURN_IF_ERROR(SelectHdu(file, options));
   int status = 0;
-  LONGLONG headstart = 0, datastart = 0, dataend = 0;
-  fits_get_hduaddrll(file.get(), &headstart, &datastart, &dataend, &status);
-  if (status != 0) return file.Check(status, "locating the HDU");
-  CALIBD_RETURN_IF_ERROR(CheckHeaderBytes(file, headstart, datastart));
   bool compressed = fits_is_compressed_image(file.get(), &status) != 0;
   if (status != 0) return file.Check(status, "checking for tile compression");
   if (options.verify_checksum) {

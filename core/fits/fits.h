@@ -6,9 +6,15 @@
 //   ...
 //   RETURN_IF_ERROR(fits::WriteCalibratedFrame("/data/red/lfc_0042.fits", frame));
 //
-// Every file is treated as hostile: it is opened from disk (never from a memory buffer), and
-// its declared sizes are checked against the file size and `max_pixels` before anything is
-// allocated. Errors carry the file, the HDU and CFITSIO's own message:
+// Every file is treated as hostile: it is opened from disk (never from a memory buffer or
+// CFITSIO's extended-filename syntax), and before CFITSIO parses it every header is walked
+// (END present, printable ASCII only, NAXIS <= 99 and sane tile keywords — values that crash
+// CFITSIO 4.2). Declared sizes are checked against the file size and `max_pixels` before
+// anything is allocated; for tile-compressed images also ZNAXISn, the tile sizes, the tile
+// count, every tile's place in the heap, and (RICE_1) that every tile's bit stream ends
+// inside its bytes, since CFITSIO's Rice decoder reads past corrupt tiles. HCOMPRESS and
+// PLIO tiles are left to CFITSIO's decoders (fuzzed in tests/fits, not proven).
+// Errors carry the file, the HDU and CFITSIO's own message:
 //   INVALID_ARGUMENT  not FITS, truncated, bad BITPIX/NAXIS, no image, too large, bad section
 //   NOT_FOUND         the file or the named HDU does not exist
 //   DATA_LOSS         CHECKSUM/DATASUM present and wrong (when verification is asked for)
@@ -69,7 +75,10 @@ absl::StatusOr<RawFrame> ReadRawFrame(const std::string& path, const ReadOptions
 absl::StatusOr<Header> ReadHeader(const std::string& path, const ReadOptions& options = {});
 
 // Reads the layout above. A file with only a primary image also works (no variance, no DQ);
-// with MASK but no DQ, masked pixels get kDqBad.
+// with MASK but no DQ, masked pixels get kDqBad. BUNIT becomes `unit` (default "adu") and
+// is removed from `header`. UNCERT with UTYPE VarianceUncertainty or InverseVariance is
+// converted too. The data HDU is chosen as ReadOptions says; checksums (when asked for)
+// are verified on every HDU read.
 absl::StatusOr<CalibratedFrame> ReadCalibratedFrame(const std::string& path,
                                                     const ReadOptions& options = {});
 
@@ -100,7 +109,9 @@ class BandReader {
   virtual int height() const = 0;
   virtual PixelType stored_type() const = 0;
   virtual const Header& header() const = 0;
-  // Rows [y0, y0 + rows) into out[rows * width()], row-major; BZERO/BSCALE applied.
+  // Rows [y0, y0 + rows) into out[rows * width()], row-major; BZERO/BSCALE applied, integer
+  // pixels equal to BLANK become NaN, float NaN/Inf stay as they are. Rows outside the
+  // image: INVALID_ARGUMENT.
   virtual absl::Status ReadRows(int y0, int rows, float* out) = 0;
 };
 

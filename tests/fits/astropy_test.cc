@@ -2,6 +2,9 @@
 // read with the values astropy put in (tests/oracle/fits_write_astropy.py, closed-form pixel
 // functions recomputed here), and calibrated frames we write are loaded unchanged by
 // CCDData.read (tests/oracle/ccddata_read.py asserts data, uncertainty, mask, unit, header).
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -10,6 +13,7 @@
 
 #include "core/fits/fits.h"
 #include "core/image/dq.h"
+#include "core/status/macros.h"
 #include "core/status/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -26,24 +30,53 @@ using ::calibd::testing::TempDir;
 
 constexpr int kW = 37, kH = 23;  // as in fits_write_astropy.py
 
-// The files are written once for the whole suite.
+int64_t ModifiedTime(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return -1;
+  return int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+// The astropy files, written once per build tree (ctest runs every test case in its own
+// process, and astropy takes seconds to start): regenerated when the script is newer than
+// the stamp. Written into a private directory and renamed into place, so concurrent test
+// processes never see half a set.
+absl::StatusOr<std::string> AstropyFiles() {
+  const std::string script = ::calibd::testing::SourcePath("tests/oracle/fits_write_astropy.py");
+  const std::string dir = std::string(CALIBD_BINARY_DIR) + "/tests/fits/astropy_files";
+  const std::string stamp = dir + "/stamp";
+  if (ModifiedTime(stamp) >= ModifiedTime(script) && ModifiedTime(script) >= 0) return dir;
+  const std::string tmp = dir + ".tmp." + std::to_string(::getpid());
+  CALIBD_ASSIGN_OR_RETURN(CommandResult r,
+                          RunCommand("rm -rf '" + tmp + "' && mkdir -p '" + tmp + "' && " +
+                                     PythonCommand("tests/oracle/fits_write_astropy.py", {tmp}) +
+                                     " && touch '" + tmp + "/stamp'"));
+  if (r.exit_code != 0) {
+    return absl::InternalError("fits_write_astropy.py failed: " + r.output);
+  }
+  if (::rename(tmp.c_str(), dir.c_str()) != 0) {
+    // Another process got there first, or an old set is in the way: replace an old set.
+    if (ModifiedTime(stamp) < ModifiedTime(script)) {
+      CALIBD_ASSIGN_OR_RETURN(CommandResult rm, RunCommand("rm -rf '" + dir + "'"));
+      (void)rm;
+      if (::rename(tmp.c_str(), dir.c_str()) == 0) return dir;
+    }
+    CALIBD_ASSIGN_OR_RETURN(CommandResult rm, RunCommand("rm -rf '" + tmp + "'"));
+    (void)rm;
+  }
+  return dir;
+}
+
 class AstropyFilesTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    absl::StatusOr<CommandResult> r =
-        RunCommand(PythonCommand("tests/oracle/fits_write_astropy.py", {dir_->path()}));
-    ASSERT_TRUE(r.ok()) << r.status();
-    ASSERT_EQ(r->exit_code, 0) << r->output;
+    absl::StatusOr<std::string> dir = AstropyFiles();
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    dir_ = *dir;
   }
-  static void TearDownTestSuite() {
-    delete dir_;
-    dir_ = nullptr;
-  }
-  static std::string File(const std::string& name) { return dir_->File(name); }
-  static TempDir* dir_;
+  static std::string File(const std::string& name) { return dir_ + "/" + name; }
+  static std::string dir_;
 };
-TempDir* AstropyFilesTest::dir_ = nullptr;
+std::string AstropyFilesTest::dir_;
 
 TEST_F(AstropyFilesTest, CcdDataWithUncertaintyAndMask) {
   ASSERT_OK_AND_ASSIGN(CalibratedFrame frame,

@@ -6,10 +6,12 @@
 #include <fitsio.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/fits/rice_check.h"
@@ -476,6 +478,34 @@ TEST(RiceCheckTest, AcceptsCfitsioStreamsAndRejectsShortOnes) {
 TEST(FitsThreadingTest, CfitsioIsReentrant) {
   // fits.h promises reentrant functions; that rests on this.
   EXPECT_EQ(fits_is_reentrant(), 1);
+}
+
+TEST(FitsThreadingTest, ConcurrentReadsAndWritesOfDifferentFiles) {
+  TempDir dir;
+  RawFrame shared = MakeFrame(64, 32, PixelType::kUint16, [](int x, int y) { return x * 100 + y; });
+  ASSERT_OK(WriteRawFrame(dir.File("shared.fits"), shared, "RICE_1"));
+  std::atomic<int> failures{0};
+  auto work = [&](int t) {
+    for (int i = 0; i < 20; ++i) {
+      const std::string path = dir.File("t" + std::to_string(t) + "_" + std::to_string(i) + ".fits");
+      RawFrame frame = MakeFrame(40, 20, PixelType::kInt32,
+                                 [&](int x, int y) { return t * 100000 + i * 1000 + x + y; });
+      if (!WriteRawFrame(path, frame, i % 2 ? "GZIP_1" : "").ok()) ++failures;
+      absl::StatusOr<RawFrame> back = ReadRawFrame(path);
+      if (!back.ok() || back->pixels.row<int32_t>(19)[39] != t * 100000 + i * 1000 + 58) {
+        ++failures;
+      }
+      absl::StatusOr<RawFrame> s = ReadRawFrame(dir.File("shared.fits"));
+      if (!s.ok() || s->pixels.row<uint16_t>(31)[63] != 6331) ++failures;
+      if (ReadRawFrame(dir.File("missing.fits")).status().code() != absl::StatusCode::kNotFound) {
+        ++failures;
+      }
+    }
+  };
+  std::thread a(work, 1), b(work, 2);
+  a.join();
+  b.join();
+  EXPECT_EQ(failures.load(), 0);
 }
 
 }  // namespace

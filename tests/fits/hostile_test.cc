@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -130,6 +131,26 @@ TEST_F(HostileTest, ACraftedValidFileReads) {
                                          PadBlock(data, '\0'));
   ASSERT_OK_AND_ASSIGN(RawFrame frame3, ReadRawFrame(p3));
   EXPECT_EQ(frame3.pixels.row<int16_t>(1)[0], 10);
+}
+
+TEST_F(HostileTest, BlankIntegerPixelsAreRawInFramesAndNanInBands) {
+  std::string data(4 * 3 * 2, '\0');
+  for (int i = 0; i < 12; ++i) data[2 * i + 1] = static_cast<char>(i);
+  data[2 * 5] = '\xff';  // pixel 5 = -1 = BLANK
+  data[2 * 5 + 1] = '\xff';
+  std::vector<std::string> cards = ImageCards("16", "2", {"4", "3"});
+  cards.push_back(ValueCard("BLANK", "-1"));
+  std::string path = Write("blank.fits", HeaderBlock(cards) + PadBlock(data, '\0'));
+  ASSERT_OK_AND_ASSIGN(RawFrame frame, ReadRawFrame(path));
+  EXPECT_EQ(frame.pixels.row<int16_t>(1)[1], -1);
+  EXPECT_EQ(frame.pixels.row<int16_t>(1)[2], 6);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<BandReader> reader, BandReader::Open(path));
+  std::vector<float> rows(12);
+  ASSERT_OK(reader->ReadRows(0, 3, rows.data()));
+  EXPECT_TRUE(std::isnan(rows[5]));
+  EXPECT_EQ(rows[6], 6.0f);
+  ASSERT_OK_AND_ASSIGN(CalibratedFrame cal, ReadCalibratedFrame(path));
+  EXPECT_TRUE(std::isnan(cal.data.at(1, 1)));
 }
 
 TEST_F(HostileTest, MissingFileIsNotFound) {
