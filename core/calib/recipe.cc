@@ -241,13 +241,15 @@ void CalibrateRow(const Plan& p, const NeutralRows& n, int yt, float* scratch,
       sum2 += static_cast<double>(r[x]) * r[x];
     }
     int good = 0, sat = 0, nodata = 0, low = 0, bad = 0;
-    for (int i = 0; i < w; ++i) {
-      const uint16_t m = q[i];
-      good += m == 0;
-      sat += (m & kDqSaturated) != 0;
-      nodata += (m & kDqNoData) != 0;
-      low += (m & kDqLowFlat) != 0;
-      bad += (m & kDqBad) != 0;
+    for (int i = 0; i < w; ++i) good += q[i] == 0;
+    if (good < w) {  // most rows have no flagged pixel: count the bits only when needed
+      for (int i = 0; i < w; ++i) {
+        const uint16_t m = q[i];
+        sat += (m & kDqSaturated) != 0;
+        nodata += (m & kDqNoData) != 0;
+        low += (m & kDqLowFlat) != 0;
+        bad += (m & kDqBad) != 0;
+      }
     }
     rs->sum = sum;
     rs->sum2 = sum2;
