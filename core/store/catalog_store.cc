@@ -267,6 +267,64 @@ struct CachedSeries {
   Configuration configuration;
 };
 
+// The series of one (detector, kind), indexed by the values of their keys that have no
+// tolerance, so a selection compares only the few series that can match instead of all.
+// Series rows never change, so the index only grows; it is rebuilt when the spec's set of
+// toleranced keys changes.
+struct KindIndex {
+  std::vector<CachedSeries> all;
+  std::string tolerance_signature;  // which keys the index treated as toleranced
+  bool built = false;
+  std::map<std::string, std::vector<std::string>> signatures;  // exact-key set → its keys
+  absl::flat_hash_map<std::string, std::vector<size_t>> buckets;
+
+  static std::string Sig(const std::vector<std::string>& keys) { return absl::StrJoin(keys, "\x1f"); }
+
+  void Add(size_t i, const std::map<std::string, double>& tolerances) {
+    std::vector<std::string> keys, values;
+    for (const auto& [k, v] : all[i].configuration) {
+      if (tolerances.count(k)) continue;
+      keys.push_back(k);
+      values.push_back(v);
+    }
+    const std::string sig = Sig(keys);
+    signatures.emplace(sig, keys);
+    buckets[absl::StrCat(sig, "\x1e", absl::StrJoin(values, "\x1f"))].push_back(i);
+  }
+
+  void Ensure(const std::map<std::string, double>& tolerances) {
+    std::string tsig;
+    for (const auto& [k, v] : tolerances) absl::StrAppend(&tsig, k, "\x1f");
+    if (built && tsig == tolerance_signature) return;
+    signatures.clear();
+    buckets.clear();
+    for (size_t i = 0; i < all.size(); ++i) Add(i, tolerances);
+    tolerance_signature = tsig;
+    built = true;
+  }
+
+  // Indices of the series whose exact-key values equal the frame's (text equality).
+  std::vector<size_t> Candidates(const Configuration& frame) const {
+    std::vector<size_t> out;
+    for (const auto& [sig, keys] : signatures) {
+      std::vector<std::string> values;
+      bool complete = true;
+      for (const std::string& k : keys) {
+        auto it = frame.find(k);
+        if (it == frame.end()) {
+          complete = false;
+          break;
+        }
+        values.push_back(it->second);
+      }
+      if (!complete) continue;
+      auto b = buckets.find(absl::StrCat(sig, "\x1e", absl::StrJoin(values, "\x1f")));
+      if (b != buckets.end()) out.insert(out.end(), b->second.begin(), b->second.end());
+    }
+    return out;
+  }
+};
+
 // ---------------------------------------------------------------- the store
 class CatalogStore : public CalibrationStore {
  public:
@@ -1177,8 +1235,9 @@ class CatalogStore : public CalibrationStore {
         conn_->Query("SELECT id, detector, kind, config_key FROM series WHERE id > ? ORDER BY id",
                      {max_series_id_}));
     for (const SqlRow& r : rows) {
-      series_by_kind_[std::make_pair(r.Text(1), r.Text(2))].push_back(
-          CachedSeries{r.Int(0), ParseConfig(r.Text(3))});
+      KindIndex& idx = series_by_kind_[std::make_pair(r.Text(1), r.Text(2))];
+      idx.all.push_back(CachedSeries{r.Int(0), ParseConfig(r.Text(3))});
+      idx.built = false;
       max_series_id_ = std::max(max_series_id_, r.Int(0));
     }
     return absl::OkStatus();
@@ -1200,7 +1259,7 @@ class CatalogStore : public CalibrationStore {
   std::unique_ptr<SqlConnection> listen_conn_ ABSL_GUARDED_BY(listen_mu_);
   std::string owned_spool_;
   std::map<std::pair<std::string, int64_t>, DetectorSpec> spec_cache_ ABSL_GUARDED_BY(mu_);
-  std::map<std::pair<std::string, std::string>, std::vector<CachedSeries>> series_by_kind_
+  std::map<std::pair<std::string, std::string>, KindIndex> series_by_kind_
       ABSL_GUARDED_BY(mu_);
   int64_t max_series_id_ ABSL_GUARDED_BY(mu_) = 0;
 };
@@ -1262,20 +1321,67 @@ absl::Status CatalogStore::SelectKind(const DetectorRecord& det, const Selection
   std::vector<Match> matches;
   auto sit = series_by_kind_.find(std::make_pair(req.detector, kind));
   int rejected = 0;
+  auto reject = [&](const CachedSeries& s, const std::string& why) {
+    if (rejected++ < kMaxTrailRejections) {
+      TrailEntry e;
+      e.series_id = s.id;
+      e.configuration = s.configuration;
+      e.reason = absl::StrCat("rejected: ", why);
+      out->trail.push_back(std::move(e));
+    } else {
+      ++out->candidates_omitted;
+    }
+  };
   if (sit != series_by_kind_.end()) {
-    for (const CachedSeries& s : sit->second) {
+    KindIndex& idx = sit->second;
+    const std::map<std::string, double> tolerances = TolerancesOf(det.spec);
+    idx.Ensure(tolerances);
+    // Fast path: only the series whose untoleranced values equal the frame's can match.
+    std::vector<size_t> candidates = idx.Candidates(frame_config);
+    std::sort(candidates.begin(), candidates.end());
+    for (size_t i : candidates) {
+      const CachedSeries& s = idx.all[i];
       std::string why;
       double distance = 0;
       if (ConfigurationMatches(det.spec, kind, s.configuration, frame_config, &why, &distance)) {
         matches.push_back(Match{&s, distance});
-      } else if (rejected++ < kMaxTrailRejections) {
-        TrailEntry e;
-        e.series_id = s.id;
-        e.configuration = s.configuration;
-        e.reason = absl::StrCat("rejected: ", why);
-        out->trail.push_back(std::move(e));
       } else {
-        ++out->candidates_omitted;
+        reject(s, why);
+      }
+    }
+    if (!matches.empty()) {
+      // The rest differ in an untoleranced key: explain a few, count the others.
+      size_t next = 0;
+      for (size_t i = 0; i < idx.all.size(); ++i) {
+        if (next < candidates.size() && candidates[next] == i) {
+          ++next;
+          continue;
+        }
+        if (rejected >= kMaxTrailRejections) {
+          out->candidates_omitted += static_cast<int64_t>(idx.all.size() - i) -
+                                     static_cast<int64_t>(candidates.size() - next);
+          break;
+        }
+        std::string why;
+        if (!ConfigurationMatches(det.spec, kind, idx.all[i].configuration, frame_config, &why,
+                                  nullptr)) {
+          reject(idx.all[i], why);
+        }
+      }
+    } else {
+      // Nothing matched textually: compare every series (numbers written differently, e.g.
+      // "2" and "2.0", still match), which also explains every rejection.
+      out->trail.clear();
+      rejected = 0;
+      for (const CachedSeries& s : idx.all) {
+        std::string why;
+        double distance = 0;
+        if (ConfigurationMatches(det.spec, kind, s.configuration, frame_config, &why,
+                                 &distance)) {
+          matches.push_back(Match{&s, distance});
+        } else {
+          reject(s, why);
+        }
       }
     }
   }

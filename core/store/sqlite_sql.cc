@@ -183,7 +183,8 @@ absl::StatusOr<std::unique_ptr<SqlConnection>> OpenSqlite(const std::string& pat
   sqlite3_busy_timeout(db, busy_timeout_ms);
   auto conn = std::make_unique<SqliteConnection>(db);
   CALIBD_RETURN_IF_ERROR(conn->ExecScript(
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"));
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
+      "PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456;"));
   return conn;
 }
 
