@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "core/status/macros.h"
 
 namespace calibd::fits {
 namespace {
@@ -184,35 +185,40 @@ absl::StatusOr<FitsFile> FitsFile::OpenForRead(const std::string& path) {
     return absl::InvalidArgumentError(absl::StrCat("FITS file '", path, "' is empty"));
   }
   // The first card of every FITS file is SIMPLE = T. Checking it ourselves keeps gzip files,
-  // text and other strangers away from CFITSIO's drivers.
-  {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot open FITS file '", path, "': ", std::strerror(errno)));
-    }
-    char head[10] = {0};
-    ssize_t n = ::pread(fd, head, sizeof(head), 0);
-    if (n != sizeof(head) || std::memcmp(head, "SIMPLE  =", 9) != 0) {
-      ::close(fd);
-      return absl::InvalidArgumentError(absl::StrCat(
-          "'", path, "' is not a FITS file (it does not start with 'SIMPLE  =')"));
-    }
-    if (st.st_size < 2880) {
-      ::close(fd);
-      return absl::InvalidArgumentError(absl::StrCat(
-          "FITS file '", path, "' is truncated: ", st.st_size,
-          " bytes, shorter than one 2880-byte header block"));
-    }
-    absl::Status scan = ScanFitsStructure(fd, path, st.st_size);
-    ::close(fd);
-    if (!scan.ok()) return scan;
-  }
+  // text and other strangers away from CFITSIO's drivers. O_NONBLOCK: a FIFO swapped in after
+  // the stat must not block us.
   FitsFile file;
   file.path_ = path;
+  file.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (file.fd_ < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot open FITS file '", path, "': ", std::strerror(errno)));
+  }
+  if (::fstat(file.fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", path, "' is not a regular file; give the path of a FITS file"));
+  }
   file.file_size_ = st.st_size;
+  char head[10] = {0};
+  ssize_t n = ::pread(file.fd_, head, sizeof(head), 0);
+  if (n != sizeof(head) || std::memcmp(head, "SIMPLE  =", 9) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", path, "' is not a FITS file (it does not start with 'SIMPLE  =')"));
+  }
+  if (st.st_size < 2880) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "FITS file '", path, "' is truncated: ", st.st_size,
+        " bytes, shorter than one 2880-byte header block"));
+  }
+  CALIBD_RETURN_IF_ERROR(ScanFitsStructure(file.fd_, path, st.st_size));
+  // CFITSIO opens the very file we scanned, through our descriptor: no window for the path
+  // to be replaced between the scan and the parse. It also gives each open a name of its
+  // own: CFITSIO shares one internal FITSfile (buffers, current HDU) between opens of the
+  // same name, and we do not rely on that sharing being safe across threads.
+  std::string name = path;
+  if (::access("/proc/self/fd", X_OK) == 0) name = absl::StrCat("/proc/self/fd/", file.fd_);
   int status = 0;
-  fits_open_diskfile(&file.fptr_, path.c_str(), READONLY, &status);
+  fits_open_diskfile(&file.fptr_, name.c_str(), READONLY, &status);
   if (status != 0) {
     file.fptr_ = nullptr;  // CFITSIO leaves it null on failure; make sure
     std::string message = CfitsioMessage(status);
@@ -254,36 +260,38 @@ absl::StatusOr<FitsFile> FitsFile::Create(const std::string& path, bool overwrit
 
 FitsFile::FitsFile(FitsFile&& other) noexcept
     : fptr_(std::exchange(other.fptr_, nullptr)),
+      fd_(std::exchange(other.fd_, -1)),
       path_(std::move(other.path_)),
       file_size_(other.file_size_) {}
 
 FitsFile& FitsFile::operator=(FitsFile&& other) noexcept {
   if (this != &other) {
-    if (fptr_ != nullptr) {
-      int status = 0;
-      fits_close_file(fptr_, &status);
-      if (status != 0) fits_clear_errmsg();
-    }
+    (void)Release();
     fptr_ = std::exchange(other.fptr_, nullptr);
+    fd_ = std::exchange(other.fd_, -1);
     path_ = std::move(other.path_);
     file_size_ = other.file_size_;
   }
   return *this;
 }
 
-FitsFile::~FitsFile() {
+FitsFile::~FitsFile() { (void)Release(); }
+
+int FitsFile::Release() {
+  int status = 0;
   if (fptr_ != nullptr) {
-    int status = 0;
     fits_close_file(fptr_, &status);
-    if (status != 0) fits_clear_errmsg();
+    fptr_ = nullptr;
   }
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+  return status;
 }
 
 absl::Status FitsFile::Close() {
-  if (fptr_ == nullptr) return absl::OkStatus();
-  int status = 0;
-  fits_close_file(fptr_, &status);
-  fptr_ = nullptr;
+  int status = Release();
   if (status != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("closing FITS file '", path_, "' failed: ", CfitsioMessage(status)));
@@ -292,12 +300,7 @@ absl::Status FitsFile::Close() {
 }
 
 void FitsFile::CloseAndDelete() {
-  if (fptr_ != nullptr) {
-    int status = 0;
-    fits_close_file(fptr_, &status);
-    if (status != 0) fits_clear_errmsg();
-    fptr_ = nullptr;
-  }
+  if (Release() != 0) fits_clear_errmsg();
   if (!path_.empty()) ::unlink(path_.c_str());
 }
 

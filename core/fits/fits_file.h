@@ -67,7 +67,11 @@ class FitsFile {
   std::string HduDescription() const;
 
  private:
+  // Closes the handle and the descriptor; CFITSIO's status of closing.
+  int Release();
+
   fitsfile* fptr_ = nullptr;
+  int fd_ = -1;  // our descriptor of a file opened for reading (CFITSIO reads through it)
   std::string path_;
   int64_t file_size_ = 0;
 };

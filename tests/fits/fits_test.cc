@@ -502,6 +502,25 @@ TEST(FitsThreadingTest, ConcurrentReadsAndWritesOfDifferentFiles) {
       }
     }
   };
+  // Both threads also read the same file through band readers, interleaved.
+  auto bands = [&]() {
+    for (int i = 0; i < 20; ++i) {
+      absl::StatusOr<std::unique_ptr<BandReader>> r = BandReader::Open(dir.File("shared.fits"));
+      if (!r.ok()) {
+        ++failures;
+        continue;
+      }
+      std::vector<float> band(64 * 4);
+      for (int y = 0; y < 32; y += 4) {
+        if (!(*r)->ReadRows(y, 4, band.data()).ok() || band[3 * 64 + 5] != 500 + y + 3) {
+          ++failures;
+        }
+      }
+    }
+  };
+  std::thread c(bands), d(bands);
+  c.join();
+  d.join();
   std::thread a(work, 1), b(work, 2);
   a.join();
   b.join();
