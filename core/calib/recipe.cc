@@ -93,8 +93,8 @@ struct RowStats {
 // The per-pixel arithmetic of every step in one loop. Absent planes are replaced by
 // "neutral" rows (zeros, ones) that stay in L1, so one loop serves every recipe; the steps'
 // order of operations is the documented one. Restrict parameters let it vectorise.
-template <bool kVariance, bool kMaps>
-void FusedRow(int w, const float* __restrict r, float o, const float* __restrict oc,
+template <typename T, bool kVariance, bool kMaps>
+void FusedRow(int w, const T* __restrict r, float o, const float* __restrict oc,
               const float* __restrict b, const float* __restrict bv,
               const uint16_t* __restrict bq, const float* __restrict k,
               const float* __restrict kv, const uint16_t* __restrict kq, float s, float s2,
@@ -105,7 +105,7 @@ void FusedRow(int w, const float* __restrict r, float o, const float* __restrict
               float* __restrict d_out,
               float* __restrict v_out, uint16_t* __restrict q_out) {
   for (int x = 0; x < w; ++x) {
-    const float rv = r[x];
+    const float rv = static_cast<float>(r[x]);
     const float d0 = rv - o - oc[x];  // overscan (per row: oc = 0; per column: o = 0)
     float d = ((d0 - b[x]) - s * k[x]) * inv[x];
     int m = (rv >= sat ? kDqSaturated : 0) | (std::isfinite(rv) ? 0 : kDqNoData) | bq[x] |
@@ -143,6 +143,33 @@ void FusedRow(int w, const float* __restrict r, float o, const float* __restrict
   }
 }
 
+// The planes FusedRow reads and writes for one row (see FusedRow for the meaning of each).
+struct RowPlanes {
+  const float *oc, *b, *bv, *k, *kv, *inv, *nv, *gm, *rm, *gor;
+  const uint16_t *bq, *kq, *fq, *bp;
+  float o, s, s2, ig, c, go, go2, sat;
+  float* d;
+  float* v;
+  uint16_t* q;
+};
+
+template <typename T, bool kVariance, bool kMaps>
+void RunFused(int w, const void* raw_row, const RowPlanes& a) {
+  FusedRow<T, kVariance, kMaps>(w, static_cast<const T*>(raw_row), a.o, a.oc, a.b, a.bv, a.bq,
+                                a.k, a.kv, a.kq, a.s, a.s2, a.inv, a.nv, a.fq, a.bp, a.gm, a.rm,
+                                a.gor, a.ig, a.c, a.go, a.go2, a.sat, a.d, a.v, a.q);
+}
+
+// Dispatches to the FusedRow instantiation for (raw type, variance?, maps?).
+template <typename T>
+void Fused(bool variance, bool maps, int w, const void* raw_row, const RowPlanes& a) {
+  if (variance) {
+    maps ? RunFused<T, true, true>(w, raw_row, a) : RunFused<T, true, false>(w, raw_row, a);
+  } else {
+    maps ? RunFused<T, false, true>(w, raw_row, a) : RunFused<T, false, false>(w, raw_row, a);
+  }
+}
+
 // Neutral rows for absent planes, shared read-only by every band of one Calibrate call.
 struct NeutralRows {
   std::vector<float> zeros, ones, gain, read_noise;
@@ -159,7 +186,6 @@ void CalibrateRow(const Plan& p, const NeutralRows& n, int yt, float* scratch,
   float* v = p.variance ? out_var.row(yt) : nullptr;
   uint16_t* q = out_dq.row(yt);
   float* r = scratch;
-  p.raw->RowToFloat(yr, p.trim.x0, w, r);
 
   const float* zeros = n.zeros.data();
   const uint16_t* no_dq = n.no_dq.data();
@@ -194,23 +220,26 @@ void CalibrateRow(const Plan& p, const NeutralRows& n, int yt, float* scratch,
   const float go = p.to_electrons ? p.gain : 1.0f;
   const float go2 = p.to_electrons ? p.gain2 : 1.0f;
   const float* gor = p.to_electrons ? gm : n.ones.data();
-#define CALIBD_FUSED_ARGS                                                                     \
-  w, r, o, oc, b, bv, bq, k, kv, kq, p.dark_scale, p.dark_scale2, inv, nv, fq, bp, gm, rm,     \
-      gor, p.inv_gain, p.rn2_over_g2, go, go2, sat, d, v, q
-  if (p.variance) {
-    if (maps) {
-      FusedRow<true, true>(CALIBD_FUSED_ARGS);
-    } else {
-      FusedRow<true, false>(CALIBD_FUSED_ARGS);
-    }
+  // uint16 and float32 raw rows are read in place; other types are converted first.
+  const void* raw_row = nullptr;
+  const PixelType type = p.raw->type();
+  if (type == PixelType::kUint16) {
+    raw_row = p.raw->row<uint16_t>(yr) + p.trim.x0;
+  } else if (type == PixelType::kFloat32) {
+    raw_row = p.raw->row<float>(yr) + p.trim.x0;
   } else {
-    if (maps) {
-      FusedRow<false, true>(CALIBD_FUSED_ARGS);
-    } else {
-      FusedRow<false, false>(CALIBD_FUSED_ARGS);
-    }
+    p.raw->RowToFloat(yr, p.trim.x0, w, r);
+    raw_row = r;
   }
-#undef CALIBD_FUSED_ARGS
+  const RowPlanes planes{oc, b, bv, k, kv, inv, nv, gm, rm, gor, bq, kq, fq, bp, o,
+                         p.dark_scale, p.dark_scale2, p.inv_gain, p.rn2_over_g2, go, go2, sat,
+                         d, v, q};
+  if (type == PixelType::kUint16) {
+    Fused<uint16_t>(p.variance, maps, w, raw_row, planes);
+  } else {
+    Fused<float>(p.variance, maps, w, raw_row, planes);
+  }
+
 
   if (rs != nullptr) {
     // Good pixels' values (0 elsewhere) into the scratch row, then sums in double with
@@ -473,8 +502,8 @@ absl::StatusOr<CalibratedFrame> Calibrate(const RawImage& raw, const Masters& ma
   std::vector<std::vector<float>> samples;
   if (p.stats) {
     row_stats.resize(p.height);
-    // A regular grid of at most 2^18 samples.
-    constexpr int64_t kMaxSamples = int64_t{1} << 18;
+    // A regular grid of at most 2^16 samples.
+    constexpr int64_t kMaxSamples = int64_t{1} << 16;
     int step = 1;
     while (static_cast<int64_t>((p.height + step - 1) / step) * ((p.width + step - 1) / step) >
            kMaxSamples) {

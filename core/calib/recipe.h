@@ -134,7 +134,7 @@ struct Masters {  // shared, immutable, cached by the store; any may be null
 
 struct FrameStats {
   // Of the result (output unit) over pixels with dq == 0. The median is estimated from a
-  // regular sample of at most 2^18 of them; mean and std are exact (double).
+  // regular grid sample of at most 2^16 of them; mean and std are exact (double).
   double median = 0, mean = 0, stddev = 0;
   int64_t pixels = 0;            // output pixels
   int64_t flagged = 0;           // with any DQ bit

@@ -37,7 +37,7 @@ struct Case {
   FrameKind raw_kind = FrameKind::kLight;
   bool float_raw = false;
   bool median = true;
-  std::optional<int> poly;
+  std::optional<int> poly = std::nullopt;
   bool bias = true, dark = true, flat = true, bpm = true;
   bool master_var = false, master_dq = false;
   bool electrons = true;
@@ -250,7 +250,9 @@ void Compare(const Prepared& p) {
   EXPECT_EQ(sigma_bad, 0);
   EXPECT_EQ(mask_bad, 0);
   // The inputs must actually exercise the masks they claim to.
-  if (p.c.bpm || p.c.master_dq) EXPECT_GT(masked, 0);
+  if (p.c.bpm || p.c.master_dq) {
+    EXPECT_GT(masked, 0);
+  }
   std::cout << p.c.name << ": worst relative data error " << worst_rel << ", masked " << masked
             << "\n";
 }
