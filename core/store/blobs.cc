@@ -20,6 +20,7 @@
 #include "core/status/macros.h"
 #include "core/store/pg_sql.h"
 #include "core/store/store.h"
+#include "core/store/time.h"
 
 namespace calibd::store {
 namespace {
@@ -162,10 +163,7 @@ class FileBlobBackend : public BlobBackend {
     return absl::OkStatus();
   }
 
-  absl::Status PersistInTx(SqlConnection&, const std::string&, const std::string&,
-                           int64_t) override {
-    return absl::OkStatus();
-  }
+  bool wants_references() const override { return true; }
 
   absl::StatusOr<std::string> Materialize(const std::string& sha) override {
     const std::string path = BlobPath(sha);
@@ -222,19 +220,33 @@ class PgBlobBackend : public BlobBackend {
   std::string TempPath() override {
     return absl::StrCat(spool_, "/put-", RandomSuffix(), ".fits");
   }
-  absl::Status Persist(const std::string&, const std::string&, int64_t) override {
-    return absl::OkStatus();
+  bool wants_references() const override { return false; }
+
+  absl::Status Persist(const std::string& temp, const std::string& sha, int64_t size) override {
+    absl::MutexLock lock(&mu_);
+    absl::Status s;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      s = conn_->Begin(true);
+      if (s.ok()) s = Upload(temp, sha, size);
+      if (s.ok()) s = conn_->Commit();
+      if (s.ok()) return s;
+      (void)conn_->Rollback();
+      if (!IsRetryable(s)) return s;
+      absl::SleepFor(absl::Milliseconds(5 * (attempt + 1)));
+    }
+    return s;
   }
 
-  absl::Status PersistInTx(SqlConnection& conn, const std::string& temp, const std::string& sha,
-                           int64_t size) override {
-    PGconn* pg = dynamic_cast<PgAccess&>(conn).raw();
+  // Inside a transaction: the blob row and all its chunks, unless the blob is there already.
+  absl::Status Upload(const std::string& temp, const std::string& sha, int64_t size)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    PGconn* pg = dynamic_cast<PgAccess&>(*conn_).raw();
     const int64_t chunks = (size + kChunkBytes - 1) / kChunkBytes;
     CALIBD_ASSIGN_OR_RETURN(
         std::vector<SqlRow> rows,
-        conn.Query("INSERT INTO blobs (sha256, size_bytes, chunks) VALUES (?, ?, ?) "
-                   "ON CONFLICT (sha256) DO NOTHING RETURNING sha256",
-                   {sha, size, chunks}));
+        conn_->Query("INSERT INTO blobs (sha256, size_bytes, chunks, created_at) "
+                     "VALUES (?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING RETURNING sha256",
+                     {sha, size, chunks, NowMicros()}));
     if (rows.empty()) return absl::OkStatus();  // stored already
     int fd = open(temp.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return Errno("cannot open", temp);
@@ -327,7 +339,29 @@ class PgBlobBackend : public BlobBackend {
     return path;
   }
 
-  absl::StatusOr<int> CollectGarbage(const std::set<std::string>&) override { return 0; }
+  absl::StatusOr<int> CollectGarbage(const std::set<std::string>&) override {
+    absl::MutexLock lock(&mu_);
+    const int64_t cutoff = NowMicros() - int64_t{86400} * kMicrosPerSecond;
+    CALIBD_RETURN_IF_ERROR(conn_->Begin(true));
+    absl::Status s = conn_->Exec(
+        "DELETE FROM blob_chunks WHERE sha256 IN (SELECT b.sha256 FROM blobs b WHERE "
+        "b.created_at < ? AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.sha256 = b.sha256))",
+        {cutoff});
+    absl::StatusOr<std::vector<SqlRow>> gone;
+    if (s.ok()) {
+      gone = conn_->Query(
+          "DELETE FROM blobs b WHERE b.created_at < ? AND NOT EXISTS (SELECT 1 FROM versions v "
+          "WHERE v.sha256 = b.sha256) RETURNING sha256",
+          {cutoff});
+      s = gone.status();
+    }
+    if (s.ok()) s = conn_->Commit();
+    if (!s.ok()) {
+      (void)conn_->Rollback();
+      return s;
+    }
+    return static_cast<int>(gone->size());
+  }
 
  private:
   absl::Mutex mu_;

@@ -1,11 +1,13 @@
 // Internal to core/store: where blob bytes live. The embedded store keeps files
 // `<dir>/blobs/ab/<sha256>.fits`; the shared store keeps 1 MiB bytea chunks in PostgreSQL.
-// The catalog logic (catalog_store.cc) calls Persist before its transaction and PersistInTx
-// inside it; one of the two does the work, the other nothing.
+// The catalog logic (catalog_store.cc) calls Persist — which makes the blob durable and
+// complete (files: fsync, rename, fsync dir; PostgreSQL: all chunks in one committed
+// transaction) — before the transaction that adds the catalog row. A writer killed in between
+// leaves an unreferenced blob, which CollectGarbage removes.
 //
 //   std::string tmp = blobs->TempPath();   // spool here, hash, then:
 //   RETURN_IF_ERROR(blobs->Persist(tmp, sha, size));
-//   ... BEGIN; RETURN_IF_ERROR(blobs->PersistInTx(conn, tmp, sha, size)); insert row; COMMIT
+//   ... BEGIN; insert the version row; COMMIT
 //   ASSIGN_OR_RETURN(std::string path, blobs->Materialize(sha));   // verified local file
 //
 // Thread safety: every method may be called from any thread.
@@ -30,13 +32,14 @@ class BlobBackend {
   virtual std::string TempPath() = 0;
   virtual absl::Status Persist(const std::string& temp, const std::string& sha256,
                                int64_t size) = 0;
-  virtual absl::Status PersistInTx(SqlConnection& conn, const std::string& temp,
-                                   const std::string& sha256, int64_t size) = 0;
   // A local file holding the blob, its sha256 verified now (DATA_LOSS on mismatch or when the
   // blob is missing although the catalog names it).
   virtual absl::StatusOr<std::string> Materialize(const std::string& sha256) = 0;
-  // Removes temp files and blobs not in `referenced` (only when no other process uses the
-  // store). Returns how many were removed.
+  // Files: removes temp files and blobs not in `referenced` (call only when no other process
+  // uses the store). PostgreSQL: ignores `referenced` and removes blobs no version references
+  // that are older than a day (a concurrent writer may be between Persist and its commit).
+  // Returns how many were removed.
+  virtual bool wants_references() const = 0;
   virtual absl::StatusOr<int> CollectGarbage(const std::set<std::string>& referenced) = 0;
 };
 

@@ -196,7 +196,7 @@ std::vector<std::string> SchemaV1(bool pg) {
   if (pg) {
     s.push_back(
         "CREATE TABLE blobs (sha256 TEXT PRIMARY KEY, size_bytes BIGINT NOT NULL, "
-        "chunks BIGINT NOT NULL)");
+        "chunks BIGINT NOT NULL, created_at BIGINT NOT NULL)");
     s.push_back(
         "CREATE TABLE blob_chunks (sha256 TEXT NOT NULL REFERENCES blobs (sha256), "
         "idx BIGINT NOT NULL, data BYTEA NOT NULL, PRIMARY KEY (sha256, idx))");
@@ -386,7 +386,7 @@ class CatalogStore : public CalibrationStore {
 
   absl::StatusOr<int> CollectGarbage() {
     std::set<std::string> referenced;
-    {
+    if (blobs_->wants_references()) {
       absl::MutexLock lock(&mu_);
       CALIBD_ASSIGN_OR_RETURN(std::vector<SqlRow> rows,
                               conn_->Query("SELECT DISTINCT sha256 FROM versions"));
@@ -557,7 +557,6 @@ class CatalogStore : public CalibrationStore {
 
     absl::MutexLock lock(&mu_);
     return WithTx<MasterVersion>(true, [&]() -> absl::StatusOr<MasterVersion> {
-      CALIBD_RETURN_IF_ERROR(blobs_->PersistInTx(*conn_, temp, sha, size));
       const std::string key = ConfigKey(config);
       CALIBD_RETURN_IF_ERROR(conn_->Exec(
           "INSERT INTO series (detector, kind, config_key, latest_version, created_at) "
@@ -1715,6 +1714,7 @@ absl::StatusOr<std::unique_ptr<CalibrationStore>> OpenShared(const std::string& 
   auto store = std::make_unique<CatalogStore>(shown, *std::move(conn), *std::move(blobs), options,
                                               -1, *std::move(listen), owned);
   CALIBD_RETURN_IF_ERROR(store->Migrate());
+  CALIBD_RETURN_IF_ERROR(store->CollectGarbage().status());
   return store;
 }
 
