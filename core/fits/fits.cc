@@ -1,9 +1,11 @@
 #include "core/fits/fits.h"
 
 #include <fitsio.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -32,6 +34,11 @@ struct ImageInfo {
   int bitpix = 0;
   PixelType type = PixelType::kFloat32;  // the type ReadRawFrame gives
   bool compressed = false;
+  // Uncompressed HDUs: where the pixels start, and what CFITSIO would apply to them.
+  int64_t datastart = 0;
+  double bscale = 1.0;
+  double bzero = 0.0;
+  bool has_blank = false;
 };
 
 int CfitsioDatatype(PixelType type) {
@@ -323,6 +330,23 @@ absl::StatusOr<ImageInfo> InspectImage(const FitsFile& file, const ReadOptions& 
   if (info.compressed) {
     CALIBD_RETURN_IF_ERROR(CheckCompressedTable(file, info, naxes, datastart, options));
   } else {
+    info.datastart = datastart;
+    for (auto [key, value] : {std::pair{"BSCALE", &info.bscale}, std::pair{"BZERO", &info.bzero}}) {
+      fits_read_key(f, TDOUBLE, key, value, nullptr, &status);
+      if (status == KEY_NO_EXIST) {
+        fits_clear_errmsg();
+        status = 0;
+      }
+      if (status != 0) return file.Check(status, absl::StrCat("reading ", key));
+    }
+    char blank[FLEN_VALUE] = {0};
+    fits_read_keyword(f, "BLANK", blank, nullptr, &status);
+    info.has_blank = status == 0;
+    if (status == KEY_NO_EXIST) {
+      fits_clear_errmsg();
+      status = 0;
+    }
+    if (status != 0) return file.Check(status, "reading BLANK");
     int64_t bytes = pixels * (std::abs(info.bitpix) / 8);
     if (datastart + bytes > file.file_size()) {
       return file.Error(absl::StatusCode::kInvalidArgument,
@@ -413,6 +437,137 @@ absl::Status ReadPixels(const FitsFile& file, const ImageInfo& info, int datatyp
   fits_read_pixll(file.get(), datatype, first, LONGLONG{info.width} * rows, nulval, out, &anynul,
                   &status);
   return file.Check(status, absl::StrCat("reading pixel rows ", y0, "..", y0 + rows - 1));
+}
+
+// ---- direct reads of uncompressed pixels ----
+// CFITSIO copies pixels through its 2880-byte buffers; for uncompressed images (whose size
+// InspectImage checked against the file) we pread the rows straight into place and swap the
+// bytes in loops the compiler vectorises: several times faster for a 4k frame.
+
+absl::Status PreadExactly(const FitsFile& file, void* out, int64_t bytes, int64_t offset) {
+  char* p = static_cast<char*>(out);
+  while (bytes > 0) {
+    ssize_t n = ::pread(file.fd(), p, static_cast<size_t>(std::min<int64_t>(bytes, 1 << 30)),
+                        offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return file.Error(absl::StatusCode::kInvalidArgument,
+                        n < 0 ? absl::StrCat("reading pixels failed: ", std::strerror(errno))
+                              : "the file ended inside the pixels (truncated while reading?)");
+    }
+    p += n;
+    bytes -= n;
+    offset += n;
+  }
+  return absl::OkStatus();
+}
+
+// Big-endian to host, in place; `flip` is XORed in afterwards (BZERO-unsigned integers).
+template <typename U>
+void SwapInPlace(U* p, int64_t n, U flip) {
+  for (int64_t i = 0; i < n; ++i) {
+    U v = p[i];
+    if constexpr (sizeof(U) == 2) v = __builtin_bswap16(v);
+    if constexpr (sizeof(U) == 4) v = __builtin_bswap32(v);
+    if constexpr (sizeof(U) == 8) v = __builtin_bswap64(v);
+    p[i] = v ^ flip;
+  }
+}
+
+bool CanReadDirect(const FitsFile& file, const ImageInfo& info) {
+  return !info.compressed && file.fd() >= 0 && info.datastart > 0;
+}
+
+// ReadRawFrame's pixels, when they are the stored values or BZERO-unsigned ones.
+bool RawIsDirect(const FitsFile& file, const ImageInfo& info) {
+  if (!CanReadDirect(file, info) || info.bscale != 1.0) return false;
+  switch (info.type) {
+    case PixelType::kUint16: return info.bitpix == 16 && info.bzero == 32768.0;
+    case PixelType::kUint32: return info.bitpix == 32 && info.bzero == 2147483648.0;
+    case PixelType::kUint8: case PixelType::kInt16: case PixelType::kInt32:
+    case PixelType::kInt64: case PixelType::kFloat32: case PixelType::kFloat64:
+      return info.bzero == 0.0 && std::abs(info.bitpix) / 8 == int(PixelSize(info.type));
+  }
+  return false;
+}
+
+absl::Status ReadRawDirect(const FitsFile& file, const ImageInfo& info, RawImage* out) {
+  const int64_t n = out->num_pixels();
+  CALIBD_RETURN_IF_ERROR(
+      PreadExactly(file, out->data(), static_cast<int64_t>(out->size_bytes()), info.datastart));
+  switch (PixelSize(info.type)) {
+    case 2:
+      SwapInPlace(static_cast<uint16_t*>(out->data()), n,
+                  uint16_t(info.type == PixelType::kUint16 ? 0x8000u : 0u));
+      break;
+    case 4:
+      SwapInPlace(static_cast<uint32_t*>(out->data()), n,
+                  uint32_t(info.type == PixelType::kUint32 ? 0x80000000u : 0u));
+      break;
+    case 8:
+      SwapInPlace(static_cast<uint64_t*>(out->data()), n, uint64_t{0});
+      break;
+    default:
+      break;
+  }
+  return absl::OkStatus();
+}
+
+template <typename U, typename S>
+void ConvertRows(U* raw, int64_t n, double bscale, double bzero, float* out) {
+  SwapInPlace(raw, n, U{0});
+  const S* v = reinterpret_cast<const S*>(raw);
+  if (bscale == 1.0 && bzero == 0.0) {
+    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(v[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(double(v[i]) * bscale + bzero);
+  }
+}
+
+// Rows [y0, y0 + rows) as float32 with BSCALE/BZERO applied, as CFITSIO's TFLOAT reads give
+// them (integer BLANK → NaN; float NaN/Inf kept). Direct when the HDU allows, else CFITSIO.
+absl::Status ReadRowsAsFloat(const FitsFile& file, const ImageInfo& info, int y0, int rows,
+                             float* out, std::vector<uint8_t>* scratch) {
+  if (!CanReadDirect(file, info) || (info.bitpix > 0 && info.has_blank)) {
+    return ReadPixels(file, info, TFLOAT, y0, rows, out, /*null_to_nan=*/true);
+  }
+  const int bytes_per_pixel = std::abs(info.bitpix) / 8;
+  const int64_t n = int64_t{info.width} * rows;
+  const int64_t offset = info.datastart + int64_t{y0} * info.width * bytes_per_pixel;
+  if (info.bitpix == FLOAT_IMG) {
+    // Straight into the output, then swapped there: no scratch.
+    CALIBD_RETURN_IF_ERROR(PreadExactly(file, out, n * 4, offset));
+    uint32_t* raw = reinterpret_cast<uint32_t*>(out);
+    SwapInPlace(raw, n, uint32_t{0});
+    if (info.bscale != 1.0 || info.bzero != 0.0) {
+      for (int64_t i = 0; i < n; ++i) out[i] = float(double(out[i]) * info.bscale + info.bzero);
+    }
+    return absl::OkStatus();
+  }
+  scratch->resize(static_cast<size_t>(n * bytes_per_pixel));
+  CALIBD_RETURN_IF_ERROR(PreadExactly(file, scratch->data(), n * bytes_per_pixel, offset));
+  void* raw = scratch->data();
+  switch (info.bitpix) {
+    case BYTE_IMG: ConvertRows<uint8_t, uint8_t>(static_cast<uint8_t*>(raw), n, info.bscale, info.bzero, out); break;
+    case SHORT_IMG: ConvertRows<uint16_t, int16_t>(static_cast<uint16_t*>(raw), n, info.bscale, info.bzero, out); break;
+    case LONG_IMG: ConvertRows<uint32_t, int32_t>(static_cast<uint32_t*>(raw), n, info.bscale, info.bzero, out); break;
+    case LONGLONG_IMG: ConvertRows<uint64_t, int64_t>(static_cast<uint64_t*>(raw), n, info.bscale, info.bzero, out); break;
+    case DOUBLE_IMG: ConvertRows<uint64_t, double>(static_cast<uint64_t*>(raw), n, info.bscale, info.bzero, out); break;
+    default:
+      return ReadPixels(file, info, TFLOAT, y0, rows, out, /*null_to_nan=*/true);
+  }
+  return absl::OkStatus();
+}
+
+// A whole plane as float32, band by band (the scratch stays one band long).
+absl::Status ReadPlaneAsFloat(const FitsFile& file, const ImageInfo& info, Image<float>* out,
+                              std::vector<uint8_t>* scratch) {
+  constexpr int kRows = 256;
+  for (int y0 = 0; y0 < info.height; y0 += kRows) {
+    int rows = std::min(kRows, info.height - y0);
+    CALIBD_RETURN_IF_ERROR(ReadRowsAsFloat(file, info, y0, rows, out->row(y0), scratch));
+  }
+  return absl::OkStatus();
 }
 
 struct OpenHdu {
@@ -597,12 +752,13 @@ class BandReaderImpl : public BandReader {
                        height(), " rows in '", hdu_.file.path(), "'"));
     }
     if (rows == 0) return absl::OkStatus();
-    return ReadPixels(hdu_.file, hdu_.info, TFLOAT, y0, rows, out, /*null_to_nan=*/true);
+    return ReadRowsAsFloat(hdu_.file, hdu_.info, y0, rows, out, &scratch_);
   }
 
  private:
   OpenHdu hdu_;
   Header header_;
+  std::vector<uint8_t> scratch_;  // raw bytes of one band (direct reads of integer images)
 };
 
 }  // namespace
@@ -612,8 +768,13 @@ absl::StatusOr<RawFrame> ReadRawFrame(const std::string& path, const ReadOptions
   RawFrame frame;
   CALIBD_ASSIGN_OR_RETURN(frame.header, ReadHeaderCards(hdu.file, hdu.info.compressed));
   frame.pixels = RawImage::Allocate(hdu.info.type, hdu.info.width, hdu.info.height, options.pool);
-  CALIBD_RETURN_IF_ERROR(ReadPixels(hdu.file, hdu.info, CfitsioDatatype(hdu.info.type), 0,
-                                    hdu.info.height, frame.pixels.data(), /*null_to_nan=*/false));
+  if (RawIsDirect(hdu.file, hdu.info)) {
+    CALIBD_RETURN_IF_ERROR(ReadRawDirect(hdu.file, hdu.info, &frame.pixels));
+  } else {
+    CALIBD_RETURN_IF_ERROR(ReadPixels(hdu.file, hdu.info, CfitsioDatatype(hdu.info.type), 0,
+                                      hdu.info.height, frame.pixels.data(),
+                                      /*null_to_nan=*/false));
+  }
   return frame;
 }
 
@@ -649,8 +810,8 @@ absl::StatusOr<CalibratedFrame> ReadCalibratedFrame(const std::string& path,
   }
   const int w = hdu.info.width, h = hdu.info.height;
   frame.data = Image<float>::Allocate(w, h, options.pool);
-  CALIBD_RETURN_IF_ERROR(
-      ReadPixels(hdu.file, hdu.info, TFLOAT, 0, h, frame.data.data(), /*null_to_nan=*/true));
+  std::vector<uint8_t> scratch;
+  CALIBD_RETURN_IF_ERROR(ReadPlaneAsFloat(hdu.file, hdu.info, &frame.data, &scratch));
 
   ReadOptions plane_options = options;
   plane_options.hdu_name.clear();
@@ -687,8 +848,7 @@ absl::StatusOr<CalibratedFrame> ReadCalibratedFrame(const std::string& path,
                                          "InverseVariance"));
     }
     frame.variance = Image<float>::Allocate(w, h, options.pool);
-    CALIBD_RETURN_IF_ERROR(ReadPixels(hdu.file, info, TFLOAT, 0, h, frame.variance.data(),
-                                      /*null_to_nan=*/true));
+    CALIBD_RETURN_IF_ERROR(ReadPlaneAsFloat(hdu.file, info, &frame.variance, &scratch));
     float* v = frame.variance.data();
     const int64_t n = frame.variance.num_pixels();
     if (kind == kStdDev) {

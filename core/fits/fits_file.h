@@ -48,6 +48,9 @@ class FitsFile {
   ~FitsFile();
 
   fitsfile* get() const { return fptr_; }
+  // The descriptor of a file opened for reading (CFITSIO reads through it too); -1 otherwise.
+  // For direct reads of uncompressed pixels with pread.
+  int fd() const { return fd_; }
   const std::string& path() const { return path_; }
   // Size of the file when it was opened for reading (bytes).
   int64_t file_size() const { return file_size_; }

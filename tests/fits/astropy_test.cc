@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -136,6 +137,10 @@ TEST_F(AstropyFilesTest, Int8WithBzeroIsScaledToFloat) {
       ASSERT_EQ(frame.pixels.row<float>(y)[x], float((x * 3 + y * 11) % 256 - 128));
     }
   }
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<BandReader> reader, BandReader::Open(File("int8.fits")));
+  std::vector<float> band(kW * kH);
+  ASSERT_OK(reader->ReadRows(0, kH, band.data()));
+  EXPECT_EQ(std::memcmp(band.data(), frame.pixels.data(), band.size() * sizeof(float)), 0);
 }
 
 TEST_F(AstropyFilesTest, Float64ExtensionByDefaultByNameAndByIndex) {

@@ -114,6 +114,21 @@ TEST_P(PixelTypeRoundTrip, EveryPixelKeepsItsTypeAndValue) {
 
   ASSERT_OK_AND_ASSIGN(Header h, ReadHeader(path));
   EXPECT_TRUE(h.Has("EXPTIME"));
+
+  // The band reader (direct reads of uncompressed pixels) and the calibrated reader give
+  // float32 of the same values.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<BandReader> reader, BandReader::Open(path));
+  EXPECT_EQ(reader->stored_type(), type);
+  std::vector<float> band(23 * 17);
+  ASSERT_OK(reader->ReadRows(3, 7, band.data()));
+  ASSERT_OK_AND_ASSIGN(CalibratedFrame cal, ReadCalibratedFrame(path));
+  for (int y = 0; y < 17; ++y) {
+    for (int x = 0; x < 23; ++x) {
+      float want = static_cast<float>(At(back.pixels, x, y));
+      ASSERT_EQ(cal.data.at(x, y), want) << x << "," << y;
+      if (y >= 3 && y < 10) ASSERT_EQ(band[(y - 3) * 23 + x], want) << x << "," << y;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, PixelTypeRoundTrip, ::testing::ValuesIn(kAllTypes),

@@ -153,6 +153,30 @@ TEST_F(HostileTest, BlankIntegerPixelsAreRawInFramesAndNanInBands) {
   EXPECT_TRUE(std::isnan(cal.data.at(1, 1)));
 }
 
+TEST_F(HostileTest, ScaledIntegersAreAppliedEverywhere) {
+  // int16 with BSCALE 0.5, BZERO 10: value = 0.5 * stored + 10, as float32.
+  std::string data(5 * 2 * 2, '\0');
+  for (int i = 0; i < 10; ++i) {
+    int16_t v = static_cast<int16_t>(i * 1000 - 4000);
+    data[2 * i] = static_cast<char>((v >> 8) & 0xff);
+    data[2 * i + 1] = static_cast<char>(v & 0xff);
+  }
+  std::vector<std::string> cards = ImageCards("16", "2", {"5", "2"});
+  cards.push_back(ValueCard("BSCALE", "0.5"));
+  cards.push_back(ValueCard("BZERO", "10.0"));
+  std::string path = Write("scaled.fits", HeaderBlock(cards) + PadBlock(data, '\0'));
+  ASSERT_OK_AND_ASSIGN(RawFrame frame, ReadRawFrame(path));
+  ASSERT_EQ(frame.pixels.type(), PixelType::kFloat32);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<BandReader> reader, BandReader::Open(path));
+  std::vector<float> rows(10);
+  ASSERT_OK(reader->ReadRows(0, 2, rows.data()));
+  for (int i = 0; i < 10; ++i) {
+    float want = 0.5f * (i * 1000 - 4000) + 10;
+    EXPECT_EQ(frame.pixels.row<float>(i / 5)[i % 5], want) << i;
+    EXPECT_EQ(rows[i], want) << i;
+  }
+}
+
 TEST_F(HostileTest, MissingFileIsNotFound) {
   ExpectAllReadersFail(dir_.File("nope.fits"), absl::StatusCode::kNotFound);
   EXPECT_THAT(ReadHeader(dir_.File("nope.fits")), StatusIs(absl::StatusCode::kNotFound));
