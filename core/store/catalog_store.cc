@@ -397,6 +397,11 @@ class CatalogStore : public CalibrationStore {
 
   std::string Describe() const override { return description_; }
 
+  MasterCacheStats CacheStats() const override {
+    return MasterCacheStats{cache_.bytes(), cache_.budget_bytes(), cache_.entries(),
+                            cache_.hits(), cache_.misses()};
+  }
+
   absl::Status Ping() override {
     absl::MutexLock lock(&mu_);
     absl::Status s = conn_->Exec("SELECT 1");
@@ -1024,15 +1029,25 @@ class CatalogStore : public CalibrationStore {
   absl::Status CheckContent(const DetectorSpec& spec, const CalibratedFrame& f,
                             const std::string& what) {
     const int w = f.width(), h = f.height();
-    bool ok = (w == spec.width && h == spec.height);
+    // The raw or the trimmed shape, possibly binned by 1..8 on each axis.
+    auto fits_shape = [&](int full_w, int full_h) {
+      bool x = false, y = false;
+      for (int b = 1; b <= 8; ++b) {
+        x |= w == full_w / b;
+        y |= h == full_h / b;
+      }
+      return x && y;
+    };
+    bool ok = fits_shape(spec.width, spec.height);
     std::string shapes = absl::StrCat(spec.width, "x", spec.height);
     if (!spec.trim_section.empty()) {
       absl::StatusOr<Section> t = ParseFitsSection(spec.trim_section, spec.width, spec.height);
       if (t.ok()) {
-        ok = ok || (w == t->width() && h == t->height());
+        ok = ok || fits_shape(t->width(), t->height());
         absl::StrAppend(&shapes, " or ", t->width(), "x", t->height(), " (trimmed)");
       }
     }
+    absl::StrAppend(&shapes, ", or those binned by 1..8");
     if (!ok || w == 0) {
       return absl::InvalidArgumentError(absl::StrCat(what, " is ", w, "x", h, " but detector ",
                                                      spec.name, " masters are ", shapes));

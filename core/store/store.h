@@ -128,6 +128,15 @@ struct DecertifyRequest {
   std::string reason;
 };
 
+// The decoded-master cache's counters (for metrics).
+struct MasterCacheStats {
+  size_t bytes = 0;
+  size_t budget_bytes = 0;
+  int64_t entries = 0;
+  int64_t hits = 0;
+  int64_t misses = 0;
+};
+
 class CalibrationStore {
  public:
   virtual ~CalibrationStore() = default;
@@ -136,6 +145,8 @@ class CalibrationStore {
   virtual std::string Describe() const = 0;
   // OK when the catalog answers; UNAVAILABLE otherwise (for health checks).
   virtual absl::Status Ping() = 0;
+  // Counters of the LoadMaster cache (zeros for a store without one).
+  virtual MasterCacheStats CacheStats() const { return {}; }
 
   // ---- detectors ----
   // Validates and stores a new version of the spec (1, 2, …). An identical spec to the latest

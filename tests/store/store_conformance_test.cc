@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/fits/fits.h"
 #include "core/status/status_matchers.h"
+#include "core/store/master_cache.h"
 #include "core/store/store.h"
 #include "core/store/time.h"
 #include "gmock/gmock.h"
@@ -227,6 +228,11 @@ TEST_P(StoreConformanceTest, LoadMasterRoundTripsAndCaches) {
   }
   ASSERT_OK_AND_ASSIGN(std::shared_ptr<const CalibratedFrame> b, store_->LoadMaster(v.sha256));
   EXPECT_EQ(a.get(), b.get());  // from the cache
+  const MasterCacheStats stats = store_->CacheStats();
+  EXPECT_EQ(stats.entries, 1);
+  EXPECT_EQ(stats.misses, 1);
+  EXPECT_GE(stats.hits, 1);
+  EXPECT_EQ(stats.bytes, MasterCache::FrameBytes(*a));
 
   std::string bytes;
   ASSERT_OK(store_->ReadBlob(v.sha256, 1000, [&](absl::string_view chunk) {
@@ -579,10 +585,18 @@ TEST_P(StoreConformanceTest, BadInputsHaveExactCodes) {
   req.kind = "bias";
   EXPECT_THAT(store_->PutMaster(req, ""), StatusIs(absl::StatusCode::kInvalidArgument));
   // Wrong shape.
-  CalibratedFrame small = MakeMaster(1, 10, 10);
+  CalibratedFrame small = MakeMaster(1, 7, 5);
   req.frame = &small;
   EXPECT_THAT(store_->PutMaster(req, "a"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("10x10")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("7x5")));
+  // A 2x2-binned trimmed master (16x12) is a valid shape.
+  CalibratedFrame binned = MakeMaster(1, kMasterWidth / 2, kMasterHeight / 2);
+  req.frame = &binned;
+  req.header.Set("BINNING", "2x2");
+  ASSERT_OK_AND_ASSIGN(MasterVersion binned_v, store_->PutMaster(req, "a"));
+  EXPECT_EQ(binned_v.width, kMasterWidth / 2);
+  EXPECT_EQ(binned_v.configuration.at("binning"), "2x2");
+  req.header = h;
   // Non-finite data.
   CalibratedFrame nan = MakeMaster(1);
   nan.data.data()[5] = std::numeric_limits<float>::quiet_NaN();
