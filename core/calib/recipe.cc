@@ -20,16 +20,15 @@ namespace {
 std::string Shape(int w, int h) { return absl::StrCat(w, "×", h); }
 
 bool InFrame(const Section& s, int width, int height) {
-  return s.x0 >= 0 && s.y0 >= 0 && s.x1 <= width && s.y1 <= height && s.x0 < s.x1 &&
-         s.y0 < s.y1;
+  return s.x0 >= 0 && s.y0 >= 0 && s.x1 <= width && s.y1 <= height && s.x0 < s.x1 && s.y0 < s.y1;
 }
 
 template <typename T>
 absl::Status CheckShape(absl::string_view what, const Image<T>& image, int w, int h) {
   if (image.width() == w && image.height() == h) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      what, " is ", Shape(image.width(), image.height()), " but the trimmed frame is ",
-      Shape(w, h), "; use a master made for this detector's TRIMSEC"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " is ", Shape(image.width(), image.height()), " but the trimmed frame is ",
+                   Shape(w, h), "; use a master made for this detector's TRIMSEC"));
 }
 
 absl::Status CheckMaster(absl::string_view what, const CalibratedFrame& m, int w, int h) {
@@ -39,7 +38,8 @@ absl::Status CheckMaster(absl::string_view what, const CalibratedFrame& m, int w
         CheckShape(absl::StrCat("the master ", what, "'s variance plane"), m.variance, w, h));
   }
   if (m.has_dq()) {
-    CALIBD_RETURN_IF_ERROR(CheckShape(absl::StrCat("the master ", what, "'s DQ plane"), m.dq, w, h));
+    CALIBD_RETURN_IF_ERROR(
+        CheckShape(absl::StrCat("the master ", what, "'s DQ plane"), m.dq, w, h));
   }
   return absl::OkStatus();
 }
@@ -64,8 +64,8 @@ struct Plan {
   bool check_saturation = false;
   // Overscan: per-row values indexed by raw row, or per-column values for the trimmed columns.
   bool overscan = false, overscan_per_row = true;
-  std::vector<float> overscan_rows;   // indexed by raw row
-  std::vector<float> overscan_cols;   // indexed by trimmed column
+  std::vector<float> overscan_rows;  // indexed by raw row
+  std::vector<float> overscan_cols;  // indexed by trimmed column
   // Variance.
   bool variance = false;
   float inv_gain = 1, rn2_over_g2 = 0;  // scalar path
@@ -95,21 +95,19 @@ struct RowStats {
 // order of operations is the documented one. Restrict parameters let it vectorise.
 template <typename T, bool kVariance, bool kMaps>
 void FusedRow(int w, const T* __restrict r, float o, const float* __restrict oc,
-              const float* __restrict b, const float* __restrict bv,
-              const uint16_t* __restrict bq, const float* __restrict k,
-              const float* __restrict kv, const uint16_t* __restrict kq, float s, float s2,
-              const float* __restrict inv, const float* __restrict nv,
+              const float* __restrict b, const float* __restrict bv, const uint16_t* __restrict bq,
+              const float* __restrict k, const float* __restrict kv, const uint16_t* __restrict kq,
+              float s, float s2, const float* __restrict inv, const float* __restrict nv,
               const uint16_t* __restrict fq, const uint16_t* __restrict bp,
-              const float* __restrict gm, const float* __restrict rm,
-              const float* __restrict gor, float ig, float c, float go, float go2, float sat,
-              float* __restrict d_out,
+              const float* __restrict gm, const float* __restrict rm, const float* __restrict gor,
+              float ig, float c, float go, float go2, float sat, float* __restrict d_out,
               float* __restrict v_out, uint16_t* __restrict q_out) {
   for (int x = 0; x < w; ++x) {
     const float rv = static_cast<float>(r[x]);
     const float d0 = rv - o - oc[x];  // overscan (per row: oc = 0; per column: o = 0)
     float d = ((d0 - b[x]) - s * k[x]) * inv[x];
-    int m = (rv >= sat ? kDqSaturated : 0) | (std::isfinite(rv) ? 0 : kDqNoData) | bq[x] |
-            kq[x] | fq[x] | (bp[x] != 0 ? kDqBad : 0);
+    int m = (rv >= sat ? kDqSaturated : 0) | (std::isfinite(rv) ? 0 : kDqNoData) | bq[x] | kq[x] |
+            fq[x] | (bp[x] != 0 ? kDqBad : 0);
     if constexpr (kVariance) {
       const float pos = std::max(d0, 0.0f);
       float v;
@@ -155,9 +153,9 @@ struct RowPlanes {
 
 template <typename T, bool kVariance, bool kMaps>
 void RunFused(int w, const void* raw_row, const RowPlanes& a) {
-  FusedRow<T, kVariance, kMaps>(w, static_cast<const T*>(raw_row), a.o, a.oc, a.b, a.bv, a.bq,
-                                a.k, a.kv, a.kq, a.s, a.s2, a.inv, a.nv, a.fq, a.bp, a.gm, a.rm,
-                                a.gor, a.ig, a.c, a.go, a.go2, a.sat, a.d, a.v, a.q);
+  FusedRow<T, kVariance, kMaps>(w, static_cast<const T*>(raw_row), a.o, a.oc, a.b, a.bv, a.bq, a.k,
+                                a.kv, a.kq, a.s, a.s2, a.inv, a.nv, a.fq, a.bp, a.gm, a.rm, a.gor,
+                                a.ig, a.c, a.go, a.go2, a.sat, a.d, a.v, a.q);
 }
 
 // Dispatches to the FusedRow instantiation for (raw type, variance?, maps?).
@@ -208,8 +206,8 @@ void CalibrateRow(const Plan& p, const NeutralRows& n, int yt, float* scratch,
   const uint16_t* kq = dark != nullptr && dark->has_dq() ? dark->dq.row(yt) : no_dq;
   const PreparedFlat* flat = p.flat;
   const float* inv = flat != nullptr ? flat->inverse.row(yt) : n.ones.data();
-  const float* nv = flat != nullptr && !flat->norm_variance.empty()
-                        ? flat->norm_variance.row(yt) : zeros;
+  const float* nv =
+      flat != nullptr && !flat->norm_variance.empty() ? flat->norm_variance.row(yt) : zeros;
   const uint16_t* fq = flat != nullptr && !flat->dq.empty() ? flat->dq.row(yt) : no_dq;
   const uint16_t* bp = p.bad_pixels != nullptr ? p.bad_pixels->row(yt) : no_dq;
   const bool maps = p.gain_map != nullptr || p.rn_map != nullptr;
@@ -231,15 +229,36 @@ void CalibrateRow(const Plan& p, const NeutralRows& n, int yt, float* scratch,
     p.raw->RowToFloat(yr, p.trim.x0, w, r);
     raw_row = r;
   }
-  const RowPlanes planes{oc, b, bv, k, kv, inv, nv, gm, rm, gor, bq, kq, fq, bp, o,
-                         p.dark_scale, p.dark_scale2, p.inv_gain, p.rn2_over_g2, go, go2, sat,
-                         d, v, q};
+  const RowPlanes planes{oc,
+                         b,
+                         bv,
+                         k,
+                         kv,
+                         inv,
+                         nv,
+                         gm,
+                         rm,
+                         gor,
+                         bq,
+                         kq,
+                         fq,
+                         bp,
+                         o,
+                         p.dark_scale,
+                         p.dark_scale2,
+                         p.inv_gain,
+                         p.rn2_over_g2,
+                         go,
+                         go2,
+                         sat,
+                         d,
+                         v,
+                         q};
   if (type == PixelType::kUint16) {
     Fused<uint16_t>(p.variance, maps, w, raw_row, planes);
   } else {
     Fused<float>(p.variance, maps, w, raw_row, planes);
   }
-
 
   if (rs != nullptr) {
     // Good pixels' values (0 elsewhere) into the scratch row, then sums in double with
@@ -306,14 +325,14 @@ absl::Status Validate(const RecipeOptions& options, const Masters& masters, int 
   }
   const Section trim = TrimSection(options, raw_width, raw_height);
   if (!InFrame(trim, raw_width, raw_height)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "TRIMSEC ", FormatFitsSection(trim), " is empty or outside the ",
-        Shape(raw_width, raw_height), " raw frame; give a section inside it"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("TRIMSEC ", FormatFitsSection(trim), " is empty or outside the ",
+                     Shape(raw_width, raw_height), " raw frame; give a section inside it"));
   }
   if (trim.x_reversed || trim.y_reversed) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "TRIMSEC ", FormatFitsSection(trim), " is reversed; flipping is not supported, list "
-        "each range low to high"));
+    return absl::InvalidArgumentError(absl::StrCat("TRIMSEC ", FormatFitsSection(trim),
+                                                   " is reversed; flipping is not supported, list "
+                                                   "each range low to high"));
   }
   const int w = trim.width(), h = trim.height();
   const OverscanOptions& os = options.overscan;
@@ -327,30 +346,33 @@ absl::Status Validate(const RecipeOptions& options, const Masters& masters, int 
     if (os.fit != OverscanOptions::Fit::kWhole) {
       const bool per_row = OverscanPerRow(os);
       if (per_row && (trim.y0 < r.y0 || trim.y1 > r.y1)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "per-row overscan: BIASSEC ", FormatFitsSection(r), " does not cover the rows of "
-            "TRIMSEC ", FormatFitsSection(trim), "; extend BIASSEC or use a whole-region fit"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("per-row overscan: BIASSEC ", FormatFitsSection(r),
+                         " does not cover the rows of "
+                         "TRIMSEC ",
+                         FormatFitsSection(trim), "; extend BIASSEC or use a whole-region fit"));
       }
       if (!per_row && (trim.x0 < r.x0 || trim.x1 > r.x1)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "per-column overscan: BIASSEC ", FormatFitsSection(r), " does not cover the "
-            "columns of TRIMSEC ", FormatFitsSection(trim),
-            "; extend BIASSEC or use a whole-region fit"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("per-column overscan: BIASSEC ", FormatFitsSection(r),
+                         " does not cover the "
+                         "columns of TRIMSEC ",
+                         FormatFitsSection(trim), "; extend BIASSEC or use a whole-region fit"));
       }
       if (os.fit == OverscanOptions::Fit::kPolynomial) {
         const int lines = per_row ? r.height() : r.width();
         if (os.poly_order < 0 || os.poly_order > 9 || lines <= os.poly_order) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "overscan polynomial order ", os.poly_order, " must be 0..9 and below the ",
-              lines, " overscan lines"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("overscan polynomial order ", os.poly_order,
+                           " must be 0..9 and below the ", lines, " overscan lines"));
         }
       }
     }
     if (os.statistic == OverscanOptions::Statistic::kClippedMean &&
         !(os.clip_sigma > 0 && os.clip_iters >= 1)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "overscan clipped mean needs clip_sigma > 0 and clip_iters >= 1 (got ", os.clip_sigma,
-          ", ", os.clip_iters, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("overscan clipped mean needs clip_sigma > 0 and clip_iters >= 1 (got ",
+                       os.clip_sigma, ", ", os.clip_iters, ")"));
     }
   }
   if (!(std::isfinite(options.gain) && options.gain > 0)) {
@@ -396,14 +418,14 @@ absl::Status Validate(const RecipeOptions& options, const Masters& masters, int 
       CALIBD_RETURN_IF_ERROR(CheckMaster("flat", *masters.flat, w, h));
       const FlatOptions& fo = options.flat;
       if (fo.norm == FlatOptions::Norm::kValue && !(std::isfinite(fo.value) && fo.value > 0)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "NaN flat: the flat normalisation value is ", fo.value, "; give a finite value > 0"));
+        return absl::InvalidArgumentError(absl::StrCat("NaN flat: the flat normalisation value is ",
+                                                       fo.value, "; give a finite value > 0"));
       }
       if (fo.norm != FlatOptions::Norm::kValue && fo.stats_region.has_value() &&
           !InFrame(*fo.stats_region, w, h)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "flat statistics section ", FormatFitsSection(*fo.stats_region),
-            " is empty or outside the ", Shape(w, h), " flat"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("flat statistics section ", FormatFitsSection(*fo.stats_region),
+                         " is empty or outside the ", Shape(w, h), " flat"));
       }
     }
   }
@@ -431,8 +453,7 @@ absl::StatusOr<CalibratedFrame> Calibrate(const RawImage& raw, const Masters& ma
   p.saturation = static_cast<float>(options.saturation);
 
   FrameStats local;
-  CALIBD_ASSIGN_OR_RETURN(OverscanModel overscan,
-                          MeasureOverscan(raw, options.overscan, pool));
+  CALIBD_ASSIGN_OR_RETURN(OverscanModel overscan, MeasureOverscan(raw, options.overscan, pool));
   if (!overscan.values.empty()) {
     p.overscan = true;
     p.overscan_per_row = overscan.per_row;
@@ -457,8 +478,8 @@ absl::StatusOr<CalibratedFrame> Calibrate(const RawImage& raw, const Masters& ma
   p.rn_map = masters.read_noise_map.get();
   p.variance = options.compute_variance;
   p.inv_gain = static_cast<float>(1.0 / options.gain);
-  p.rn2_over_g2 = static_cast<float>(options.read_noise * options.read_noise /
-                                     (options.gain * options.gain));
+  p.rn2_over_g2 =
+      static_cast<float>(options.read_noise * options.read_noise / (options.gain * options.gain));
   if (UseBias(options, masters)) p.bias = masters.bias.get();
   if (UseDark(options, masters)) {
     p.dark = masters.dark.get();

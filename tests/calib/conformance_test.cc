@@ -36,6 +36,7 @@ struct Case {
   std::string name;
   FrameKind raw_kind = FrameKind::kLight;
   bool float_raw = false;
+  bool column_overscan = false;  // overscan rows above the data: one value per column
   bool median = true;
   std::optional<int> poly = std::nullopt;
   bool bias = true, dark = true, flat = true, bpm = true;
@@ -67,10 +68,21 @@ Prepared Prepare(const Case& c, const std::string& dir, uint64_t seed) {
   ccd.bias_row_slope = 0.3;
   ccd.exptime = 30;
   RawFrame frame = SimulateFrame(ccd, c.raw_kind, seed);
+  if (c.column_overscan) {
+    // Data rows 0..79, overscan rows 80..91 above them; the bias level varies per column.
+    Gaussian noise(seed);
+    frame = ::calibd::testing::MakeFrame(
+        ccd.data_width, ccd.height + 12, PixelType::kUint16, [&](int x, int y) {
+          const double bias = 1000 + 0.3 * x + (x % 7);
+          if (y >= ccd.height) return std::round(bias + 3 * noise.Next());
+          const double e = ccd.sky * ::calibd::testing::FlatResponse(ccd, x, y);
+          return std::round(bias + (e + std::sqrt(e) * noise.Next()) / ccd.gain);
+        });
+  }
   if (c.float_raw) {
     // The same values as float32 plus a fractional part, to exercise the float path.
-    RawImage f = RawImage::Allocate(PixelType::kFloat32, frame.pixels.width(),
-                                    frame.pixels.height());
+    RawImage f =
+        RawImage::Allocate(PixelType::kFloat32, frame.pixels.width(), frame.pixels.height());
     for (int y = 0; y < f.height(); ++y) {
       frame.pixels.RowToFloat(y, 0, f.width(), f.row<float>(y));
       for (int x = 0; x < f.width(); ++x) f.row<float>(y)[x] += 0.25f * ((x + y) % 4);
@@ -79,7 +91,8 @@ Prepared Prepare(const Case& c, const std::string& dir, uint64_t seed) {
   } else {
     p.raw = std::move(frame.pixels);
   }
-  p.oscan = Section{ccd.data_width, ccd.width(), 0, ccd.height};
+  p.oscan = c.column_overscan ? Section{0, ccd.data_width, ccd.height, ccd.height + 12}
+                              : Section{ccd.data_width, ccd.width(), 0, ccd.height};
   p.trim = Section{2, ccd.data_width - 2, 1, ccd.height - 1};
   p.w = p.trim.width();
   p.h = p.trim.height();
@@ -155,8 +168,9 @@ absl::Status WriteCase(const Prepared& p) {
       "{\"raw_width\": ", raw.width(), ", \"raw_height\": ", raw.height(), ", \"width\": ", p.w,
       ", \"height\": ", p.h, ", \"raw_dtype\": \"", c.float_raw ? "<f4" : "<u2", "\"",
       ", \"oscan\": \"", FormatFitsSection(p.oscan), "\", \"oscan_median\": ", Json(c.median),
-      ", \"poly_order\": ", c.poly.has_value() ? absl::StrCat(*c.poly) : "null",
-      ", \"trim\": \"", FormatFitsSection(p.trim), "\", \"gain\": ", p.options.gain,
+      ", \"oscan_axis\": ", c.column_overscan ? 0 : 1,
+      ", \"poly_order\": ", c.poly.has_value() ? absl::StrCat(*c.poly) : "null", ", \"trim\": \"",
+      FormatFitsSection(p.trim), "\", \"gain\": ", p.options.gain,
       ", \"readnoise\": ", p.options.read_noise, ", \"exptime\": ", p.options.exptime,
       ", \"dark_exptime\": ", c.dark ? p.masters.dark_exptime : 1.0,
       ", \"electrons\": ", Json(c.electrons), ", \"bias\": ", Json(c.bias),
@@ -228,8 +242,8 @@ void Compare(const Prepared& p) {
     masked += m;
     if (!(std::fabs(d - data[i]) <= kRtol * std::fabs(data[i]) + kDataAtol)) {
       if (++data_bad <= 5) {
-        ADD_FAILURE() << "data at (" << i % p.w << "," << i / p.w << "): ours " << d
-                      << ", ccdproc " << data[i];
+        ADD_FAILURE() << "data at (" << i % p.w << "," << i / p.w << "): ours " << d << ", ccdproc "
+                      << data[i];
       }
     }
     if (!(std::fabs(s - unc[i]) <= kRtol * std::fabs(unc[i]) + kSigmaAtol)) {
@@ -244,7 +258,8 @@ void Compare(const Prepared& p) {
                       << out.dq.data()[i] << ", ccdproc " << int(mask[i]);
       }
     }
-    if (std::fabs(data[i]) > 1) worst_rel = std::max(worst_rel, std::fabs(d - data[i]) / std::fabs(data[i]));
+    if (std::fabs(data[i]) > 1)
+      worst_rel = std::max(worst_rel, std::fabs(d - data[i]) / std::fabs(data[i]));
   }
   EXPECT_EQ(data_bad, 0);
   EXPECT_EQ(sigma_bad, 0);
@@ -263,14 +278,30 @@ TEST(CcdprocConformanceTest, CcdProcessMatchesOnEveryCase) {
   cases.push_back({.name = "median per row, bias, scaled dark, flat, electrons"});
   cases.push_back({.name = "median + polynomial order 2", .poly = 2});
   cases.push_back({.name = "mean + polynomial order 1, masters' uncertainty and masks",
-                   .median = false, .poly = 1, .master_var = true, .master_dq = true});
-  cases.push_back({.name = "ADU output, masters' uncertainty", .master_var = true,
-                   .electrons = false});
+                   .median = false,
+                   .poly = 1,
+                   .master_var = true,
+                   .master_dq = true});
+  cases.push_back(
+      {.name = "ADU output, masters' uncertainty", .master_var = true, .electrons = false});
   cases.push_back({.name = "bias frame (negative signal), no masters, ADU",
-                   .raw_kind = FrameKind::kBias, .bias = false, .dark = false, .flat = false,
-                   .bpm = false, .electrons = false});
-  cases.push_back({.name = "float32 raw, mean per row, flat only", .float_raw = true,
-                   .median = false, .bias = false, .dark = false});
+                   .raw_kind = FrameKind::kBias,
+                   .bias = false,
+                   .dark = false,
+                   .flat = false,
+                   .bpm = false,
+                   .electrons = false});
+  cases.push_back({.name = "float32 raw, mean per row, flat only",
+                   .float_raw = true,
+                   .median = false,
+                   .bias = false,
+                   .dark = false});
+  cases.push_back({.name = "overscan rows above the data: median per column, electrons",
+                   .column_overscan = true});
+  cases.push_back({.name = "per-column polynomial order 3, ADU",
+                   .column_overscan = true,
+                   .poly = 3,
+                   .electrons = false});
   TempDir tmp;
   std::vector<Prepared> prepared;
   std::vector<std::string> dirs;

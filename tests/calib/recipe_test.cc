@@ -181,14 +181,14 @@ TEST(CalibrateTest, VarianceCountsNegativeSignalAsZeroAndUsesMaps) {
   RecipeOptions o = BasicOptions();
   o.output_unit = RecipeOptions::Unit::kAdu;
   ASSERT_OK_AND_ASSIGN(CalibratedFrame out, Calibrate(raw, Masters{}, o));
-  EXPECT_FLOAT_EQ(out.variance.at(3, 3), 16.0f / 4.0f);            // RN²/g²
-  EXPECT_FLOAT_EQ(out.variance.at(20, 3), (2 * 50 + 16) / 4.0f);   // (gD + RN²)/g²
+  EXPECT_FLOAT_EQ(out.variance.at(3, 3), 16.0f / 4.0f);           // RN²/g²
+  EXPECT_FLOAT_EQ(out.variance.at(20, 3), (2 * 50 + 16) / 4.0f);  // (gD + RN²)/g²
   // Per-pixel maps: gain 1 + x/32, read noise 3 + y.
   Masters m;
   m.gain_map = std::make_shared<Image<float>>(
       MakeImage(kDataW, kRawH, [](int x, int) { return 1.0 + x / 32.0; }));
-  m.read_noise_map = std::make_shared<Image<float>>(
-      MakeImage(kDataW, kRawH, [](int, int y) { return 3.0 + y; }));
+  m.read_noise_map =
+      std::make_shared<Image<float>>(MakeImage(kDataW, kRawH, [](int, int y) { return 3.0 + y; }));
   o.output_unit = RecipeOptions::Unit::kElectron;
   ASSERT_OK_AND_ASSIGN(CalibratedFrame mapped, Calibrate(raw, m, o));
   for (int x : {3, 20, 31}) {
@@ -205,10 +205,13 @@ TEST(CalibrateTest, VarianceCountsNegativeSignalAsZeroAndUsesMaps) {
 TEST(CalibrateTest, MastersVariancePropagates) {
   RawImage raw = Frame([](int, int) { return 1400; }, [](int) { return 1000; });
   Masters m;
-  m.bias = MakeMaster(kDataW, kRawH, [](int, int) { return 0.0; }, [](int, int) { return 3.0; });
-  m.dark = MakeMaster(kDataW, kRawH, [](int, int) { return 100.0; }, [](int, int) { return 8.0; });
+  m.bias = MakeMaster(
+      kDataW, kRawH, [](int, int) { return 0.0; }, [](int, int) { return 3.0; });
+  m.dark = MakeMaster(
+      kDataW, kRawH, [](int, int) { return 100.0; }, [](int, int) { return 8.0; });
   m.dark_exptime = 25;  // scale 2 → 200 ADU, variance 4·8 = 32
-  m.flat = MakeMaster(kDataW, kRawH, [](int, int) { return 4.0; }, [](int, int) { return 0.16; });
+  m.flat = MakeMaster(
+      kDataW, kRawH, [](int, int) { return 4.0; }, [](int, int) { return 0.16; });
   RecipeOptions o = BasicOptions();
   o.output_unit = RecipeOptions::Unit::kAdu;
   ASSERT_OK_AND_ASSIGN(CalibratedFrame out, Calibrate(raw, m, o));
@@ -236,14 +239,15 @@ TEST(CalibrateTest, DarkUnscaledWhenScalingOff) {
 TEST(CalibrateTest, DqBitsFromSaturationNonFiniteBadPixelsMastersAndLowFlat) {
   RawImage raw = MakeFrame(kRawW, kRawH, PixelType::kFloat32, [](int x, int y) {
                    if (x >= kDataW) return 1000.0;
-                   if (x == 1 && y == 1) return 70000.0;                  // saturated
+                   if (x == 1 && y == 1) return 70000.0;  // saturated
                    if (x == 2 && y == 1) return std::numeric_limits<double>::infinity();
                    if (x == 3 && y == 1) return kNaN;
                    return 1100.0;
                  }).pixels;
   Masters m;
-  m.bias = MakeMaster(kDataW, kRawH, [](int, int) { return 0.0; }, nullptr,
-                      [](int x, int y) -> uint16_t { return x == 4 && y == 2 ? kDqHot : 0; });
+  m.bias = MakeMaster(
+      kDataW, kRawH, [](int, int) { return 0.0; }, nullptr,
+      [](int x, int y) -> uint16_t { return x == 4 && y == 2 ? kDqHot : 0; });
   m.flat = MakeMaster(kDataW, kRawH, [](int x, int y) { return x == 5 && y == 2 ? 0.0 : 2.0; });
   auto bpm = std::make_shared<Image<uint16_t>>(Image<uint16_t>::Filled(kDataW, kRawH, 0));
   bpm->at(6, 2) = 7;
@@ -278,9 +282,10 @@ TEST(CalibrateTest, PreparedFlatGivesTheSameBits) {
   ::calibd::testing::CcdModel ccd;
   RawFrame light = ::calibd::testing::SimulateFrame(ccd, ::calibd::testing::FrameKind::kLight, 3);
   Masters m;
-  m.flat = MakeMaster(ccd.data_width, ccd.height,
-                      [&](int x, int y) { return 1e4 * ::calibd::testing::FlatResponse(ccd, x, y); },
-                      [](int x, int) { return 100.0 + x; });
+  m.flat = MakeMaster(
+      ccd.data_width, ccd.height,
+      [&](int x, int y) { return 1e4 * ::calibd::testing::FlatResponse(ccd, x, y); },
+      [](int x, int) { return 100.0 + x; });
   RecipeOptions o;
   o.overscan.statistic = OverscanOptions::Statistic::kMedian;
   o.overscan.region = Section{ccd.data_width, ccd.width(), 0, ccd.height};
@@ -303,13 +308,12 @@ TEST(CalibrateTest, ThreadPoolAndBandSizeGiveBitIdenticalResults) {
   RawFrame light = ::calibd::testing::SimulateFrame(ccd, ::calibd::testing::FrameKind::kLight, 11);
   const int w = ccd.data_width - 4, h = ccd.height - 2;
   Masters m;
-  m.bias = MakeMaster(w, h, [](int x, int y) { return 0.5 + 0.001 * x * y; },
-                      [](int, int) { return 0.1; });
+  m.bias = MakeMaster(
+      w, h, [](int x, int y) { return 0.5 + 0.001 * x * y; }, [](int, int) { return 0.1; });
   m.dark = MakeMaster(w, h, [](int x, int) { return 3.0 + 0.01 * x; });
   m.dark_exptime = 300;
-  m.flat = MakeMaster(w, h, [&](int x, int y) {
-    return 5e3 * ::calibd::testing::FlatResponse(ccd, x, y);
-  });
+  m.flat = MakeMaster(
+      w, h, [&](int x, int y) { return 5e3 * ::calibd::testing::FlatResponse(ccd, x, y); });
   RecipeOptions o;
   o.overscan.statistic = OverscanOptions::Statistic::kMedian;
   o.overscan.fit = OverscanOptions::Fit::kPolynomial;
@@ -328,8 +332,7 @@ TEST(CalibrateTest, ThreadPoolAndBandSizeGiveBitIdenticalResults) {
     SCOPED_TRACE(band);
     o.band_rows = band;
     FrameStats s1;
-    ASSERT_OK_AND_ASSIGN(CalibratedFrame out,
-                         Calibrate(light.pixels, m, o, &pool, &buffers, &s1));
+    ASSERT_OK_AND_ASSIGN(CalibratedFrame out, Calibrate(light.pixels, m, o, &pool, &buffers, &s1));
     const size_t n = ref.data.num_pixels();
     EXPECT_EQ(std::memcmp(ref.data.data(), out.data.data(), n * sizeof(float)), 0);
     EXPECT_EQ(std::memcmp(ref.variance.data(), out.variance.data(), n * sizeof(float)), 0);
@@ -368,7 +371,8 @@ TEST_F(BadInputTest, MasterShapeMismatchNamesBothShapes) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        ::testing::AllOf(HasSubstr("31×30"), HasSubstr("32×30"))));
   Masters m2;
-  m2.flat = MakeMaster(kDataW, kRawH, [](int, int) { return 1.0; }, [](int, int) { return 1.0; });
+  m2.flat = MakeMaster(
+      kDataW, kRawH, [](int, int) { return 1.0; }, [](int, int) { return 1.0; });
   const_cast<CalibratedFrame&>(*m2.flat).variance = MakeImage(3, 3, [](int, int) { return 1.0; });
   EXPECT_THAT(Calibrate(raw_, m2, o_), StatusIs(absl::StatusCode::kInvalidArgument));
   Masters m3;
@@ -435,7 +439,7 @@ TEST_F(BadInputTest, Sections) {
   o.overscan.region = Section{kDataW, kRawW, 0, 10};  // does not cover the trimmed rows
   EXPECT_THAT(Calibrate(raw_, Masters{}, o),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cover")));
-  o.overscan.fit = OverscanOptions::Fit::kWhole;      // a whole-region value needs no cover
+  o.overscan.fit = OverscanOptions::Fit::kWhole;  // a whole-region value needs no cover
   EXPECT_OK(Calibrate(raw_, Masters{}, o));
   o = o_;
   o.overscan.fit = OverscanOptions::Fit::kPolynomial;

@@ -60,14 +60,15 @@ TEST(StepsTest, ChainedStepsEqualCalibrate) {
   const Section trim{1, ccd.data_width - 1, 2, ccd.height};
   const int w = trim.width(), h = trim.height();
   Masters m;
-  m.bias = MakeMaster(w, h, [](int x, int) { return 1.0 + 0.1 * x; },
-                      [](int, int) { return 0.3; },
-                      [](int x, int y) -> uint16_t { return x == y ? kDqBad : 0; });
-  m.dark = MakeMaster(w, h, [](int, int y) { return 2.0 + 0.05 * y; },
-                      [](int, int) { return 0.2; });
+  m.bias = MakeMaster(
+      w, h, [](int x, int) { return 1.0 + 0.1 * x; }, [](int, int) { return 0.3; },
+      [](int x, int y) -> uint16_t { return x == y ? kDqBad : 0; });
+  m.dark = MakeMaster(
+      w, h, [](int, int y) { return 2.0 + 0.05 * y; }, [](int, int) { return 0.2; });
   m.dark_exptime = 40;
-  m.flat = MakeMaster(w, h, [&](int x, int y) { return 9e3 * testing::FlatResponse(ccd, x, y); },
-                      [](int, int) { return 90.0; });
+  m.flat = MakeMaster(
+      w, h, [&](int x, int y) { return 9e3 * testing::FlatResponse(ccd, x, y); },
+      [](int, int) { return 90.0; });
   RecipeOptions o;
   o.overscan.statistic = OverscanOptions::Statistic::kMedian;
   o.overscan.region = Section{ccd.data_width, ccd.width(), 0, ccd.height};
@@ -92,7 +93,8 @@ TEST(StepsTest, ChainedStepsEqualCalibrate) {
   ASSERT_EQ(f.height(), fused.height());
   for (int y = 0; y < h; ++y) {
     for (int x = 0; x < w; ++x) {
-      EXPECT_NEAR(f.data.at(x, y), fused.data.at(x, y), 1e-5 * std::fabs(fused.data.at(x, y)) + 1e-4);
+      EXPECT_NEAR(f.data.at(x, y), fused.data.at(x, y),
+                  1e-5 * std::fabs(fused.data.at(x, y)) + 1e-4);
       EXPECT_NEAR(f.variance.at(x, y), fused.variance.at(x, y), 1e-5 * fused.variance.at(x, y));
       EXPECT_EQ(f.dq.at(x, y), fused.dq.at(x, y));
     }

@@ -7,6 +7,7 @@ Each CASE_DIR holds (all little-endian, row-major, C order, shape height x width
   params.json       {"raw_width", "raw_height", "width", "height", "raw_dtype": "uint16"|...,
                      "oscan": "[x1:x2,y1:y2]" or null, "oscan_median": bool,
                      "poly_order": int or null, "trim": "[...]" or null,
+                     "oscan_axis": 1 (one value per row, ccd_process's) or 0 (per column),
                      "gain", "readnoise", "exptime", "dark_exptime", "electrons": bool,
                      "bias": bool, "dark": bool, "flat": bool, "bpm": bool,
                      "bias_var"/"dark_var"/"flat_var": bool, "bias_dq"/"dark_dq"/"flat_dq": bool}
@@ -26,6 +27,8 @@ applied at the end. Two documented deviations, both chosen by calibd:
     in here.
   * for output in ADU (electrons=false) the gain_correct step at the end is skipped: the same
     steps of ccd_process are called one by one in its order.
+  * ccd_process always measures the overscan per row (overscan_axis=1); for oscan_axis=0 the
+    steps are called one by one too, with subtract_overscan(..., overscan_axis=0).
 """
 import functools
 import json
@@ -87,17 +90,18 @@ def run_case(case):
     if dark is not None:
         dark_kwargs = dict(dark_exposure=p["dark_exptime"] * u.s,
                            data_exposure=p["exptime"] * u.s, dark_scale=True)
-    if p["electrons"]:
+    axis = p.get("oscan_axis", 1)
+    if p["electrons"] and axis == 1:
         out = ccdproc.ccd_process(
             ccd, oscan=p.get("oscan"), trim=p.get("trim"), error=True, gain=gain,
             readnoise=readnoise, oscan_median=p["oscan_median"], oscan_model=model,
             master_bias=bias, dark_frame=dark, master_flat=flat, bad_pixel_mask=bpm,
             gain_corrected=False, **dark_kwargs)
     else:
-        # ccd_process's steps in its order, without the final gain_correct.
+        # ccd_process's steps in its order, one by one.
         out = ccd.copy()
         if p.get("oscan"):
-            out = ccdproc.subtract_overscan(out, fits_section=p["oscan"],
+            out = ccdproc.subtract_overscan(out, fits_section=p["oscan"], overscan_axis=axis,
                                             median=p["oscan_median"], model=model)
         if p.get("trim"):
             out = ccdproc.trim_image(out, fits_section=p["trim"])
@@ -112,6 +116,8 @@ def run_case(case):
                                         data_exposure=dark_kwargs["data_exposure"])
         if flat is not None:
             out = ccdproc.flat_correct(out, flat)
+        if p["electrons"]:
+            out = ccdproc.gain_correct(out, gain)
     expected_unit = u.electron if p["electrons"] else u.adu
     assert out.unit == expected_unit, (out.unit, expected_unit)
     np.asarray(out.data, dtype="<f8").tofile(os.path.join(case, "out_data.f64"))
