@@ -281,6 +281,7 @@ struct BandContext {
   internal::ReduceParams params;
   const internal::SortingNetwork* network = nullptr;
   bool identity = false;
+  bool unsorted = false;  // mean/sum, no extrema, sigma clip (if any) around the mean with std
   // outputs (already offset to the band's first pixel)
   float* out_data = nullptr;
   float* out_var = nullptr;
@@ -298,14 +299,21 @@ inline bool PassThreshold(double x, const BandContext& c) { return x >= c.min_d 
 // Eight pixels [p, p + lanes) through the SIMD path: gather N values per pixel into lanes,
 // sort each lane with the network, then clip and reduce all eight lanes together. `v` and
 // `dev` are n × kLanes floats of scratch.
-void LaneGroup(const BandContext& c, int64_t p, int lanes, float* v, float* dev, Tally& tally) {
+// Gathers the n values of pixels [p, p + lanes) into lanes of v (scaled; +inf where masked,
+// non-finite or outside the thresholds); counts valid (DQ/finite) and passing values per lane.
+// `pivot` gets a passing value of each lane (0 if none): a shift for float sums.
+inline void GatherLanes(const BandContext& c, int64_t p, int lanes, float* v, internal::v8i& valid,
+                        internal::v8i& count, internal::v8f& pivot) {
   using internal::v8f;
   using internal::v8i;
   const int n = c.n;
   const v8f inf = internal::Splat(std::numeric_limits<float>::infinity());
   const v8f fmax = internal::Splat(std::numeric_limits<float>::max());
   const v8f minv = internal::Splat(c.min_value), maxv = internal::Splat(c.max_value);
-  v8i valid = {0, 0, 0, 0, 0, 0, 0, 0}, count = valid;
+  valid = v8i{0, 0, 0, 0, 0, 0, 0, 0};
+  count = valid;
+  pivot = internal::Splat(0.0f);
+  v8i have_pivot = valid;
   v8i live = valid;  // -1 on lanes that hold a pixel
   for (int l = 0; l < lanes; ++l) live[l] = -1;
   for (int i = 0; i < n; ++i) {
@@ -324,7 +332,7 @@ void LaneGroup(const BandContext& c, int64_t p, int lanes, float* v, float* dev,
       }
     } else {
       x = inf;
-      ok = valid;  // zero
+      ok = v8i{0, 0, 0, 0, 0, 0, 0, 0};
       for (int l = 0; l < lanes; ++l) {
         x[l] = d[l];
         ok[l] = (q == nullptr || (q[l] & c.dq_mask) == 0) ? -1 : 0;
@@ -335,9 +343,98 @@ void LaneGroup(const BandContext& c, int64_t p, int lanes, float* v, float* dev,
     const v8f scaled = x * internal::Splat(c.scale_f[i]);
     const v8f stored = pass ? scaled : inf;
     std::memcpy(v + i * kLanes, &stored, sizeof stored);
+    pivot = (pass & ~have_pivot) ? scaled : pivot;
+    have_pivot |= pass;
     valid -= fin;   // masks are -1
     count -= pass;
   }
+}
+
+// Mean (or sum) with optional mean/std sigma clipping needs no sorting: rejected values become
+// +inf in place, and each pass runs over all n values in float, shifted by a per-lane pivot.
+void LaneGroupUnsorted(const BandContext& c, int64_t p, int lanes, float* v, Tally& tally) {
+  using internal::v8f;
+  using internal::v8i;
+  const int n = c.n;
+  v8i valid, count;
+  v8f pivot;
+  GatherLanes(c, p, lanes, v, valid, count, pivot);
+  const v8f inf = internal::Splat(std::numeric_limits<float>::infinity());
+  const v8f zero = internal::Splat(0.0f);
+  const auto& sc = c.params.sigma_clip;
+  v8f mean_d, var;
+  v8i m;
+  auto stats = [&] {
+    v8f s1 = zero;
+    m = v8i{0, 0, 0, 0, 0, 0, 0, 0};
+    for (int k = 0; k < n; ++k) {
+      v8f x;
+      std::memcpy(&x, v + k * kLanes, sizeof x);
+      const v8i alive = x < inf;
+      s1 += alive ? x - pivot : zero;
+      m -= alive;
+    }
+    const v8f mf = __builtin_convertvector(m, v8f);
+    mean_d = m > 0 ? s1 / mf : zero;
+    v8f q = zero;
+    for (int k = 0; k < n; ++k) {
+      v8f x;
+      std::memcpy(&x, v + k * kLanes, sizeof x);
+      const v8f d = x - pivot - mean_d;
+      q += x < inf ? d * d : zero;
+    }
+    var = m > 0 ? q / mf : zero;
+  };
+  stats();
+  if (sc.enabled) {
+    const v8f low = internal::Splat(static_cast<float>(sc.low));
+    const v8f high = internal::Splat(static_cast<float>(sc.high));
+    for (int iter = 0; sc.max_iters == 0 || iter < sc.max_iters; ++iter) {
+      v8f sd;
+      for (int l = 0; l < kLanes; ++l) sd[l] = std::sqrt(var[l]);
+      const v8f centre = pivot + mean_d;
+      const v8f lob = centre - low * sd, hib = centre + high * sd;
+      const v8i clip = m > 1;  // one value: nothing to clip
+      v8i rejected = v8i{0, 0, 0, 0, 0, 0, 0, 0};
+      for (int k = 0; k < n; ++k) {
+        v8f x;
+        std::memcpy(&x, v + k * kLanes, sizeof x);
+        const v8i r = clip & (x < inf) & ((x < lob) | (x > hib));
+        x = r ? inf : x;
+        std::memcpy(v + k * kLanes, &x, sizeof x);
+        rejected |= r;
+      }
+      bool any = false;
+      for (int l = 0; l < kLanes; ++l) any |= rejected[l] != 0;
+      if (!any) break;
+      stats();
+    }
+  }
+  const bool sum = c.params.method == CombineOptions::Method::kSum;
+  for (int l = 0; l < lanes; ++l) {
+    const int64_t o = p + l;
+    tally.valid += valid[l];
+    if (m[l] <= 0) {
+      c.out_data[o] = c.params.empty_value;
+      if (c.out_var) c.out_var[o] = 0;
+      c.out_count[o] = 0;
+      c.out_dq[o] = valid[l] == 0 ? kDqNoData : kDqRejected;
+      continue;
+    }
+    tally.used += m[l];
+    const double mean = double{pivot[l]} + double{mean_d[l]};
+    c.out_data[o] = static_cast<float>(sum ? mean * m[l] : mean);
+    if (c.out_var) c.out_var[o] = static_cast<float>(sum ? double{var[l]} * m[l] : double{var[l]} / m[l]);
+    c.out_count[o] = static_cast<uint16_t>(m[l]);
+    c.out_dq[o] = 0;
+  }
+}
+
+void LaneGroup(const BandContext& c, int64_t p, int lanes, float* v, float* dev, Tally& tally) {
+  const int n = c.n;
+  internal::v8i valid, count;
+  internal::v8f pivot;
+  GatherLanes(c, p, lanes, v, valid, count, pivot);
   c.network->SortLanes(v);
 
   // Survivors of lane l are v[k][l] for k in [lo[l], hi[l]).
@@ -795,6 +892,10 @@ absl::StatusOr<CombineResult> Combine(std::vector<std::unique_ptr<FrameSource>> 
   const internal::SortingNetwork network(n);
   c.network = &network;
   c.identity = NeedsFrameIdentity(o);
+  c.unsorted = o.method != Method::kMedian && o.nlow == 0 && o.nhigh == 0 &&
+               (!o.sigma_clip.enabled ||
+                (o.sigma_clip.center == CombineOptions::Center::kMean &&
+                 o.sigma_clip.spread == CombineOptions::Spread::kStd));
 
   std::atomic<int64_t> valid_total{0}, used_total{0};
   std::vector<absl::Status> read_status(n);
@@ -838,6 +939,8 @@ absl::StatusOr<CombineResult> Combine(std::vector<std::unique_ptr<FrameSource>> 
         const int lanes_here = static_cast<int>(std::min<int64_t>(kLanes, pixels - p));
         if (c.identity) {
           for (int l = 0; l < lanes_here; ++l) ScalarPixel(c, p + l, scalar, tally);
+        } else if (c.unsorted) {
+          LaneGroupUnsorted(c, p, lanes_here, lanes, tally);
         } else {
           LaneGroup(c, p, lanes_here, lanes, dev, tally);
         }

@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/synthetic.h"
+#include "tests/testing/temp_dir.h"
 
 namespace calibd::combine {
 namespace {
@@ -415,17 +416,28 @@ TEST(CombineTest, ScalarAndLanePathsAgree) {
     testing::Gaussian g(7 + i);
     frames.push_back(MakeFrame(17, 9, [&](int, int) { return static_cast<float>(50 + 3 * g.Next()); }));
   }
-  CombineOptions o;
-  o.method = Method::kMean;
-  o.nlow = 1;
-  ASSERT_OK_AND_ASSIGN(CombineResult lanes, Combine(Sources(frames), o));
-  o.weights.assign(n, 1.0);
-  ASSERT_OK_AND_ASSIGN(CombineResult scalar, Combine(Sources(frames), o));
-  for (int y = 0; y < 9; ++y) {
-    for (int x = 0; x < 17; ++x) {
-      EXPECT_NEAR(scalar.frame.data.at(x, y), lanes.frame.data.at(x, y), 1e-4);
-      EXPECT_EQ(scalar.count.at(x, y), lanes.count.at(x, y));
-      EXPECT_NEAR(scalar.frame.variance.at(x, y), lanes.frame.variance.at(x, y), 1e-4);
+  // Sorted lanes (extrema + median-centred clip) and unsorted lanes (mean/std clip, 2σ so
+  // that values are clipped).
+  for (bool sorted : {true, false}) {
+    CombineOptions o;
+    o.method = Method::kMean;
+    if (sorted) {
+      o.nlow = 1;
+    } else {
+      o.sigma_clip = {true, 1.5, 1.5, CombineOptions::Center::kMean,
+                      CombineOptions::Spread::kStd, 0};
+    }
+    ASSERT_OK_AND_ASSIGN(CombineResult lanes, Combine(Sources(frames), o));
+    EXPECT_GT(lanes.rejected_fraction, 0);
+    o.weights.assign(n, 1.0);
+    ASSERT_OK_AND_ASSIGN(CombineResult scalar, Combine(Sources(frames), o));
+    EXPECT_DOUBLE_EQ(scalar.rejected_fraction, lanes.rejected_fraction);
+    for (int y = 0; y < 9; ++y) {
+      for (int x = 0; x < 17; ++x) {
+        EXPECT_NEAR(scalar.frame.data.at(x, y), lanes.frame.data.at(x, y), 1e-4);
+        EXPECT_EQ(scalar.count.at(x, y), lanes.count.at(x, y));
+        EXPECT_NEAR(scalar.frame.variance.at(x, y), lanes.frame.variance.at(x, y), 1e-4);
+      }
     }
   }
 }
@@ -503,6 +515,51 @@ TEST(CombineTest, ReadErrorKeepsItsCodeAndNamesTheSource) {
   o.memory_budget_bytes = 9600;  // 8 rows per band
   EXPECT_THAT(Combine(std::move(in), o),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("broken.fits")));
+}
+
+}  // namespace
+}  // namespace calibd::combine
+
+namespace calibd::combine {
+namespace {
+
+TEST(FitsSourceTest, CombinesFilesLikeTheSameFramesInMemory) {
+  // Frames written in calibd's calibrated layout (data, UNCERT, MASK, DQ) and read back band by
+  // band must combine exactly like the frames they were written from.
+  testing::TempDir dir;
+  std::vector<std::shared_ptr<CalibratedFrame>> frames;
+  std::vector<std::unique_ptr<FrameSource>> files;
+  for (int i = 0; i < 5; ++i) {
+    testing::Gaussian g(40 + i);
+    frames.push_back(MakeFrame(
+        19, 13, [&](int, int) { return static_cast<float>(200 + 4 * g.Next()); },
+        [i](int x, int) { return 1.0f + i + 0.5f * x; },
+        [i](int x, int y) -> uint16_t { return x == i && y == 2 ? kDqCosmicRay : 0; }));
+    const std::string path = dir.File("f" + std::to_string(i) + ".fits");
+    ASSERT_OK(fits::WriteCalibratedFrame(path, *frames.back()));
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<FrameSource> s, FitsSource(path));
+    EXPECT_TRUE(s->has_variance());
+    EXPECT_TRUE(s->has_dq());
+    EXPECT_EQ(s->name(), path);
+    files.push_back(std::move(s));
+  }
+  CombineOptions o;
+  o.method = Method::kMean;
+  o.variance = CombineOptions::Variance::kPropagated;
+  o.memory_budget_bytes = 30000;  // a few rows per band
+  ASSERT_OK_AND_ASSIGN(CombineResult from_files, Combine(std::move(files), o));
+  ASSERT_OK_AND_ASSIGN(CombineResult from_memory, Combine(Sources(frames), o));
+  EXPECT_GT(from_files.num_bands, 1);
+  for (int y = 0; y < 13; ++y) {
+    for (int x = 0; x < 19; ++x) {
+      EXPECT_EQ(from_files.frame.data.at(x, y), from_memory.frame.data.at(x, y));
+      EXPECT_NEAR(from_files.frame.variance.at(x, y), from_memory.frame.variance.at(x, y),
+                  1e-5 * from_memory.frame.variance.at(x, y));
+      EXPECT_EQ(from_files.count.at(x, y), from_memory.count.at(x, y));
+    }
+  }
+  EXPECT_EQ(from_files.count.at(3, 2), 4);  // frame 3's cosmic ray is not counted
+  EXPECT_THAT(FitsSource(dir.File("missing.fits")), StatusIs(absl::StatusCode::kNotFound));
 }
 
 }  // namespace
