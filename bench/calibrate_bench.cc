@@ -106,6 +106,7 @@ void Run(benchmark::State& state, bool prepared) {
   state.SetBytesProcessed(state.iterations() * pixels * kBytesPerPixel);
   state.counters["bytes_per_pixel"] = kBytesPerPixel;
   state.counters["threads"] = threads;
+  state.counters["pool_misses"] = static_cast<double>(buffers.misses());
 }
 
 void BM_Calibrate4k(benchmark::State& state) { Run(state, /*prepared=*/true); }
