@@ -356,6 +356,28 @@ TEST(CalibrateTest, RawFrameOverloadKeepsTheRawHeader) {
   EXPECT_TRUE(history);
 }
 
+TEST(CalibrateTest, EveryRawPixelTypeGivesTheSameResult) {
+  // Values exactly representable in every type (uint8 aside: 0..255).
+  auto data = [](int x, int y) { return 100 + (x * 3 + y * 5) % 97; };
+  auto oscan = [](int y) { return 50 + y % 3; };
+  RecipeOptions o = BasicOptions();
+  o.saturation = 180;
+  ASSERT_OK_AND_ASSIGN(CalibratedFrame ref,
+                       Calibrate(Frame(data, oscan, PixelType::kUint16), Masters{}, o));
+  for (PixelType type : {PixelType::kUint8, PixelType::kInt16, PixelType::kInt32,
+                         PixelType::kUint32, PixelType::kInt64, PixelType::kFloat32,
+                         PixelType::kFloat64}) {
+    SCOPED_TRACE(PixelTypeName(type));
+    ASSERT_OK_AND_ASSIGN(CalibratedFrame out, Calibrate(Frame(data, oscan, type), Masters{}, o));
+    const size_t n = ref.data.num_pixels();
+    EXPECT_EQ(std::memcmp(ref.data.data(), out.data.data(), n * sizeof(float)), 0);
+    EXPECT_EQ(std::memcmp(ref.variance.data(), out.variance.data(), n * sizeof(float)), 0);
+    EXPECT_EQ(std::memcmp(ref.dq.data(), out.dq.data(), n * sizeof(uint16_t)), 0);
+  }
+  // Saturation was exercised: (x·3 + y·5) % 97 ≥ 80 somewhere.
+  EXPECT_EQ(ref.dq.at(27, 0), kDqSaturated);
+}
+
 // ---- Bad inputs, exact codes. ----
 
 class BadInputTest : public ::testing::Test {
