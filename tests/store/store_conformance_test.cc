@@ -3,9 +3,12 @@
 // started by this binary). Expected values are closed-form consequences of the inputs
 // (version numbers, ranges, which master a frame time falls into), never copied outputs.
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <fstream>
 #include <set>
 #include <string>
@@ -677,6 +680,80 @@ TEST_P(StoreConformanceTest, ReopenKeepsEverythingAndReplicasSeeChanges) {
   ASSERT_OK(store_->LoadMaster(v1.sha256).status());
   ASSERT_OK_AND_ASSIGN(MasterVersion v2, Put("bias", 2, h));
   EXPECT_EQ(v2.version, 2);
+}
+
+TEST_P(StoreConformanceTest, ThreadsShareOneStore) {
+  const Header h = FrameHeader("2026-03-01T00:00:00");
+  ASSERT_OK_AND_ASSIGN(MasterVersion first, Put("bias", 0, h));
+  ASSERT_OK(Certify(first, T("2026-01-01T00:00:00"), std::nullopt).status());
+  constexpr int kThreads = 4, kPuts = 5;
+  std::vector<std::thread> threads;
+  std::atomic<int> errors{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPuts; ++i) {
+        absl::StatusOr<MasterVersion> v = Put("bias", 100 + t * kPuts + i, h);
+        if (!v.ok() || !v->created) ++errors;
+        absl::StatusOr<SelectionResult> r =
+            store_->Select(Request(FrameHeader("2026-03-05T00:00:00"), {"bias"}));
+        if (!r.ok() || !r->kinds[0].status.ok()) ++errors;
+        if (!store_->LoadMaster(first.sha256).ok()) ++errors;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  ASSERT_OK_AND_ASSIGN(std::vector<MasterVersion> hist, store_->History(first.series_id));
+  ASSERT_THAT(hist, SizeIs(1 + kThreads * kPuts));
+  for (size_t i = 0; i < hist.size(); ++i) EXPECT_EQ(hist[i].version, static_cast<int64_t>(i) + 1);
+}
+
+TEST_P(StoreConformanceTest, SinkErrorStopsReadBlob) {
+  ASSERT_OK_AND_ASSIGN(MasterVersion v, Put("bias", 1, FrameHeader("2026-03-01T00:00:00")));
+  int calls = 0;
+  EXPECT_THAT(store_->ReadBlob(v.sha256, 1000,
+                               [&](absl::string_view) {
+                                 ++calls;
+                                 return absl::CancelledError("client went away");
+                               }),
+              StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_EQ(calls, 1);
+  EXPECT_THAT(store_->ReadBlob(v.sha256, 0, [](absl::string_view) { return absl::OkStatus(); }),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_P(StoreConformanceTest, NewerSchemaIsRefused) {
+  h_.store.reset();
+  store_ = nullptr;
+  const std::string bump = "UPDATE schema_version SET version = 99";
+  if (GetParam() == Backend::kEmbedded) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((h_.url + "/catalog.db").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, bump.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  } else {
+    ASSERT_OK_AND_ASSIGN(calibd::testing::PostgresServer * pg,
+                         calibd::testing::SharedPostgresServer());
+    ASSERT_OK(pg->ExecSql(h_.database, bump));
+  }
+  EXPECT_THAT(OpenStore(h_.url),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 99")));
+}
+
+TEST(OpenStoreTest, BadUrls) {
+  EXPECT_THAT(OpenStore(""), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(OpenStore("s3://bucket/store"), StatusIs(absl::StatusCode::kInvalidArgument));
+  calibd::testing::TempDir tmp;
+  {
+    std::ofstream(tmp.File("file")) << "x";
+  }
+  EXPECT_THAT(OpenStore(tmp.File("file")), StatusIs(absl::StatusCode::kInvalidArgument));
+  StoreOptions no_create;
+  no_create.create = false;
+  EXPECT_THAT(OpenStore(tmp.File("absent"), no_create), StatusIs(absl::StatusCode::kNotFound));
+  // Nothing listens on port 1.
+  EXPECT_THAT(OpenStore("postgresql://calibd@127.0.0.1:1/x?connect_timeout=2"),
+              StatusIs(absl::StatusCode::kUnavailable));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreConformanceTest,
