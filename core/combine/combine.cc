@@ -390,7 +390,7 @@ void LaneGroupUnsorted(const BandContext& c, int64_t p, int lanes, float* v, Tal
     const v8f low = internal::Splat(static_cast<float>(sc.low));
     const v8f high = internal::Splat(static_cast<float>(sc.high));
     for (int iter = 0; sc.max_iters == 0 || iter < sc.max_iters; ++iter) {
-      v8f sd;
+      v8f sd = zero;
       for (int l = 0; l < kLanes; ++l) sd[l] = std::sqrt(var[l]);
       const v8f centre = pivot + mean_d;
       const v8f lob = centre - low * sd, hib = centre + high * sd;
@@ -448,27 +448,33 @@ void LaneGroup(const BandContext& c, int64_t p, int lanes, float* v, float* dev,
   const bool median_out = c.params.method == CombineOptions::Method::kMedian;
   const auto& sc = c.params.sigma_clip;
   if (sc.enabled) {
-    const bool need_median =
-        sc.center == CombineOptions::Center::kMedian || sc.spread == CombineOptions::Spread::kMadStd;
     for (int iter = 0; sc.max_iters == 0 || iter < sc.max_iters; ++iter) {
-      internal::LaneMeanVar(v, n, lo, hi, mean, var, /*with_var=*/true);
-      if (need_median) internal::LaneMedian(v, lo, hi, med);
-      alignas(32) double spread[kLanes];
+      internal::LaneMedian(v, lo, hi, med);  // the centre, or just the pivot of the sums
+      internal::v8f pivot_med, mean_f, var_f, centre, spread = internal::Splat(0.0f);
+      for (int l = 0; l < kLanes; ++l) pivot_med[l] = static_cast<float>(med[l]);
+      internal::LaneMeanVarF(v, n, lo, hi, pivot_med, mean_f, var_f);
       if (sc.spread == CombineOptions::Spread::kStd) {
-        for (int l = 0; l < kLanes; ++l) spread[l] = std::sqrt(var[l]);
+        for (int l = 0; l < kLanes; ++l) spread[l] = std::sqrt(var_f[l]);
       } else {
-        internal::LaneMad(v, dev, n, lo, hi, med, *c.network, spread);
-        for (int l = 0; l < kLanes; ++l) spread[l] *= internal::kMadToStd;
+        alignas(32) double mad[kLanes];
+        internal::LaneMad(v, dev, n, lo, hi, med, *c.network, mad);
+        for (int l = 0; l < kLanes; ++l) {
+          spread[l] = static_cast<float>(internal::kMadToStd * mad[l]);
+        }
       }
-      alignas(32) double lob[kLanes], hib[kLanes];
       for (int l = 0; l < kLanes; ++l) {
-        const double centre = sc.center == CombineOptions::Center::kMedian ? med[l] : mean[l];
-        // m <= 1: nothing to clip (astropy's std is 0 there; keep the value).
-        const bool skip = hi[l] - lo[l] <= 1;
-        lob[l] = skip ? -HUGE_VAL : centre - sc.low * spread[l];
-        hib[l] = skip ? HUGE_VAL : centre + sc.high * spread[l];
+        centre[l] = sc.center == CombineOptions::Center::kMedian ? static_cast<float>(med[l])
+                                                                  : mean_f[l];
       }
-      if (!internal::LaneClip(v, n, lob, hib, lo, hi)) break;
+      internal::v8f lob = centre - static_cast<float>(sc.low) * spread;
+      internal::v8f hib = centre + static_cast<float>(sc.high) * spread;
+      for (int l = 0; l < kLanes; ++l) {
+        if (hi[l] - lo[l] <= 1) {  // one value: nothing to clip (astropy's std is 0 there)
+          lob[l] = -HUGE_VALF;
+          hib[l] = HUGE_VALF;
+        }
+      }
+      if (!internal::LaneClipF(v, n, lob, hib, lo, hi)) break;
     }
   }
   if (median_out) {

@@ -109,6 +109,59 @@ inline void LaneMeanVar(const float* v, int n, const int* lo, const int* hi, dou
   }
 }
 
+// Float versions for the clipping iterations: sums shifted by a per-lane pivot inside the
+// range (the median), 8 lanes per instruction. Mean and population variance into mean/var.
+inline void LaneMeanVarF(const float* v, int n, const int* lo, const int* hi, v8f pivot,
+                         v8f& mean, v8f& var) {
+  v8i lo8, hi8;
+  std::memcpy(&lo8, lo, sizeof lo8);
+  std::memcpy(&hi8, hi, sizeof hi8);
+  const v8f zero = {0, 0, 0, 0, 0, 0, 0, 0};
+  v8f s1 = zero;
+  for (int k = 0; k < n; ++k) {
+    v8f x;
+    std::memcpy(&x, v + k * kLanes, sizeof x);
+    const v8i kk = {k, k, k, k, k, k, k, k};
+    s1 += (kk >= lo8) & (kk < hi8) ? x - pivot : zero;
+  }
+  const v8i m = hi8 - lo8;
+  const v8f mf = __builtin_convertvector(m, v8f);
+  const v8f mean_d = m > 0 ? s1 / mf : zero;
+  v8f q = zero;
+  for (int k = 0; k < n; ++k) {
+    v8f x;
+    std::memcpy(&x, v + k * kLanes, sizeof x);
+    const v8i kk = {k, k, k, k, k, k, k, k};
+    const v8f d = x - pivot - mean_d;
+    q += (kk >= lo8) & (kk < hi8) ? d * d : zero;
+  }
+  mean = pivot + mean_d;
+  var = m > 0 ? q / mf : zero;
+}
+
+// LaneClip with float bounds.
+inline bool LaneClipF(const float* v, int n, v8f lob, v8f hib, int* lo, int* hi) {
+  v8i lo8, hi8;
+  std::memcpy(&lo8, lo, sizeof lo8);
+  std::memcpy(&hi8, hi, sizeof hi8);
+  v8i below = {0, 0, 0, 0, 0, 0, 0, 0}, above = below;
+  for (int k = 0; k < n; ++k) {
+    v8f x;
+    std::memcpy(&x, v + k * kLanes, sizeof x);
+    const v8i kk = {k, k, k, k, k, k, k, k};
+    const v8i in = (kk >= lo8) & (kk < hi8);
+    below -= in & (x < lob);
+    above -= in & (x > hib);
+  }
+  bool changed = false;
+  for (int l = 0; l < kLanes; ++l) {
+    changed |= (below[l] | above[l]) != 0;
+    lo[l] += below[l];
+    hi[l] = std::max(lo[l], hi[l] - above[l]);
+  }
+  return changed;
+}
+
 // Median of each lane's survivors (mean of the two middle values for an even count).
 inline void LaneMedian(const float* v, const int* lo, const int* hi, double* med) {
   for (int l = 0; l < kLanes; ++l) {
@@ -120,30 +173,6 @@ inline void LaneMedian(const float* v, const int* lo, const int* hi, double* med
     med[l] = 0.5 * (double{v[(lo[l] + (m - 1) / 2) * kLanes + l]} +
                     double{v[(lo[l] + m / 2) * kLanes + l]});
   }
-}
-
-// Moves lo up past values < lob and hi down past values > hib (the values are sorted, so the
-// rejected ones are at the ends of the range). Returns whether any lane changed.
-inline bool LaneClip(const float* v, int n, const double* lob, const double* hib, int* lo,
-                     int* hi) {
-  bool changed = false;
-  for (int h = 0; h < 2; ++h) {
-    const v4i lo4 = LoadInts(lo + 4 * h), hi4 = LoadInts(hi + 4 * h);
-    const v4d lb = LoadDoubles(lob + 4 * h), hb = LoadDoubles(hib + 4 * h);
-    v4l below = {0, 0, 0, 0}, above = below;
-    for (int k = 0; k < n; ++k) {
-      const v4d x = LoadHalf(v, k, h);
-      const v4l in = InRange(k, lo4, hi4);
-      below -= in & (x < lb);
-      above -= in & (x > hb);
-    }
-    for (int l = 0; l < 4; ++l) {
-      changed |= (below[l] | above[l]) != 0;
-      lo[4 * h + l] += static_cast<int>(below[l]);
-      hi[4 * h + l] = std::max(lo[4 * h + l], hi[4 * h + l] - static_cast<int>(above[l]));
-    }
-  }
-  return changed;
 }
 
 class SortingNetwork;
