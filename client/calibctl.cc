@@ -72,23 +72,58 @@ std::string ProtoJson(const google::protobuf::Message& m) {
 // ---------------------------------------------------------------------------------------------
 // Commands
 
+// What a command works with: its parsed flags, the connection, and the first usage error met
+// while reading the flags (commands read every flag, then stop with exit 2 if one was bad —
+// see CheckUsage — so no exceptions are needed).
 struct Context {
+  std::string command;
   ParsedArgs args;
   ClientOptions client_options;
   bool json = false;
-  std::unique_ptr<CalibdClient> client;  // connected lazily
-  absl::Status Connect() {
-    if (client != nullptr) return absl::OkStatus();
-    absl::StatusOr<std::unique_ptr<CalibdClient>> c = CalibdClient::Connect(client_options);
-    if (!c.ok()) return c.status();
-    client = std::move(*c);
-    return absl::OkStatus();
-  }
-};
+  std::unique_ptr<CalibdClient> client;  // connected by Begin()
+  absl::Status usage;                    // the first usage error
 
-// A usage error (exit 2).
-struct UsageError {
-  std::string message;
+  // Records `message` as a usage error (the first one wins).
+  void Fail(absl::string_view message) {
+    if (usage.ok()) usage = absl::InvalidArgumentError(message);
+  }
+  void Check(const absl::Status& s) {
+    if (!s.ok()) Fail(s.message());
+  }
+  // The value, or T{} with the error recorded.
+  template <typename T>
+  T Get(absl::StatusOr<T> v) {
+    if (!v.ok()) {
+      Fail(v.status().message());
+      return T{};
+    }
+    return *std::move(v);
+  }
+  std::string Require(const std::string& flag) {
+    std::string v = args.Value(flag);
+    if (v.empty()) Fail(absl::StrCat("--", flag, " is required"));
+    return v;
+  }
+  // Prints a usage error; the exit code for it.
+  int Usage(absl::string_view message) {
+    std::fprintf(stderr, "calibctl %s: %s (see calibctl %s --help)\n", command.c_str(),
+                 std::string(message).c_str(), command.c_str());
+    return kExitUsage;
+  }
+  // -1 when every flag was fine, else the usage exit code (the error printed).
+  int CheckUsage() { return usage.ok() ? -1 : Usage(usage.message()); }
+  // CheckUsage, then connect: -1 when ready, else the exit code (the error printed).
+  int Begin() {
+    if (int rc = CheckUsage(); rc >= 0) return rc;
+    if (client != nullptr) return -1;
+    absl::StatusOr<std::unique_ptr<CalibdClient>> c = CalibdClient::Connect(client_options);
+    if (!c.ok()) {
+      PrintError("connect", c.status());
+      return kExitFailure;
+    }
+    client = std::move(*c);
+    return -1;
+  }
 };
 
 using CommandFn = std::function<int(Context&)>;
@@ -121,22 +156,6 @@ int Fail(absl::string_view what, const absl::Status& status) {
   return kExitFailure;
 }
 
-std::string Require(const Context& c, const std::string& flag) {
-  std::string v = c.args.Value(flag);
-  if (v.empty()) throw UsageError{absl::StrCat("--", flag, " is required")};
-  return v;
-}
-
-template <typename T>
-T OrUsage(absl::StatusOr<T> v) {
-  if (!v.ok()) throw UsageError{std::string(v.status().message())};
-  return *std::move(v);
-}
-
-void OrUsage(const absl::Status& s) {
-  if (!s.ok()) throw UsageError{std::string(s.message())};
-}
-
 std::string CertificationText(const v1::Certification& c) {
   return absl::StrCat("[", FormatUtc(TimeFromProto(c.begin())), ", ",
                       IsSet(c.end()) ? FormatUtc(TimeFromProto(c.end())) : "open", ")");
@@ -151,7 +170,7 @@ std::string MapText(const google::protobuf::Map<std::string, std::string>& m) {
 // --- detector -----------------------------------------------------------------------------
 
 int DetectorPut(Context& c) {
-  if (c.args.positional().size() != 1) throw UsageError{"detector put takes one SPEC.json file"};
+  if (c.args.positional().size() != 1) return c.Usage("detector put takes one SPEC.json file");
   const std::string path = c.args.positional()[0];
   std::ifstream in(path);
   if (!in) return Fail(absl::StrCat("detector put ", path), absl::NotFoundError("cannot read the file"));
@@ -162,7 +181,7 @@ int DetectorPut(Context& c) {
   if (absl::Status s = store::ValidateDetectorSpec(*spec); !s.ok()) {
     return Fail(absl::StrCat("detector put ", path), s);
   }
-  if (absl::Status s = c.Connect(); !s.ok()) return Fail("connect", s);
+  if (int rc = c.Begin(); rc >= 0) return rc;
   absl::StatusOr<v1::DetectorSpec> stored = c.client->PutDetector(DetectorSpecToProto(*spec));
   if (!stored.ok()) return Fail(absl::StrCat("detector put ", spec->name), stored.status());
   if (c.json) {
@@ -175,11 +194,11 @@ int DetectorPut(Context& c) {
 }
 
 int DetectorGet(Context& c) {
-  if (c.args.positional().size() != 1) throw UsageError{"detector get takes one NAME"};
+  if (c.args.positional().size() != 1) return c.Usage("detector get takes one NAME");
   const std::string name = c.args.positional()[0];
   const int64_t version =
-      c.args.Has("version") ? OrUsage(ParseInt("version", c.args.Value("version"))) : 0;
-  if (absl::Status s = c.Connect(); !s.ok()) return Fail("connect", s);
+      c.args.Has("version") ? c.Get(ParseInt("version", c.args.Value("version"))) : 0;
+  if (int rc = c.Begin(); rc >= 0) return rc;
   absl::StatusOr<v1::DetectorSpec> spec = c.client->GetDetector(name, version);
   if (!spec.ok()) return Fail(absl::StrCat("detector get ", name), spec.status());
   if (c.json) {
@@ -195,7 +214,7 @@ int DetectorGet(Context& c) {
 }
 
 int DetectorLs(Context& c) {
-  if (absl::Status s = c.Connect(); !s.ok()) return Fail("connect", s);
+  if (int rc = c.Begin(); rc >= 0) return rc;
   absl::StatusOr<v1::ListDetectorsResponse> r = c.client->ListDetectors();
   if (!r.ok()) return Fail("detector ls", r.status());
   if (c.json) {
@@ -213,7 +232,7 @@ int DetectorLs(Context& c) {
 }
 
 int DqBits(Context& c) {
-  if (absl::Status s = c.Connect(); !s.ok()) return Fail("connect", s);
+  if (int rc = c.Begin(); rc >= 0) return rc;
   absl::StatusOr<v1::GetDqBitsResponse> r = c.client->GetDqBits(c.args.Value("detector"));
   if (!r.ok()) return Fail("dq-bits", r.status());
   if (c.json) {
@@ -228,24 +247,24 @@ int DqBits(Context& c) {
 
 // --- masters -------------------------------------------------------------------------------
 
-std::map<std::string, std::string> KeyValues(const Context& c, const std::string& flag) {
+std::map<std::string, std::string> KeyValues(Context& c, const std::string& flag) {
   std::map<std::string, std::string> out;
   for (const std::string& kv : c.args.Values(flag)) {
-    auto p = OrUsage(ParseKeyValue(kv));
+    auto p = c.Get(ParseKeyValue(kv));
     out[p.first] = p.second;
   }
   return out;
 }
 
 int Put(Context& c) {
-  if (c.args.positional().size() != 1) throw UsageError{"put takes one FITS file"};
+  if (c.args.positional().size() != 1) return c.Usage("put takes one FITS file");
   const std::string path = c.args.positional()[0];
   PutMasterOptions o;
-  o.detector = Require(c, "detector");
-  o.kind = Require(c, "kind");
+  o.detector = c.Require("detector");
+  o.kind = c.Require("kind");
   o.attributes = KeyValues(c, "attr");
   o.configuration = KeyValues(c, "config");
-  if (absl::Status s = c.Connect(); !s.ok()) return Fail("connect", s);
+  if (int rc = c.Begin(); rc >= 0) return rc;
   std::error_code ec;
   const int64_t size = static_cast<int64_t>(std::filesystem::file_size(path, ec));
   ProgressBar bar(absl::StrCat("upload ", std::filesystem::path(path).filename().string()), size,
@@ -266,7 +285,7 @@ int Put(Context& c) {
 }
 
 int Ls(Context& c) {
-  if (absl::Status s = c.Connect(); !s.ok()) return Fail("connect", s);
+  if (int rc = c.Begin(); rc >= 0) return rc;
   absl::StatusOr<v1::ListMastersResponse> r =
       c.client->ListMasters(c.args.Value("detector"), c.args.Value("kind"));
   if (!r.ok()) return Fail("ls", r.status());
@@ -289,9 +308,9 @@ int Ls(Context& c) {
 }
 
 int History(Context& c) {
-  const std::string detector = Require(c, "detector");
-  const std::string kind = Require(c, "kind");
-  if (absl::Status s = c.Connect(); !s.ok()) return Fail("connect", s);
+  const std::string detector = c.Require("detector");
+  const std::string kind = c.Require("kind");
+  if (int rc = c.Begin(); rc >= 0) return rc;
   absl::StatusOr<v1::HistoryResponse> r = c.client->History(detector, kind);
   if (!r.ok()) return Fail("history", r.status());
   if (c.json) {
@@ -308,20 +327,20 @@ int History(Context& c) {
 }
 
 int Get(Context& c) {
-  const std::string detector = Require(c, "detector");
-  const std::string kind = Require(c, "kind");
-  const std::string out = Require(c, "output");
+  const std::string detector = c.Require("detector");
+  const std::string kind = c.Require("kind");
+  const std::string out = c.Require("output");
   VersionChoice which;
   if (c.args.Has("version") == c.args.Has("at")) {
-    throw UsageError{"give exactly one of --version N and --at TIME"};
+    return c.Usage("give exactly one of --version N and --at TIME");
   }
   if (c.args.Has("version")) {
-    which.version = OrUsage(ParseInt("version", c.args.Value("version")));
-    if (which.version <= 0) throw UsageError{"--version must be 1 or more"};
+    which.version = c.Get(ParseInt("version", c.args.Value("version")));
+    if (c.usage.ok() && which.version <= 0) return c.Usage("--version must be 1 or more");
   } else {
-    which.at = OrUsage(ParseTime(c.args.Value("at")));
+    which.at = c.Get(ParseTime(c.args.Value("at")));
   }
-  if (absl::Status s = c.Connect(); !s.ok()) return Fail("connect", s);
+  if (int rc = c.Begin(); rc >= 0) return rc;
   ProgressBar bar(absl::StrCat("download ", kind), 0, ProgressBar::Enabled(c.json));
   absl::StatusOr<v1::MasterVersion> v = c.client->GetMaster(detector, kind, which, out,
                                                             [&](int64_t, int64_t) {});
@@ -339,15 +358,15 @@ int Get(Context& c) {
 
 int Certify(Context& c) {
   v1::CertifyRequest req;
-  req.set_detector(Require(c, "detector"));
-  req.set_kind(Require(c, "kind"));
-  req.set_version(OrUsage(ParseInt("version", Require(c, "version"))));
+  req.set_detector(c.Require("detector"));
+  req.set_kind(c.Require("kind"));
+  req.set_version(c.Get(ParseInt("version", c.Require("version"))));
   for (const auto& [k, v] : KeyValues(c, "config")) (*req.mutable_configuration())[k] = v;
-  *req.mutable_begin() = TimeToProto(OrUsage(ParseTime(Require(c, "begin"))));
-  if (c.args.Has("end")) *req.mutable_end() = TimeToProto(OrUsage(ParseTime(c.args.Value("end"))));
+  *req.mutable_begin() = TimeToProto(c.Get(ParseTime(c.Require("begin"))));
+  if (c.args.Has("end")) *req.mutable_end() = TimeToProto(c.Get(ParseTime(c.args.Value("end"))));
   req.set_replace(c.args.Bool("replace"));
   req.set_reason(c.args.Value("reason"));
-  if (absl::Status s = c.Connect(); !s.ok()) return Fail("connect", s);
+  if (int rc = c.Begin(); rc >= 0) return rc;
   absl::StatusOr<v1::CertifyResponse> r = c.client->Certify(req);
   if (!r.ok()) {
     return Fail(absl::StrCat("certify ", req.detector(), " ", req.kind(), " v", req.version()),
@@ -364,16 +383,16 @@ int Certify(Context& c) {
 
 int Decertify(Context& c) {
   v1::DecertifyRequest req;
-  req.set_detector(Require(c, "detector"));
-  req.set_kind(Require(c, "kind"));
-  req.set_version(OrUsage(ParseInt("version", Require(c, "version"))));
+  req.set_detector(c.Require("detector"));
+  req.set_kind(c.Require("kind"));
+  req.set_version(c.Get(ParseInt("version", c.Require("version"))));
   for (const auto& [k, v] : KeyValues(c, "config")) (*req.mutable_configuration())[k] = v;
   if (c.args.Has("begin")) {
-    *req.mutable_begin() = TimeToProto(OrUsage(ParseTime(c.args.Value("begin"))));
+    *req.mutable_begin() = TimeToProto(c.Get(ParseTime(c.args.Value("begin"))));
   }
-  if (c.args.Has("end")) *req.mutable_end() = TimeToProto(OrUsage(ParseTime(c.args.Value("end"))));
+  if (c.args.Has("end")) *req.mutable_end() = TimeToProto(c.Get(ParseTime(c.args.Value("end"))));
   req.set_reason(c.args.Value("reason"));
-  if (absl::Status s = c.Connect(); !s.ok()) return Fail("connect", s);
+  if (int rc = c.Begin(); rc >= 0) return rc;
   absl::StatusOr<v1::DecertifyResponse> r = c.client->Decertify(req);
   if (!r.ok()) {
     return Fail(absl::StrCat("decertify ", req.detector(), " ", req.kind(), " v", req.version()),
@@ -393,17 +412,17 @@ int Decertify(Context& c) {
   return 0;
 }
 
-v1::SelectionOptions SelectionFromArgs(const Context& c) {
+v1::SelectionOptions SelectionFromArgs(Context& c) {
   v1::SelectionOptions sel;
   const std::string policy = c.args.Value("policy", "strict");
-  OrUsage(CheckChoice("policy", policy, {"strict", "nearest"}));
+  c.Check(CheckChoice("policy", policy, {"strict", "nearest"}));
   sel.set_policy(policy == "nearest" ? v1::SELECTION_POLICY_NEAREST : v1::SELECTION_POLICY_STRICT);
   if (c.args.Has("max-age")) {
-    const double days = OrUsage(ParseDouble("max-age", c.args.Value("max-age")));
+    const double days = c.Get(ParseDouble("max-age", c.args.Value("max-age")));
     sel.mutable_max_age()->set_seconds(static_cast<int64_t>(days * 86400));
   }
   for (const std::string& pin : c.args.Values("pin")) {
-    auto [kind, value] = OrUsage(ParseKeyValue(pin));
+    auto [kind, value] = c.Get(ParseKeyValue(pin));
     v1::PinnedVersion* p = sel.add_pins();
     p->set_kind(kind);
     int64_t v = 0;
@@ -412,7 +431,7 @@ v1::SelectionOptions SelectionFromArgs(const Context& c) {
     } else if (value.size() == 64) {
       p->set_sha256(value);
     } else {
-      throw UsageError{absl::StrCat("--pin ", pin, ": give KIND=VERSION (a number) or KIND=SHA256")};
+      c.Fail(absl::StrCat("--pin ", pin, ": give KIND=VERSION (a number) or KIND=SHA256"));
     }
   }
   return sel;
@@ -420,64 +439,64 @@ v1::SelectionOptions SelectionFromArgs(const Context& c) {
 
 int Build(Context& c) {
   v1::BuildOptions o;
-  o.set_detector(Require(c, "detector"));
-  o.set_kind(Require(c, "kind"));
+  o.set_detector(c.Require("detector"));
+  o.set_kind(c.Require("kind"));
   const std::vector<std::string>& files = c.args.positional();
-  if (files.empty()) throw UsageError{"build needs the raw FITS files to combine"};
+  if (files.empty()) return c.Usage("build needs the raw FITS files to combine");
   v1::CombineOptions* co = o.mutable_combine();
   if (c.args.Has("method")) {
-    OrUsage(CheckChoice("method", c.args.Value("method"), {"median", "mean", "sum"}));
+    c.Check(CheckChoice("method", c.args.Value("method"), {"median", "mean", "sum"}));
     co->set_method(c.args.Value("method"));
   }
   const bool clip_flags = c.args.Has("sigma-clip") || c.args.Has("maxiters") ||
                           c.args.Has("clip-center") || c.args.Has("clip-spread");
   if (c.args.Bool("no-clip")) {
-    if (clip_flags) throw UsageError{"--no-clip contradicts the sigma-clip flags"};
+    if (clip_flags) return c.Usage("--no-clip contradicts the sigma-clip flags");
     co->mutable_sigma_clip()->set_enabled(false);
   } else if (clip_flags) {
     v1::CombineOptions::SigmaClip* sc = co->mutable_sigma_clip();
     sc->set_enabled(true);
     auto [low, high] = c.args.Has("sigma-clip")
-                           ? OrUsage(ParseDoublePair(c.args.Value("sigma-clip")))
+                           ? c.Get(ParseDoublePair(c.args.Value("sigma-clip")))
                            : std::make_pair(3.0, 3.0);
-    if (low <= 0 || high <= 0) throw UsageError{"--sigma-clip values must be > 0"};
+    if (c.usage.ok() && (low <= 0 || high <= 0)) return c.Usage("--sigma-clip values must be > 0");
     sc->set_low(low);
     sc->set_high(high);
     if (c.args.Has("maxiters")) {
-      sc->set_max_iters(static_cast<int>(OrUsage(ParseInt("maxiters", c.args.Value("maxiters")))));
+      sc->set_max_iters(static_cast<int>(c.Get(ParseInt("maxiters", c.args.Value("maxiters")))));
     }
     if (c.args.Has("clip-center")) {
-      OrUsage(CheckChoice("clip-center", c.args.Value("clip-center"), {"median", "mean"}));
+      c.Check(CheckChoice("clip-center", c.args.Value("clip-center"), {"median", "mean"}));
       sc->set_center(c.args.Value("clip-center"));
     }
     if (c.args.Has("clip-spread")) {
-      OrUsage(CheckChoice("clip-spread", c.args.Value("clip-spread"), {"std", "mad_std"}));
+      c.Check(CheckChoice("clip-spread", c.args.Value("clip-spread"), {"std", "mad_std"}));
       sc->set_spread(c.args.Value("clip-spread"));
     }
   }
   if (c.args.Has("clip-extrema")) {
-    auto [nlow, nhigh] = OrUsage(ParseIntPair(c.args.Value("clip-extrema")));
+    auto [nlow, nhigh] = c.Get(ParseIntPair(c.args.Value("clip-extrema")));
     co->set_nlow(nlow);
     co->set_nhigh(nhigh);
   }
-  if (c.args.Has("min-value")) co->set_min_value(OrUsage(ParseDouble("min-value", c.args.Value("min-value"))));
-  if (c.args.Has("max-value")) co->set_max_value(OrUsage(ParseDouble("max-value", c.args.Value("max-value"))));
+  if (c.args.Has("min-value")) co->set_min_value(c.Get(ParseDouble("min-value", c.args.Value("min-value"))));
+  if (c.args.Has("max-value")) co->set_max_value(c.Get(ParseDouble("max-value", c.args.Value("max-value"))));
   if (c.args.Has("scale")) {
-    OrUsage(CheckChoice("scale", c.args.Value("scale"), {"none", "median", "mean", "exposure"}));
+    c.Check(CheckChoice("scale", c.args.Value("scale"), {"none", "median", "mean", "exposure"}));
     co->set_scale(c.args.Value("scale"));
   }
   *o.mutable_selection() = SelectionFromArgs(c);
   for (const auto& [k, v] : KeyValues(c, "attr")) (*o.mutable_attributes())[k] = v;
   for (const auto& [k, v] : KeyValues(c, "config")) (*o.mutable_configuration())[k] = v;
   if (c.args.Has("certify-from")) {
-    *o.mutable_certify_begin() = TimeToProto(OrUsage(ParseTime(c.args.Value("certify-from"))));
+    *o.mutable_certify_begin() = TimeToProto(c.Get(ParseTime(c.args.Value("certify-from"))));
   }
   if (c.args.Has("certify-until")) {
-    if (!c.args.Has("certify-from")) throw UsageError{"--certify-until needs --certify-from"};
-    *o.mutable_certify_end() = TimeToProto(OrUsage(ParseTime(c.args.Value("certify-until"))));
+    if (!c.args.Has("certify-from")) return c.Usage("--certify-until needs --certify-from");
+    *o.mutable_certify_end() = TimeToProto(c.Get(ParseTime(c.args.Value("certify-until"))));
   }
   o.set_certify_replace(c.args.Bool("replace"));
-  if (absl::Status s = c.Connect(); !s.ok()) return Fail("connect", s);
+  if (int rc = c.Begin(); rc >= 0) return rc;
   int64_t total = 0;
   for (const std::string& f : files) {
     std::error_code ec;
@@ -531,16 +550,17 @@ void PrintTrail(const google::protobuf::RepeatedPtrField<v1::AppliedMaster>& mas
 }
 
 int Select(Context& c) {
-  if (c.args.positional().size() != 1) throw UsageError{"select takes one FITS file"};
+  if (c.args.positional().size() != 1) return c.Usage("select takes one FITS file");
   const std::string path = c.args.positional()[0];
   v1::SelectRequest req;
-  req.set_detector(Require(c, "detector"));
+  req.set_detector(c.Require("detector"));
   *req.mutable_selection() = SelectionFromArgs(c);
   for (const std::string& k : c.args.Values("kind")) req.add_kinds(k);
+  if (int rc = c.CheckUsage(); rc >= 0) return rc;
   absl::StatusOr<Header> header = fits::ReadHeader(path);
   if (!header.ok()) return Fail(absl::StrCat("select ", path), header.status());
   HeaderToProto(*header, req.mutable_cards());
-  if (absl::Status s = c.Connect(); !s.ok()) return Fail("connect", s);
+  if (int rc = c.Begin(); rc >= 0) return rc;
   absl::StatusOr<v1::SelectResponse> r = c.client->Select(req);
   if (!r.ok()) return Fail(absl::StrCat("select ", path), r.status());
   if (c.json) {
@@ -568,27 +588,27 @@ std::string OutputName(const std::string& dir, const std::string& input) {
 
 int Calibrate(Context& c) {
   CalibrateOptions o;
-  o.detector = Require(c, "detector");
+  o.detector = c.Require("detector");
   const std::vector<std::string>& files = c.args.positional();
-  if (files.empty()) throw UsageError{"calibrate needs the raw FITS files"};
+  if (files.empty()) return c.Usage("calibrate needs the raw FITS files");
   const std::string dir = c.args.Value("output", ".");
   o.selection = SelectionFromArgs(c);
   const std::string unit = c.args.Value("unit", "adu");
-  OrUsage(CheckChoice("unit", unit, {"adu", "electron"}));
+  c.Check(CheckChoice("unit", unit, {"adu", "electron"}));
   o.unit = unit == "electron" ? v1::OUTPUT_UNIT_ELECTRON : v1::OUTPUT_UNIT_ADU;
   if (c.args.Has("planes")) {
     for (absl::string_view p : absl::StrSplit(c.args.Value("planes"), ',')) {
-      OrUsage(CheckChoice("planes", p, {"data", "variance", "dq"}));
+      c.Check(CheckChoice("planes", p, {"data", "variance", "dq"}));
       o.planes.push_back(p == "data" ? v1::PLANE_DATA
                                      : p == "variance" ? v1::PLANE_VARIANCE : v1::PLANE_DQ);
     }
   }
   if (c.args.Has("flat-norm")) {
-    OrUsage(CheckChoice("flat-norm", c.args.Value("flat-norm"), {"mean", "clipped_mean"}));
+    c.Check(CheckChoice("flat-norm", c.args.Value("flat-norm"), {"mean", "clipped_mean"}));
     o.recipe.set_flat_norm(c.args.Value("flat-norm"));
   }
   for (const std::string& step : c.args.Values("skip")) {
-    OrUsage(CheckChoice("skip", step, {"overscan", "trim", "bias", "dark", "flat"}));
+    c.Check(CheckChoice("skip", step, {"overscan", "trim", "bias", "dark", "flat"}));
     if (step == "overscan") o.recipe.set_overscan(false);
     if (step == "trim") o.recipe.set_trim(false);
     if (step == "bias") o.recipe.set_bias(false);
@@ -596,6 +616,7 @@ int Calibrate(Context& c) {
     if (step == "flat") o.recipe.set_flat(false);
   }
   const bool overwrite = c.args.Bool("overwrite");
+  if (int rc = c.CheckUsage(); rc >= 0) return rc;
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) {
@@ -611,7 +632,7 @@ int Calibrate(Context& c) {
       }
     }
   }
-  if (absl::Status s = c.Connect(); !s.ok()) return Fail("connect", s);
+  if (int rc = c.Begin(); rc >= 0) return rc;
   int64_t total = 0;
   for (const std::string& f : files) total += static_cast<int64_t>(std::filesystem::file_size(f, ec));
   ProgressBar bar(absl::StrCat("calibrate ", files.size(), " frames"), total,
@@ -683,7 +704,7 @@ int Calibrate(Context& c) {
 }
 
 int Health(Context& c) {
-  if (absl::Status s = c.Connect(); !s.ok()) return Fail("connect", s);
+  if (int rc = c.Begin(); rc >= 0) return rc;
   const std::string service = c.args.Value("service");
   auto r = c.client->Health(service);
   if (!r.ok()) return Fail("health", r.status());
@@ -707,7 +728,7 @@ int Health(Context& c) {
 }
 
 int MakeSamplesCommand(Context& c) {
-  const std::string dir = Require(c, "output");
+  const std::string dir = c.Require("output");
   SampleOptions o;
   if (c.args.Bool("small")) {
     o.data_width = 128;
@@ -716,28 +737,29 @@ int MakeSamplesCommand(Context& c) {
     o.stars = 8;
     o.cosmic_rays = 4;
   }
-  if (c.args.Has("width")) o.data_width = static_cast<int>(OrUsage(ParseInt("width", c.args.Value("width"))));
-  if (c.args.Has("height")) o.height = static_cast<int>(OrUsage(ParseInt("height", c.args.Value("height"))));
+  if (c.args.Has("width")) o.data_width = static_cast<int>(c.Get(ParseInt("width", c.args.Value("width"))));
+  if (c.args.Has("height")) o.height = static_cast<int>(c.Get(ParseInt("height", c.args.Value("height"))));
   if (c.args.Has("overscan")) {
-    o.overscan_width = static_cast<int>(OrUsage(ParseInt("overscan", c.args.Value("overscan"))));
+    o.overscan_width = static_cast<int>(c.Get(ParseInt("overscan", c.args.Value("overscan"))));
   }
   if (c.args.Has("frames")) {
-    const int n = static_cast<int>(OrUsage(ParseInt("frames", c.args.Value("frames"))));
-    if (n < 1) throw UsageError{"--frames must be 1 or more"};
+    const int n = static_cast<int>(c.Get(ParseInt("frames", c.args.Value("frames"))));
+    if (c.usage.ok() && n < 1) return c.Usage("--frames must be 1 or more");
     o.n_bias = o.n_dark = o.n_flat = n;
   }
-  if (c.args.Has("lights")) o.n_light = static_cast<int>(OrUsage(ParseInt("lights", c.args.Value("lights"))));
+  if (c.args.Has("lights")) o.n_light = static_cast<int>(c.Get(ParseInt("lights", c.args.Value("lights"))));
   if (c.args.Has("detector")) o.detector = c.args.Value("detector");
-  if (c.args.Has("seed")) o.seed = static_cast<uint64_t>(OrUsage(ParseInt("seed", c.args.Value("seed"))));
+  if (c.args.Has("seed")) o.seed = static_cast<uint64_t>(c.Get(ParseInt("seed", c.args.Value("seed"))));
   if (c.args.Has("night")) o.night = c.args.Value("night");
   if (c.args.Has("compress")) {
-    OrUsage(CheckChoice("compress", c.args.Value("compress"),
+    c.Check(CheckChoice("compress", c.args.Value("compress"),
                         {"RICE_1", "GZIP_1", "GZIP_2", "HCOMPRESS_1", "PLIO_1"}));
     o.light_compression = c.args.Value("compress");
   }
   o.overwrite = c.args.Bool("overwrite");
+  if (int rc = c.CheckUsage(); rc >= 0) return rc;
   if (o.data_width < 8 || o.height < 8 || o.overscan_width < 2) {
-    throw UsageError{"--width and --height must be >= 8 and --overscan >= 2"};
+    return c.Usage("--width and --height must be >= 8 and --overscan >= 2");
   }
   absl::StatusOr<SampleSet> set = MakeSamples(dir, o);
   if (!set.ok()) return Fail(absl::StrCat("make-samples ", dir), set.status());
@@ -945,18 +967,13 @@ int Main(int argc, char** argv) {
   ctx.client_options.tls_ca = ctx.args.Value("tls-ca");
   ctx.client_options.tls_cert = ctx.args.Value("tls-cert");
   ctx.client_options.tls_key = ctx.args.Value("tls-key");
-  try {
-    if (ctx.args.Has("timeout")) {
-      const double s = OrUsage(ParseDouble("timeout", ctx.args.Value("timeout")));
-      if (s <= 0) throw UsageError{"--timeout must be > 0 seconds"};
-      ctx.client_options.timeout = absl::Seconds(s);
-    }
-    return cmd->run(ctx);
-  } catch (const UsageError& e) {
-    std::fprintf(stderr, "calibctl %s: %s (see calibctl %s --help)\n", cmd->name.c_str(),
-                 e.message.c_str(), cmd->name.c_str());
-    return kExitUsage;
+  ctx.command = cmd->name;
+  if (ctx.args.Has("timeout")) {
+    const double s = ctx.Get(ParseDouble("timeout", ctx.args.Value("timeout")));
+    if (ctx.usage.ok() && s <= 0) return ctx.Usage("--timeout must be > 0 seconds");
+    ctx.client_options.timeout = absl::Seconds(s);
   }
+  return cmd->run(ctx);
 }
 
 }  // namespace
