@@ -924,6 +924,13 @@ absl::Status WriteRawFrame(const std::string& path, const RawFrame& frame,
   int ctype = 0;
   if (!compression.empty()) {
     CALIBD_ASSIGN_OR_RETURN(ctype, CompressionType(compression));
+    const PixelType type = frame.pixels.type();
+    if ((type == PixelType::kFloat32 || type == PixelType::kFloat64) && ctype != GZIP_1 &&
+        ctype != GZIP_2) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cannot write '", path, "' with ", compression, ": floating-point pixels are "
+          "compressed losslessly only with GZIP_1 or GZIP_2; use one of those"));
+    }
   }
   CALIBD_ASSIGN_OR_RETURN(FitsFile file, FitsFile::Create(path, overwrite));
   absl::Status status = WriteRawBody(file, frame, ctype);

@@ -93,7 +93,10 @@ absl::Status WriteCalibratedFrame(const std::string& path, const CalibratedFrame
                                   const WriteOptions& options = {});
 
 // For raw files (tests, sample data, calibctl): the pixels keep their type (uint16/uint32 with
-// BZERO). `compression` is "", "RICE_1", "GZIP_1", "GZIP_2", "HCOMPRESS_1" or "PLIO_1".
+// BZERO). `compression` is "", "RICE_1", "GZIP_1", "GZIP_2", "HCOMPRESS_1" or "PLIO_1"; it is
+// always lossless: floating-point pixels are not quantised and need GZIP_1/GZIP_2 (others:
+// INVALID_ARGUMENT), PLIO_1 holds integers in [0, 2^24). A compressed image is written as an
+// extension after an empty primary HDU. Every HDU gets CHECKSUM/DATASUM.
 absl::Status WriteRawFrame(const std::string& path, const RawFrame& frame,
                            const std::string& compression = "", bool overwrite = false);
 

@@ -201,6 +201,18 @@ INSTANTIATE_TEST_SUITE_P(
       return info.param.compression + "_" + std::string(PixelTypeName(info.param.type));
     });
 
+TEST(WriteRawFrameTest, FloatsCompressOnlyLosslesslyWithGzip) {
+  TempDir dir;
+  for (PixelType type : {PixelType::kFloat32, PixelType::kFloat64}) {
+    RawFrame frame = MakeFrame(8, 8, type, [](int x, int y) { return x * 0.1; });
+    for (const char* c : {"RICE_1", "HCOMPRESS_1", "PLIO_1"}) {
+      EXPECT_THAT(WriteRawFrame(dir.File("f.fits"), frame, c),
+                  StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("GZIP")));
+      EXPECT_FALSE(FileExists(dir.File("f.fits")));
+    }
+  }
+}
+
 TEST(WriteRawFrameTest, RefusesUnknownCompressionAndExistingFile) {
   TempDir dir;
   RawFrame frame = MakeFrame(4, 4, PixelType::kUint16, [](int x, int y) { return x + y; });
