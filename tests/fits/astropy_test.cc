@@ -160,6 +160,15 @@ TEST_F(AstropyFilesTest, Float64ExtensionByDefaultByNameAndByIndex) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ReadRawFrame(File("float64_ext.fits"), {.hdu_name = "ERR"}),
               StatusIs(absl::StatusCode::kNotFound));
+  // A table is not an image, but its header can be read.
+  EXPECT_THAT(ReadRawFrame(File("float64_ext.fits"), {.hdu_name = "TAB"}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(BandReader::Open(File("float64_ext.fits"), {.hdu_index = 2}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_OK_AND_ASSIGN(Header table, ReadHeader(File("float64_ext.fits"), {.hdu_name = "TAB"}));
+  EXPECT_EQ(table.GetString("TTYPE1").value_or(""), "a");
+  EXPECT_THAT(ReadRawFrame(File("float64_ext.fits"), {.hdu_index = 3}),
+              StatusIs(absl::StatusCode::kNotFound));
 }
 
 class AstropyCompressedTest : public AstropyFilesTest,

@@ -8,7 +8,7 @@ Pixel values are closed-form functions of (x, y) that the C++ test recomputes; x
   ccddata.fits     CCDData, unit electron, StdDevUncertainty, boolean mask (MASK, no DQ)
   uint16.fits      uint16 primary image (BITPIX 16, BZERO 32768) with assorted header cards
   int8.fits        int8 image (BITPIX 8, BZERO -128)
-  float64_ext.fits empty primary, float64 image extension named SCI
+  float64_ext.fits empty primary, float64 image extension named SCI, a table named TAB
   comp_<type>.fits int32 CompImageHDU with RICE_1, GZIP_1, GZIP_2, HCOMPRESS_1, PLIO_1
   comp_uint16.fits uint16 RICE_1; comp_float32.fits quantised float32 RICE_1
 """
@@ -59,7 +59,9 @@ def main():
     fits.PrimaryHDU(i8).writeto(os.path.join(out, "int8.fits"), overwrite=True)
 
     f64 = (x * 0.001 + y * 1e6 + 1.0 / 3.0).astype(np.float64)
-    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(f64, name="SCI")]).writeto(
+    table = fits.BinTableHDU.from_columns(
+        [fits.Column(name="a", format="J", array=np.arange(3, dtype=np.int32))], name="TAB")
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(f64, name="SCI"), table]).writeto(
         os.path.join(out, "float64_ext.fits"), overwrite=True)
 
     i32 = (x * 1000 + y * 3).astype(np.int32)
