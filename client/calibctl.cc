@@ -672,7 +672,7 @@ int Calibrate(Context& c) {
       }
       json.EndObject();
     } else {
-      bar.Finish();
+      bar.Clear();
     }
     if (!r.status.ok()) {
       ++failed;

@@ -190,6 +190,14 @@ void ProgressBar::SetLabel(std::string label) {
   Draw(true);
 }
 
+void ProgressBar::Clear() {
+  absl::MutexLock lock(&mu_);
+  if (finished_ || !enabled_ || last_draw_ == absl::InfinitePast()) return;
+  std::fputs("\r\033[K", out_);
+  std::fflush(out_);
+  last_draw_ = absl::InfinitePast();
+}
+
 void ProgressBar::Finish() {
   absl::MutexLock lock(&mu_);
   if (finished_) return;

@@ -97,7 +97,9 @@ class ProgressBar {
   void Update(int64_t done);
   void Add(int64_t delta);
   void SetLabel(std::string label);
-  // Clears the line (the caller prints its own result line).
+  // Erases the bar so the caller can print a line; the next Update draws it again.
+  void Clear();
+  // Erases the bar for good (the caller prints its own result line).
   void Finish();
 
   // The text drawn for a state, e.g. "upload bias.fits [#####     ] 50% 1.0/2.0 MiB 12 MiB/s";

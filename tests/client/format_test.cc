@@ -103,6 +103,27 @@ TEST(ProgressBarTest, DrawsAndClearsWhenEnabled) {
   EXPECT_EQ(out.substr(out.size() - 4), "\r\033[K");  // the line is cleared at the end
 }
 
+TEST(ProgressBarTest, ClearErasesAndTheNextUpdateRedraws) {
+  char* buf = nullptr;
+  size_t size = 0;
+  FILE* f = open_memstream(&buf, &size);
+  {
+    ProgressBar bar("calibrate", 4, /*enabled=*/true, false, f);
+    bar.Update(4);
+    bar.Clear();
+    std::fputs("result line\n", f);
+    bar.Update(4);  // drawn again at once, not rate-limited
+    bar.Finish();
+  }
+  std::fclose(f);
+  const std::string out(buf, size);
+  std::free(buf);
+  const size_t result = out.find("result line\n");
+  ASSERT_NE(result, std::string::npos) << out;
+  EXPECT_EQ(out.substr(result - 4, 4), "\r\033[K");  // the bar was erased before the line
+  EXPECT_NE(out.find("100% 4/4", result), std::string::npos) << out;  // and drawn after it
+}
+
 TEST(ProgressBarTest, DisabledWhenJson) { EXPECT_FALSE(ProgressBar::Enabled(/*json_output=*/true)); }
 
 }  // namespace
