@@ -34,6 +34,10 @@
 // squaring: two float32 variances map to each float32 sigma, so the round trip is exact to
 // 2 float32 ulps (relative 2.4e-7), not bit for bit. Data and DQ round-trip exactly.
 //
+// Speed: uncompressed pixels are read with pread straight into the destination rows and
+// byte-swapped there (about 2x CFITSIO's buffered read for a 4k uint16 frame); compressed
+// images, BLANK-valued integers and unusual scalings go through CFITSIO. Writes use CFITSIO.
+//
 // Thread safety: the functions are reentrant and may run concurrently on different files:
 // Debian's CFITSIO 4.2 is built reentrant (fits_is_reentrant() == 1, checked by a test), and
 // each call opens its own fitsfile. CFITSIO's error-message stack is process-wide, so an
