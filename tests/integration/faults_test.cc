@@ -338,6 +338,10 @@ TEST_F(FaultTest, SlowReaderIsBoundedAndOthersProceed) {
   writer.join();
   slow.Finish();
 
+  RecordProperty("slow_reader_frames_sent", sent);
+  RecordProperty("slow_reader_rss_growth_mb", static_cast<int>((rss_during - rss_before) >> 20));
+  std::cerr << "slow reader: " << sent << " frames sent; server RSS " << (rss_before >> 20)
+            << " -> " << (rss_during >> 20) << " MB\n";
   // Unbounded buffering would take every one of the 400 frames (800 MB in, 4 GB of results)
   // within these two seconds of loopback; back-pressure holds the writer to a few.
   EXPECT_LT(sent, 60) << "the server kept reading from a client that does not read";

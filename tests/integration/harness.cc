@@ -339,7 +339,7 @@ absl::StatusOr<int64_t> ResidentBytes(int pid) {
   while (std::getline(in, line)) {
     if (absl::StartsWith(line, "VmRSS:")) {
       std::vector<std::string> parts =
-          absl::StrSplit(line.substr(6), ' ', absl::SkipEmpty());
+          absl::StrSplit(line.substr(6), absl::ByAnyChar(" \t"), absl::SkipEmpty());
       int64_t kb = 0;
       if (!parts.empty() && absl::SimpleAtoi(parts[0], &kb)) return kb * 1024;
     }

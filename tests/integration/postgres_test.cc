@@ -1,14 +1,18 @@
 // Two calibd processes on one real PostgreSQL store (started by the test): what is put and
 // certified through one is selected and used by the other at once, with no restart and no
 // waiting — the deployment of deploy/calibd.yaml (replicas sharing PostgreSQL) in miniature.
+#include <fstream>
 #include <memory>
 #include <string>
+
+#include "absl/strings/str_cat.h"
 
 #include "core/status/status_matchers.h"
 #include "gtest/gtest.h"
 #include "tests/integration/harness.h"
 #include "tests/testing/calibd_process.h"
 #include "tests/testing/postgres_server.h"
+#include "tests/testing/temp_dir.h"
 
 namespace calibd::integration {
 namespace {
@@ -27,12 +31,18 @@ const v1::AppliedMaster* Applied(const v1::ResultHeader& h, const std::string& k
 TEST(PostgresTest, TwoProcessesShareMasters) {
   ASSERT_OK_AND_ASSIGN(PostgresServer * pg, calibd::testing::SharedPostgresServer());
   ASSERT_OK_AND_ASSIGN(std::string url, pg->CreateDatabase());
+  // As deploy/calibd.yaml runs them: the same store URL and the same token file.
+  calibd::testing::TempDir dir;
+  {
+    std::ofstream(dir.File("tokens")) << "replica-admin-token admin operator\n";
+  }
   CalibdProcessOptions options;
   options.store = url;
+  options.extra_args = {absl::StrCat("--tokens=", dir.File("tokens"))};
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<CalibdProcess> a, CalibdProcess::Start(options));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<CalibdProcess> b, CalibdProcess::Start(options));
-  Client client_a(a->address());
-  Client client_b(b->address());
+  Client client_a(a->address(), "replica-admin-token");
+  Client client_b(b->address(), "replica-admin-token");
 
   // Through A: the detector and certified bias, dark and flat. B calibrates with them at once.
   ASSERT_OK(client_a.SetUpTestDetector());
