@@ -743,12 +743,15 @@ int64_t FixedBytes(const CombineOptions& o, int n) {
 
 // Bands larger than this gain nothing (the per-band overhead is already negligible) and fall
 // out of the last-level cache between the read and the combine, so the band is capped here
-// even when the budget allows more.
+// even when the budget allows more — but never below kMinPreferredRows rows, so that files on
+// disk are still read in large sequential pieces when N is large.
 constexpr int64_t kPreferredBandBytes = int64_t{24} << 20;
+constexpr int64_t kMinPreferredRows = 32;
 
 int PlanRows(const CombineOptions& o, int n, int width, int height, int64_t bytes_per_row) {
-  const int64_t avail = std::min(PlanningBudget(o.memory_budget_bytes) - FixedBytes(o, n),
-                                 std::max(kPreferredBandBytes, bytes_per_row));
+  const int64_t avail =
+      std::min(PlanningBudget(o.memory_budget_bytes) - FixedBytes(o, n),
+               std::max(kPreferredBandBytes, kMinPreferredRows * bytes_per_row));
   if (avail <= 0 || bytes_per_row <= 0) return 0;
   return static_cast<int>(std::min<int64_t>(height, avail / bytes_per_row));
 }

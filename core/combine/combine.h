@@ -17,8 +17,8 @@
 // How the stack is read: each input is opened once (by its FrameSource) and read band after
 // band, top to bottom, so every input byte is read once. The band height is the largest that
 // keeps the working buffers (N bands of data, plus variance and DQ where needed) within
-// `memory_budget_bytes`, capped at ~24 MB of band data (larger bands stop paying: they fall
-// out of the last-level cache between read and combine). Scaling by a median or mean needs each frame's statistic first: that
+// `memory_budget_bytes`, capped at ~24 MB of band data or 32 rows, whichever is larger (larger
+// bands stop paying: they fall out of the last-level cache between read and combine). Scaling by a median or mean needs each frame's statistic first: that
 // is one extra read of the statistics section of every frame (two reads when the exact median
 // of a section does not fit in the budget: a radix select over the float bits). The output
 // frame (data, variance, dq, count: 12 bytes per pixel) is allocated once and is not part of
