@@ -696,9 +696,10 @@ int Calibrate(Context& c) {
   json.EndArray();
   if (c.json) std::cout << json.str() << "\n";
   if (!stream.ok() && failed == 0) return Fail("calibrate stream", stream);
-  if (!c.json) {
-    std::fprintf(stderr, "calibrated %zu of %zu frames in %s\n", files.size() - failed,
-                 files.size(), FormatSeconds(absl::ToDoubleSeconds(absl::Now() - start)).c_str());
+  // On failure stderr carries only the failures' lines (one per failed frame).
+  if (!c.json && failed == 0 && stream.ok()) {
+    std::fprintf(stderr, "calibrated %zu frames in %s\n", files.size(),
+                 FormatSeconds(absl::ToDoubleSeconds(absl::Now() - start)).c_str());
   }
   return failed == 0 && stream.ok() ? 0 : kExitFailure;
 }
