@@ -150,10 +150,14 @@ class FileBlobBackend : public BlobBackend {
     const std::string final_path = BlobPath(sha);
     struct stat st;
     if (stat(final_path.c_str(), &st) == 0 && st.st_size == size) {
-      // Already stored (identical content); the temp copy is not needed. A damaged existing
-      // blob is detected at read time and reported as DATA_LOSS.
-      unlink(temp.c_str());
-      return absl::OkStatus();
+      // Already stored. If it is intact the temp copy is not needed; a damaged one is replaced
+      // (putting the same master again repairs it).
+      int64_t existing_size = 0;
+      absl::StatusOr<std::string> existing = HashFile(final_path, "", &existing_size);
+      if (existing.ok() && *existing == sha) {
+        unlink(temp.c_str());
+        return absl::OkStatus();
+      }
     }
     if (mkdir(sub.c_str(), 0755) != 0 && errno != EEXIST) return Errno("mkdir", sub);
     CALIBD_RETURN_IF_ERROR(FsyncPath(temp));

@@ -25,7 +25,8 @@
 //     content in another series is a new version there (the blob is shared).
 //   - A certification overlapping another in its series is ALREADY_EXISTS naming the
 //     conflicting version and range, unless `replace`, which trims/splits the old ranges.
-//   - A blob whose sha256 no longer matches is DATA_LOSS and is never served.
+//   - A blob whose sha256 no longer matches is DATA_LOSS and is never served. (Embedded: putting
+//     the same bytes again replaces the damaged file.)
 //   - Every change is in the audit log.
 // Status codes: unknown detector/series/version/sha → NOT_FOUND; bad input → INVALID_ARGUMENT;
 // overlap or duplicate version with other content → ALREADY_EXISTS; a write that lost a race it

@@ -264,6 +264,30 @@ TEST_P(StoreConformanceTest, CorruptBlobIsDataLossAndNeverServed) {
   EXPECT_THAT(store_->LoadMaster(v.sha256), StatusIs(absl::StatusCode::kDataLoss));
 }
 
+TEST_P(StoreConformanceTest, PuttingTheSameBytesAgainRepairsAnEmbeddedBlob) {
+  if (GetParam() != Backend::kEmbedded) GTEST_SKIP() << "the chunk table is never repaired";
+  ASSERT_OK_AND_ASSIGN(MasterVersion v, Put("bias", 1, FrameHeader("2026-03-01T00:00:00")));
+  calibd::testing::TempDir tmp;
+  const std::string copy = tmp.File("good.fits");
+  {
+    ASSERT_OK_AND_ASSIGN(std::string blob, store_->MaterializeBlob(v.sha256));
+    std::ifstream in(blob, std::ios::binary);
+    std::ofstream out(copy, std::ios::binary);
+    out << in.rdbuf();
+  }
+  CorruptBlob(v.sha256);
+  ASSERT_THAT(store_->MaterializeBlob(v.sha256), StatusIs(absl::StatusCode::kDataLoss));
+  PutMasterRequest req;
+  req.detector = kDetector;
+  req.kind = "bias";
+  req.header = FrameHeader("2026-03-01T00:00:00");
+  req.fits_path = copy;
+  ASSERT_OK_AND_ASSIGN(MasterVersion again, store_->PutMaster(req, "alice"));
+  EXPECT_FALSE(again.created);
+  EXPECT_EQ(again.version, v.version);
+  ASSERT_OK(store_->LoadMaster(v.sha256).status());
+}
+
 // ---------------------------------------------------------------- certification
 
 TEST_P(StoreConformanceTest, OverlappingCertificationIsRefusedUnlessReplaced) {
