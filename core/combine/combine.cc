@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
@@ -969,7 +970,9 @@ absl::StatusOr<CombineResult> Combine(std::vector<std::unique_ptr<FrameSource>> 
   result.working_bytes = static_cast<int64_t>(ws.bytes);
 
   out.header = inputs[0]->header();
-  out.unit = "adu";
+  // The unit follows the first input's BUNIT (calibrated frames say "adu" or "electron").
+  absl::StatusOr<std::string> bunit = out.header.GetString("BUNIT");
+  out.unit = bunit.ok() && absl::StartsWithIgnoreCase(*bunit, "electron") ? "electron" : "adu";
   out.header.Set("NCOMBINE", n, "number of frames combined");
   out.header.Set("COMBMETH", std::string(MethodName(o.method)), "combine method");
   out.header.Set("COMBREJ", result.rejected_fraction, "fraction of valid values rejected");

@@ -48,6 +48,10 @@
 //   - ccdproc's extrema clip counts masked values among the nlow/nhigh; here only survivors.
 //   - ccdproc's weighted mean divides by the sum of all weights, rejected frames included; here
 //     by the sum of the survivors' weights.
+// Arithmetic: values are float32 as stored; clipping statistics are float32 sums shifted by a
+// per-pixel pivot (a survivor, or the median), final means and spreads float64 (sorted path)
+// or pivot-shifted float32 (mean/std path) — agreement with ccdproc's float64 is ~1e-7
+// relative; a value within that distance of a clipping bound may fall the other way.
 // Output variance, Variance::kCcdproc (σ² of ccdproc's StdDevUncertainty): mean → std²/n,
 // median → (1.4826·MAD)²/n, sum → std²·n, std with ddof 0 over the n survivors (scaled).
 // Variance::kPropagated uses the inputs' variance planes: mean → Σw²s²v/(Σw)², sum → Σw²s²v,
