@@ -1,6 +1,7 @@
 // The CalibrationStore over a SQL catalog (SQLite or PostgreSQL) and a BlobBackend: every
 // rule — dense versions, idempotent puts, certification conflicts, selection — lives here once.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1692,7 +1693,18 @@ absl::StatusOr<std::unique_ptr<CalibrationStore>> OpenShared(const std::string& 
   std::string owned;
   if (spool.empty()) {
     const char* tmp = getenv("TMPDIR");
-    spool = absl::StrCat(tmp && *tmp ? tmp : "/tmp", "/calibd-spool-", RandomName());
+    const std::string base = tmp && *tmp ? tmp : "/tmp";
+    // Private spools of processes that died without closing their store.
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(base, ec)) {
+      const std::string name = e.path().filename().string();
+      if (!absl::StartsWith(name, "calibd-spool-")) continue;
+      const pid_t pid = static_cast<pid_t>(std::atoi(name.c_str() + 13));
+      if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH) {
+        std::filesystem::remove_all(e.path(), ec);
+      }
+    }
+    spool = absl::StrCat(base, "/calibd-spool-", RandomName());
     owned = spool;
   }
   std::error_code ec;
