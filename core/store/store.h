@@ -34,7 +34,9 @@
 // larger than StoreOptions::max_blob_bytes → RESOURCE_EXHAUSTED.
 //
 // Thread safety: every method may be called concurrently from any thread; several processes
-// may open the same store.
+// may open the same store. Within one instance catalog calls share one connection (a mutex;
+// a selection costs ~0.1 ms of CPU on 100 000 versions), blob reads/writes and decoding run
+// outside it (PostgreSQL blob transfers share a second connection).
 #ifndef CALIBD_CORE_STORE_STORE_H_
 #define CALIBD_CORE_STORE_STORE_H_
 
