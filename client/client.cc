@@ -441,20 +441,20 @@ absl::Status CalibdClient::Calibrate(const std::vector<std::string>& paths,
         cv.notify_all();
       }
       ok = stream->Write(req);
+      std::error_code ec;
+      const double file_bytes = static_cast<double>(std::filesystem::file_size(paths[i], ec));
       const char* bytes = static_cast<const char*>(raw->pixels.data());
       const size_t n = raw->pixels.size_bytes();
       for (size_t off = 0; ok && off < n; off += kMaxChunkBytes) {
         const size_t len = std::min(kMaxChunkBytes, n - off);
         req.mutable_chunk()->set_data(bytes + off, len);
         ok = stream->Write(req);
-        if (options.progress) {
-          options.progress(done + static_cast<int64_t>((off + len) * 1.0 / n *
-                                                       std::filesystem::file_size(paths[i])),
-                           total);
+        // Progress in file bytes (what the user sees on disk), pro rata of the pixels sent.
+        if (options.progress && !ec) {
+          options.progress(done + static_cast<int64_t>((off + len) * file_bytes / n), total);
         }
       }
-      std::error_code ec;
-      done += static_cast<int64_t>(std::filesystem::file_size(paths[i], ec));
+      if (!ec) done += static_cast<int64_t>(file_bytes);
     }
     if (ok) stream->WritesDone();
     std::lock_guard<std::mutex> lock(mu);

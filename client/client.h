@@ -17,7 +17,8 @@
 // bytes do not hash to its sha256 is DATA_LOSS.
 //
 // Thread safety: a CalibdClient may be used from several threads at once (each call has its
-// own context); callbacks of one call are never run concurrently.
+// own context). Calibrate's `on_result` runs on the calling thread, one result at a time; its
+// `progress` runs on the stream's writer thread, so it may run while `on_result` does.
 #ifndef CALIBD_CLIENT_CLIENT_H_
 #define CALIBD_CLIENT_CLIENT_H_
 
