@@ -88,11 +88,11 @@ TEST(PostgresTest, TwoProcessesShareMasters) {
   EXPECT_EQ(bias->version(), 2);
   EXPECT_EQ(bias->sha256(), put.version().sha256());
   EXPECT_EQ(bias->outcome(), v1::SELECTION_OUTCOME_CERTIFIED);
-  // Column 0 (flat 1.5): (raw − overscan − bias − dark) / flat = (3105 − 150 − 5) / 1.5.
+  // Column 0 (flat 1.5): raw 4105 − overscan 1000 = 3105; minus bias 150 and dark 5, / 1.5.
   ASSERT_EQ(r.data.size(), static_cast<size_t>(kWidth) * kHeight);
   EXPECT_NEAR(r.data[0], (3105.0 - 150.0 - 5.0) / 1.5, 1e-2);
-  // Column 1 (flat 0.5): (2105 − 150 − 5) / 0.5.
-  EXPECT_NEAR(r.data[1], (2105.0 - 150.0 - 5.0) / 0.5, 1e-2);
+  // Column 1 (flat 0.5): raw 2105 − overscan 1000 = 1105; minus bias 150 and dark 5, / 0.5.
+  EXPECT_NEAR(r.data[1], (1105.0 - 150.0 - 5.0) / 0.5, 1e-2);
   EXPECT_OK(FromGrpc(call.Finish()));
 
   // And the other way round: a detector put through B is known to A at once.
