@@ -17,11 +17,12 @@
 // How the stack is read: each input is opened once (by its FrameSource) and read band after
 // band, top to bottom, so every input byte is read once. The band height is the largest that
 // keeps the working buffers (N bands of data, plus variance and DQ where needed) within
-// `memory_budget_bytes`, capped at ~24 MB of band data or 32 rows, whichever is larger (larger
-// bands stop paying: they fall out of the last-level cache between read and combine). Scaling by a median or mean needs each frame's statistic first: that
-// is one extra read of the statistics section of every frame (two reads when the exact median
-// of a section does not fit in the budget: a radix select over the float bits). The output
-// frame (data, variance, dq, count: 12 bytes per pixel) is allocated once and is not part of
+// `memory_budget_bytes`, capped at ~24 MB of band data or 32 rows, whichever is larger
+// (larger bands stop paying: they fall out of the last-level cache between read and combine).
+// Scaling by a median or mean needs each frame's statistic first: that costs extra reads of
+// the statistics section of every frame — one for the mean, two for the median (an exact
+// radix select over the float bits, in a 256 KiB histogram whatever the frame size). The
+// output (data, variance, dq, count: 12 bytes per pixel) is allocated once and is not part of
 // the budget.
 //
 // Per pixel, in this order (values of masked inputs are never counted):
@@ -47,7 +48,9 @@
 //     different levels need). Thresholds are on unscaled values in both.
 //   - ccdproc's extrema clip counts masked values among the nlow/nhigh; here only survivors.
 //   - ccdproc's weighted mean divides by the sum of all weights, rejected frames included; here
-//     by the sum of the survivors' weights.
+//     by the sum of the survivors' weights. Weights do not apply to the median (as in ccdproc).
+//   - 1/median and 1/mean scaling use the frame's valid (DQ-clean, finite) pixels; a ccdproc
+//     scale function sees every pixel.
 // Arithmetic: values are float32 as stored; clipping statistics are float32 sums shifted by a
 // per-pixel pivot (a survivor, or the median), final means and spreads float64 (sorted path)
 // or pivot-shifted float32 (mean/std path) — agreement with ccdproc's float64 is ~1e-7
