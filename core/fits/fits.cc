@@ -2,6 +2,7 @@
 
 #include <fitsio.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <array>
@@ -80,6 +81,73 @@ absl::StatusOr<int64_t> ReadIntKey(const FitsFile& file, const char* key, int64_
   }
   if (status != 0) return file.Check(status, absl::StrCat("reading keyword ", key));
   return static_cast<int64_t>(value);
+}
+
+// Every GZIP tile (GZIP_1/GZIP_2 images, and the GZIP_COMPRESSED_DATA fallback column of
+// other codecs) must inflate completely into at most 8 bytes per tile pixel. CFITSIO 4.2
+// inflates tiles into a buffer it keeps doubling while zlib asks for room, so a corrupt
+// stream can make it allocate without bound; zlib itself is safe to run on any bytes.
+absl::Status CheckGzipTiles(const FitsFile& file, const ImageInfo& info, const LONGLONG* naxes,
+                            const std::vector<int64_t>& tiles, int64_t nrows) {
+  fitsfile* f = file.get();
+  int status = 0;
+  char ctype[FLEN_VALUE] = {0};
+  fits_read_key(f, TSTRING, "ZCMPTYPE", ctype, nullptr, &status);
+  if (status != 0) return file.Check(status, "reading ZCMPTYPE");
+  const bool gzip_image = std::strcmp(ctype, "GZIP_1") == 0 || std::strcmp(ctype, "GZIP_2") == 0;
+  std::vector<int> columns;
+  for (const char* name : {"COMPRESSED_DATA", "GZIP_COMPRESSED_DATA"}) {
+    if (std::strcmp(name, "COMPRESSED_DATA") == 0 && !gzip_image) continue;
+    int col = 0;
+    fits_get_colnum(f, CASEINSEN, const_cast<char*>(name), &col, &status);
+    if (status == COL_NOT_FOUND) {
+      fits_clear_errmsg();
+      status = 0;
+      continue;
+    }
+    if (status != 0) return file.Check(status, absl::StrCat("finding column ", name));
+    columns.push_back(col);
+  }
+  if (columns.empty()) return absl::OkStatus();
+  std::vector<int64_t> ntiles(info.naxis);
+  for (int i = 0; i < info.naxis; ++i) ntiles[i] = (naxes[i] + tiles[i] - 1) / tiles[i];
+  std::vector<uint8_t> bytes, out;
+  for (int col : columns) {
+    for (int64_t row = 1; row <= nrows; ++row) {
+      LONGLONG length = 0, offset = 0;
+      fits_read_descriptll(f, col, row, &length, &offset, &status);
+      if (status != 0) return file.Check(status, absl::StrCat("reading tile ", row));
+      if (length == 0) continue;
+      int64_t t = row - 1, pixels = 1;
+      for (int i = 0; i < info.naxis; ++i) {
+        int64_t index = t % ntiles[i];
+        t /= ntiles[i];
+        pixels *= std::min<int64_t>(tiles[i], naxes[i] - index * tiles[i]);
+      }
+      bytes.resize(static_cast<size_t>(length));
+      int anynul = 0;
+      fits_read_col(f, TBYTE, col, row, 1, length, nullptr, bytes.data(), &anynul, &status);
+      if (status != 0) return file.Check(status, absl::StrCat("reading tile ", row));
+      out.resize(static_cast<size_t>(pixels * 8 + 1));
+      z_stream z{};
+      if (inflateInit2(&z, 15 + 32) != Z_OK) {  // gzip or zlib header
+        return file.Error(absl::StatusCode::kInvalidArgument, "zlib could not start");
+      }
+      z.next_in = bytes.data();
+      z.avail_in = static_cast<uInt>(bytes.size());
+      z.next_out = out.data();
+      z.avail_out = static_cast<uInt>(out.size());
+      int rc = inflate(&z, Z_FINISH);
+      inflateEnd(&z);
+      if (rc != Z_STREAM_END) {
+        return file.Error(absl::StatusCode::kInvalidArgument,
+                          absl::StrCat("GZIP-compressed tile ", row,
+                                       " does not inflate to the tile's size (corrupt "
+                                       "compressed image)"));
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 // For RICE_1 images: every tile's stream must decode inside its own bytes (see rice_check.h;
@@ -243,6 +311,7 @@ absl::Status CheckCompressedTable(const FitsFile& file, const ImageInfo& info,
       }
     }
   }
+  CALIBD_RETURN_IF_ERROR(CheckGzipTiles(file, info, naxes, tiles, nrows));
   return CheckRiceTiles(file, info, naxes, tiles, nrows);
 }
 

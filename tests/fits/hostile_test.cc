@@ -4,9 +4,11 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -436,17 +438,20 @@ TEST_F(HostileTest, MutatedFilesNeverCrash) {
     state = state * 6364136223846793005ull + 1442695040888963407ull;
     return state >> 33;
   };
+  // CALIBD_FITS_FUZZ_SCALE=k runs k times as many variants (for a longer local hunt).
+  int scale = 1;
+  if (const char* env = std::getenv("CALIBD_FITS_FUZZ_SCALE")) scale = std::max(1, std::atoi(env));
   for (const std::string& src : sources) {
-    for (int i = 0; i < 50; ++i) {  // byte flips, biased towards the headers and table
+    for (int i = 0; i < 50 * scale; ++i) {  // byte flips, biased towards the headers and table
       std::string m = src;
       size_t pos = (i % 2 == 0) ? next() % std::min<size_t>(m.size(), 2880 * 3) : next() % m.size();
       m[pos] = static_cast<char>(m[pos] ^ (1 + next() % 255));
       try_all(m);
     }
-    for (int i = 0; i < 10; ++i) {  // truncations
+    for (int i = 0; i < 10 * scale; ++i) {  // truncations
       try_all(src.substr(0, next() % src.size()));
     }
-    for (int i = 0; i < 8; ++i) {  // digits in numeric cards replaced
+    for (int i = 0; i < 8 * scale; ++i) {  // digits in numeric cards replaced
       std::string m = src;
       for (int k = 0; k < 3; ++k) {
         size_t pos = next() % std::min<size_t>(m.size(), 2880 * 3);
