@@ -23,7 +23,7 @@ namespace calibd::server {
 enum class Scope { kRead = 0, kAdmin = 1 };
 
 struct Principal {
-  std::string name;  // the token's name ("" when anonymous)
+  std::string name;  // the token's name ("anonymous" without a token file)
   Scope scope = Scope::kAdmin;
 };
 

@@ -147,6 +147,10 @@ absl::Status CalibrateImpl::Prepare(FrameRequest request, PreparedFrame& out,
     }
   }
 
+  if (backend_->metrics && !out.applied.empty()) {
+    const store::MasterCacheStats cs = st->CacheStats();
+    backend_->metrics->ObserveCacheCounters("masters", cs.hits, cs.misses, double(cs.bytes));
+  }
   CALIBD_ASSIGN_OR_RETURN(out.options, BuildRecipeOptions(spec, req, dark_applied));
   if (out.masters.dark != nullptr && out.options.scale_dark) {
     absl::StatusOr<double> t = HeaderExposure(spec, out.masters.dark->header);

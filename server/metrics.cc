@@ -1,5 +1,7 @@
 #include "server/metrics.h"
 
+#include <algorithm>
+
 namespace calibd::server {
 
 const char* StatusCodeName(grpc::StatusCode code) {
@@ -126,6 +128,25 @@ void Metrics::CacheAccess(const std::string& cache, bool hit) {
 void Metrics::SetCacheBytes(const std::string& cache, double bytes) {
   Get(cache_bytes_, {{"cache", cache}}).Set(bytes);
 }
+void Metrics::ObserveCacheCounters(const std::string& cache, int64_t hits, int64_t misses,
+                                   double bytes) {
+  int64_t new_hits, new_misses;
+  {
+    absl::MutexLock lock(&mu_);
+    auto& last = last_cache_counters_[cache];
+    new_hits = std::max<int64_t>(0, hits - last.first);
+    new_misses = std::max<int64_t>(0, misses - last.second);
+    last = {std::max(hits, last.first), std::max(misses, last.second)};
+  }
+  if (new_hits > 0) {
+    Get(cache_requests_, {{"cache", cache}, {"result", "hit"}}).Increment(double(new_hits));
+  }
+  if (new_misses > 0) {
+    Get(cache_requests_, {{"cache", cache}, {"result", "miss"}}).Increment(double(new_misses));
+  }
+  SetCacheBytes(cache, bytes);
+}
+
 void Metrics::SetStoreVersions(const std::string& detector, const std::string& kind,
                                double count) {
   Get(store_versions_, {{"detector", detector}, {"kind", kind}}).Set(count);

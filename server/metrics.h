@@ -54,6 +54,9 @@ class Metrics {
   void SelectionOutcome(const std::string& outcome);
   void CacheAccess(const std::string& cache, bool hit);
   void SetCacheBytes(const std::string& cache, double bytes);
+  // From a cache's cumulative counters (e.g. the store's decoded-master cache): adds what is
+  // new since the last call for this cache, and sets its bytes.
+  void ObserveCacheCounters(const std::string& cache, int64_t hits, int64_t misses, double bytes);
   void SetStoreVersions(const std::string& detector, const std::string& kind, double count);
   void MasterAge(const std::string& kind, double seconds);
   void StreamStarted(const std::string& method);
@@ -81,6 +84,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& inflight_;
   prometheus::Gauge& queue_depth_;
 
+  std::map<std::string, std::pair<int64_t, int64_t>> last_cache_counters_ ABSL_GUARDED_BY(mu_);
   absl::Mutex mu_;  // Family::Add is thread-safe; this keeps label look-ups cheap and ordered
 };
 

@@ -66,7 +66,7 @@ absl::StatusOr<store::MasterVersion> StoreImpl::PutMaster(const PutMasterInput& 
   CALIBD_ASSIGN_OR_RETURN(store::DetectorRecord det, st->GetDetector(in.detector));
   fits::ReadOptions ro;
   ro.verify_checksum = true;
-  ro.max_pixels = backend_->limits.max_frame_pixels;
+  // Masters are bounded by --max-master-bytes; fits' own pixel cap guards the allocation.
   ro.pool = backend_->buffers;
   absl::StatusOr<CalibratedFrame> frame = fits::ReadCalibratedFrame(in.spooled_path, ro);
   if (!frame.ok()) {
