@@ -8,7 +8,9 @@
 // SERVING. SIGTERM/SIGINT: health NOT_SERVING, stop accepting, in-flight calls finish within
 // --grace-seconds, exit 0.
 #include <malloc.h>
+#include <poll.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <cstdlib>
@@ -49,6 +51,29 @@ ABSL_FLAG(std::string, spool_dir, "", "where uploads and build inputs are spoole
 ABSL_FLAG(double, grace_seconds, 30, "how long in-flight calls may run after SIGTERM");
 
 namespace {
+
+// SIGTERM/SIGINT are turned into a byte on this pipe (a handler, not sigwait: libraries may
+// start threads before main that would otherwise receive the signal with its default action).
+int g_signal_pipe[2] = {-1, -1};
+
+void OnSignal(int signo) {
+  const char b = static_cast<char>(signo);
+  ssize_t unused = ::write(g_signal_pipe[1], &b, 1);
+  (void)unused;
+}
+
+// Waits up to `timeout_ms` (-1 = forever) for a signal; its number, or 0.
+int WaitSignal(int timeout_ms) {
+  pollfd p{g_signal_pipe[0], POLLIN, 0};
+  for (;;) {
+    int r = ::poll(&p, 1, timeout_ms);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return 0;
+    char b = 0;
+    if (::read(g_signal_pipe[0], &b, 1) == 1) return b;
+    return 0;
+  }
+}
 
 // CALIBD_<FLAG> environment variables set flags that the command line does not.
 void ApplyEnvironment() {
@@ -105,12 +130,16 @@ int main(int argc, char** argv) {
   std::vector<char*> args = NormaliseArgs(argc, argv, storage);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
 
-  // Signals are taken by sigwait in this thread; block them before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (::pipe(g_signal_pipe) != 0) {
+    LogEvent("fatal", {{"error", "cannot create the signal pipe"}});
+    return 1;
+  }
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
 
   calibd::server::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
@@ -159,15 +188,13 @@ int main(int argc, char** argv) {
       (*server)->Shutdown(absl::ZeroDuration());
       return 1;
     }
-    timespec wait{2, 0};
-    if (sigtimedwait(&signals, nullptr, &wait) > 0) {
+    if (WaitSignal(2000) != 0) {
       stop = true;
       break;
     }
   }
   if (!stop) {
-    int signo = 0;
-    sigwait(&signals, &signo);
+    const int signo = WaitSignal(-1);
     LogEvent("signal", {{"signal", signo == SIGTERM ? "SIGTERM" : "SIGINT"}});
   }
   (*server)->Shutdown(grace);
