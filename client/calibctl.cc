@@ -342,8 +342,11 @@ int Get(Context& c) {
   }
   if (int rc = c.Begin(); rc >= 0) return rc;
   ProgressBar bar(absl::StrCat("download ", kind), 0, ProgressBar::Enabled(c.json));
-  absl::StatusOr<v1::MasterVersion> v = c.client->GetMaster(detector, kind, which, out,
-                                                            [&](int64_t, int64_t) {});
+  absl::StatusOr<v1::MasterVersion> v =
+      c.client->GetMaster(detector, kind, which, out, [&](int64_t done, int64_t total) {
+        bar.SetTotal(total);
+        bar.Update(done);
+      });
   bar.Finish();
   if (!v.ok()) return Fail(absl::StrCat("get ", detector, " ", kind), v.status());
   if (c.json) {

@@ -190,6 +190,11 @@ void ProgressBar::SetLabel(std::string label) {
   Draw(true);
 }
 
+void ProgressBar::SetTotal(int64_t total) {
+  absl::MutexLock lock(&mu_);
+  total_ = total;
+}
+
 void ProgressBar::Clear() {
   absl::MutexLock lock(&mu_);
   if (finished_ || !enabled_ || last_draw_ == absl::InfinitePast()) return;

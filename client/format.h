@@ -97,6 +97,8 @@ class ProgressBar {
   void Update(int64_t done);
   void Add(int64_t delta);
   void SetLabel(std::string label);
+  // For totals learnt late (a download's size arrives with its first message).
+  void SetTotal(int64_t total);
   // Erases the bar so the caller can print a line; the next Update draws it again.
   void Clear();
   // Erases the bar for good (the caller prints its own result line).
@@ -112,7 +114,7 @@ class ProgressBar {
 
   absl::Mutex mu_;
   std::string label_ ABSL_GUARDED_BY(mu_);
-  const int64_t total_;
+  int64_t total_ ABSL_GUARDED_BY(mu_);
   int64_t done_ ABSL_GUARDED_BY(mu_) = 0;
   const bool enabled_;
   const bool bytes_;
