@@ -150,6 +150,113 @@ absl::Status CheckGzipTiles(const FitsFile& file, const ImageInfo& info, const L
   return absl::OkStatus();
 }
 
+// For HCOMPRESS_1 images: every tile's stream must start with the HCOMPRESS magic and
+// declare exactly the tile's size. CFITSIO 4.2's fits_hdecompress trusts the stream's own
+// nx, ny and clears nx*ny ints of a tile-sized buffer: a heap overflow on corrupt input
+// (found by fuzzing under AddressSanitizer).
+absl::Status CheckHcompressTiles(const FitsFile& file, const ImageInfo& info,
+                                 const LONGLONG* naxes, const std::vector<int64_t>& tiles,
+                                 int64_t nrows) {
+  fitsfile* f = file.get();
+  int status = 0;
+  char ctype[FLEN_VALUE] = {0};
+  fits_read_key(f, TSTRING, "ZCMPTYPE", ctype, nullptr, &status);
+  if (status != 0) return file.Check(status, "reading ZCMPTYPE");
+  if (std::strcmp(ctype, "HCOMPRESS_1") != 0) return absl::OkStatus();
+  int col = 0;
+  fits_get_colnum(f, CASEINSEN, const_cast<char*>("COMPRESSED_DATA"), &col, &status);
+  if (status != 0) return file.Check(status, "finding the COMPRESSED_DATA column");
+  std::vector<int64_t> ntiles(info.naxis);
+  for (int i = 0; i < info.naxis; ++i) ntiles[i] = (naxes[i] + tiles[i] - 1) / tiles[i];
+  // magic (2 bytes), nx, ny, scale (4 each), sum (8), bit planes (3): 25 bytes of header.
+  constexpr int kHeaderBytes = 25;
+  for (int64_t row = 1; row <= nrows; ++row) {
+    LONGLONG length = 0, offset = 0;
+    fits_read_descriptll(f, col, row, &length, &offset, &status);
+    if (status != 0) return file.Check(status, absl::StrCat("reading tile ", row));
+    if (length == 0) continue;
+    int64_t t = row - 1, pixels = 1;
+    for (int i = 0; i < info.naxis; ++i) {
+      int64_t index = t % ntiles[i];
+      t /= ntiles[i];
+      pixels *= std::min<int64_t>(tiles[i], naxes[i] - index * tiles[i]);
+    }
+    uint8_t head[kHeaderBytes] = {0};
+    bool ok = length >= kHeaderBytes;
+    if (ok) {
+      int anynul = 0;
+      fits_read_col(f, TBYTE, col, row, 1, kHeaderBytes, nullptr, head, &anynul, &status);
+      if (status != 0) return file.Check(status, absl::StrCat("reading tile ", row));
+      auto be32 = [&](int at) {
+        return int64_t{int32_t(uint32_t(head[at]) << 24 | uint32_t(head[at + 1]) << 16 |
+                               uint32_t(head[at + 2]) << 8 | uint32_t(head[at + 3]))};
+      };
+      const int64_t nx = be32(2), ny = be32(6);
+      ok = head[0] == 0xDD && head[1] == 0x99 && nx >= 1 && ny >= 1 && nx * ny == pixels;
+    }
+    if (!ok) {
+      return file.Error(absl::StatusCode::kInvalidArgument,
+                        absl::StrCat("HCOMPRESS tile ", row,
+                                     " does not declare the tile's size (corrupt compressed "
+                                     "image)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// For PLIO_1 images: every tile's line list must lie inside its own words. CFITSIO 4.2's
+// pl_l2pi takes the list length and first-instruction index from the list's header and
+// reads wherever they point (found by fuzzing: a crash). Its writes stay within the tile.
+absl::Status CheckPlioTiles(const FitsFile& file, int64_t nrows) {
+  fitsfile* f = file.get();
+  int status = 0;
+  char ctype[FLEN_VALUE] = {0};
+  fits_read_key(f, TSTRING, "ZCMPTYPE", ctype, nullptr, &status);
+  if (status != 0) return file.Check(status, "reading ZCMPTYPE");
+  if (std::strcmp(ctype, "PLIO_1") != 0) return absl::OkStatus();
+  int col = 0;
+  fits_get_colnum(f, CASEINSEN, const_cast<char*>("COMPRESSED_DATA"), &col, &status);
+  if (status != 0) return file.Check(status, "finding the COMPRESSED_DATA column");
+  std::vector<int16_t> words;
+  for (int64_t row = 1; row <= nrows; ++row) {
+    LONGLONG length = 0, offset = 0;
+    fits_read_descriptll(f, col, row, &length, &offset, &status);
+    if (status != 0) return file.Check(status, absl::StrCat("reading tile ", row));
+    if (length == 0) continue;
+    words.assign(static_cast<size_t>(length) + 1, 0);  // 1-based, as pl_l2pi indexes
+    int anynul = 0;
+    fits_read_col(f, TSHORT, col, row, 1, length, nullptr, words.data() + 1, &anynul, &status);
+    if (status != 0) return file.Check(status, absl::StrCat("reading tile ", row));
+    const int64_t n = length;
+    bool ok = n >= 5;
+    int64_t lllen = 0, llfirt = 0;
+    if (ok) {
+      if (!(words[3] > 0)) {
+        lllen = words[1];
+        llfirt = 4;
+      } else {
+        lllen = (int64_t{words[5]} << 15) + words[4];
+        llfirt = int64_t{words[2]} + 1;
+      }
+      ok = lllen <= n && (lllen <= 0 || llfirt >= 1);
+    }
+    // Opcode 1 (set value) reads the word after it.
+    for (int64_t ip = std::max<int64_t>(llfirt, 1); ok && ip <= lllen; ++ip) {
+      if (words[ip] / 4096 == 1) {
+        if (ip + 1 > n) ok = false;
+        ++ip;
+      }
+    }
+    if (!ok) {
+      return file.Error(absl::StatusCode::kInvalidArgument,
+                        absl::StrCat("PLIO tile ", row,
+                                     " has a line list longer than its data (corrupt "
+                                     "compressed image)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // For RICE_1 images: every tile's stream must decode inside its own bytes (see rice_check.h;
 // CFITSIO's decoder would read past them). Reads the compressed bytes once more.
 absl::Status CheckRiceTiles(const FitsFile& file, const ImageInfo& info, const LONGLONG* naxes,
@@ -312,6 +419,8 @@ absl::Status CheckCompressedTable(const FitsFile& file, const ImageInfo& info,
     }
   }
   CALIBD_RETURN_IF_ERROR(CheckGzipTiles(file, info, naxes, tiles, nrows));
+  CALIBD_RETURN_IF_ERROR(CheckHcompressTiles(file, info, naxes, tiles, nrows));
+  CALIBD_RETURN_IF_ERROR(CheckPlioTiles(file, nrows));
   return CheckRiceTiles(file, info, naxes, tiles, nrows);
 }
 

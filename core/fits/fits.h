@@ -11,9 +11,12 @@
 // (END present, printable ASCII only, NAXIS <= 99 and sane tile keywords — values that crash
 // CFITSIO 4.2). Declared sizes are checked against the file size and `max_pixels` before
 // anything is allocated; for tile-compressed images also ZNAXISn, the tile sizes, the tile
-// count, every tile's place in the heap, and (RICE_1) that every tile's bit stream ends
-// inside its bytes, since CFITSIO's Rice decoder reads past corrupt tiles. HCOMPRESS and
-// PLIO tiles are left to CFITSIO's decoders (fuzzed in tests/fits, not proven).
+// count and every tile's place in the heap. CFITSIO 4.2's tile decoders are not safe on
+// corrupt tiles (found by fuzzing), so before it decodes: every RICE_1 bit stream must end
+// inside its bytes, every GZIP tile must inflate (zlib, bounded) to at most 8 bytes/pixel,
+// every HCOMPRESS stream must declare the tile's size, every PLIO line list must fit its
+// words. Known gap: a rare corrupt PLIO tile still makes CFITSIO's pl_l2pi read out of
+// bounds (seen with CALIBD_FITS_FUZZ_SCALE=15); PLIO from untrusted sources is a risk.
 // Errors carry the file, the HDU and CFITSIO's own message:
 //   INVALID_ARGUMENT  not FITS, truncated, bad BITPIX/NAXIS, no image, too large, bad section
 //   NOT_FOUND         the file or the named HDU does not exist
