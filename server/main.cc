@@ -62,8 +62,28 @@ void OnSignal(int signo) {
   (void)unused;
 }
 
-// Waits up to `timeout_ms` (-1 = forever) for a signal; its number, or 0.
+void InstallSignalHandlers() {
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  for (int signo : {SIGTERM, SIGINT}) {
+    struct sigaction current = {};
+    sigaction(signo, nullptr, &current);
+    if (current.sa_handler != OnSignal) sigaction(signo, &sa, nullptr);
+  }
+}
+
+// Waits up to `timeout_ms` (-1 = forever) for a signal; its number, or 0. Libraries linked in
+// may install handlers of their own (CFITSIO calls signal()), so while waiting forever ours are
+// checked and put back every second.
 int WaitSignal(int timeout_ms) {
+  if (timeout_ms < 0) {
+    for (;;) {
+      InstallSignalHandlers();
+      if (int signo = WaitSignal(1000); signo != 0) return signo;
+    }
+  }
   pollfd p{g_signal_pipe[0], POLLIN, 0};
   for (;;) {
     int r = ::poll(&p, 1, timeout_ms);
@@ -134,12 +154,7 @@ int main(int argc, char** argv) {
     LogEvent("fatal", {{"error", "cannot create the signal pipe"}});
     return 1;
   }
-  struct sigaction sa = {};
-  sa.sa_handler = OnSignal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
+  InstallSignalHandlers();
 
   calibd::server::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
