@@ -231,14 +231,13 @@ absl::Status CheckPlioTiles(const FitsFile& file, int64_t nrows) {
     bool ok = n >= 5;
     int64_t lllen = 0, llfirt = 0;
     if (ok) {
-      if (!(words[3] > 0)) {
-        lllen = words[1];
-        llfirt = 4;
-      } else {
-        lllen = (int64_t{words[5]} << 15) + words[4];
-        llfirt = int64_t{words[2]} + 1;
-      }
-      ok = lllen <= n && (lllen <= 0 || llfirt >= 1);
+      // Header (1-based words): [2] header length, [3] version (IRAF's current format is
+      // -100, what CFITSIO and astropy write), [4], [5] list length. Version > 0 is IRAF's
+      // old format, which nobody writes any more: refused rather than modelled.
+      ok = words[3] <= 0;
+      lllen = (int64_t{words[5]} << 15) + words[4];
+      llfirt = int64_t{words[2]} + 1;
+      ok = ok && lllen <= n && (lllen <= 0 || llfirt >= 1);
     }
     // Opcode 1 (set value) reads the word after it.
     for (int64_t ip = std::max<int64_t>(llfirt, 1); ok && ip <= lllen; ++ip) {
