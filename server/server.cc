@@ -86,6 +86,9 @@ absl::Status CalibdServer::Build() {
   builder.RegisterService(calibrator_.get());
   builder.RegisterService(store_service_.get());
   builder.RegisterService(builder_.get());
+  // No SO_REUSEPORT: a second calibd on the same port must fail ("address in use"), not
+  // silently share the port and split the traffic between two stores.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // The 4 MiB message cap is gRPC's default and is kept on purpose (chunks are ≤ 1 MiB).
   builder.SetMaxReceiveMessageSize(4 << 20);
   server_ = builder.BuildAndStart();
