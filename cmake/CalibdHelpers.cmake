@@ -22,7 +22,10 @@ function(calibd_test)
     CALIBD_BINARY_DIR="${PROJECT_BINARY_DIR}"
     CALIBD_PYTHON="${CALIBD_PYTHON}")
   include(GoogleTest)
+  # Several labels are one list-valued property: escape the separators, or the second label
+  # would be read as a property name.
+  string(REPLACE ";" "\\;" labels "${ARG_LABELS}")
   gtest_discover_tests(${ARG_NAME}
-    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
+    PROPERTIES LABELS "${labels}" TIMEOUT ${ARG_TIMEOUT}
     DISCOVERY_TIMEOUT 60)
 endfunction()

@@ -71,8 +71,13 @@ class StreamSlot {
     held_ = true;
     if (env_->backend->metrics) env_->backend->metrics->StreamStarted(method_);
   }
-  ~StreamSlot() {
+  ~StreamSlot() { Release(); }
+  // Gives the slot back. Reactors call it just before Finish(): OnDone (and so the destructor)
+  // runs only after the client has its status, and a client making calls one after another
+  // must never be refused because the previous call's reactor is still winding down.
+  void Release() {
     if (!held_) return;
+    held_ = false;
     env_->streams.fetch_sub(1);
     if (env_->backend->metrics) env_->backend->metrics->StreamEnded(method_);
   }
@@ -407,6 +412,7 @@ class CalibrateReactor final
   void Execute(Actions a) {
     // The finish, if any, is the last thing this reactor does before OnDone.
     if (a.finish) {
+      slot_->Release();
       Finish(*a.finish);
       return;
     }
@@ -611,6 +617,7 @@ class PutMasterReactor final : public grpc::ServerReadReactor<v1::PutMasterReque
 
   void Done(const absl::Status& s) {
     final_ = ToGrpcStatus(s);
+    slot_->Release();
     Finish(final_);
   }
 
@@ -701,6 +708,7 @@ class GetMasterReactor final : public grpc::ServerWriteReactor<v1::GetMasterResp
 
   void Done(const absl::Status& s) {
     final_ = ToGrpcStatus(s);
+    slot_->Release();
     Finish(final_);
   }
 
@@ -1066,6 +1074,7 @@ class BuildReactor final : public grpc::ServerReadReactor<v1::BuildMasterRequest
 
   void Done(const absl::Status& s) {
     final_ = ToGrpcStatus(s);
+    slot_->Release();
     Finish(final_);
   }
 

@@ -559,16 +559,30 @@ TEST_F(ServerTest, LimitsAreResourceExhausted) {
     EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   }
   {  // Concurrent streams: the second open stream is refused.
-    grpc::ClientContext ctx1;
-    auto first = calibrator_->Calibrate(&ctx1);
-    first->Write(HeaderRequest(a, "open"));  // make sure the call reached the server
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // The slots of the streams above are released in their OnDone, which may run after the
+    // client saw Finish; so open the first stream until it is admitted, proven by a frame
+    // result (a too-large frame: its own status, the stream stays open).
+    std::unique_ptr<grpc::ClientReaderWriter<v1::CalibrateRequest, v1::CalibrateResponse>> first;
+    std::unique_ptr<grpc::ClientContext> attempt_ctx;
+    bool admitted = false;
+    for (int attempt = 0; attempt < 100 && !admitted; ++attempt) {
+      attempt_ctx = std::make_unique<grpc::ClientContext>();
+      first = calibrator_->Calibrate(attempt_ctx.get());
+      SendFrame(first.get(), HeaderRequest(a, "open"), a.pixels);
+      v1::CalibrateResponse r;
+      admitted = first->Read(&r) && r.has_header();
+      if (!admitted) {
+        first->Finish();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+    ASSERT_TRUE(admitted) << "the first stream was never admitted";
     grpc::ClientContext ctx2;
     auto second = calibrator_->Calibrate(&ctx2);
     second->WritesDone();
     ReadAll(second.get());
     EXPECT_EQ(second->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-    ctx1.TryCancel();
+    attempt_ctx->TryCancel();
     ReadAll(first.get());
     first->Finish();
   }
