@@ -403,6 +403,13 @@ TEST_F(FaultTest, SigtermDrainsInFlightCalibrationThenExitsZero) {
   ASSERT_OK(client_->SetUpTestDetector());
   CalibrateCall call(client_.get());
   const std::string pixels = LightPixels();
+  // A whole frame first: its result proves the stream is running on the server (client writes
+  // are buffered, so without it the signal could overtake the call itself).
+  ASSERT_TRUE(call.SendHeader(LightHeader("warm-up")));
+  ASSERT_TRUE(call.SendChunks(pixels, 1 << 20));
+  FrameResult warm = call.ReadResult();
+  ASSERT_TRUE(warm.ok);
+  ASSERT_EQ(warm.header.status().code(), 0) << warm.header.status().message();
   ASSERT_TRUE(call.SendHeader(LightHeader("in-flight")));
   ASSERT_TRUE(call.SendChunks(pixels.substr(0, pixels.size() / 2), 1024));
   ASSERT_OK(calibd_->Signal(SIGTERM));
