@@ -16,47 +16,6 @@ absl::Status FromProto(const v1::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.code()), status.message());
 }
 
-void HeaderToProto(const Header& header,
-                   google::protobuf::RepeatedPtrField<v1::HeaderCard>* cards) {
-  cards->Reserve(cards->size() + static_cast<int>(header.cards().size()));
-  for (const HeaderCard& c : header.cards()) {
-    v1::HeaderCard* p = cards->Add();
-    p->set_key(c.key);
-    p->set_comment(c.comment);
-    if (const bool* b = std::get_if<bool>(&c.value)) p->set_bool_value(*b);
-    if (const int64_t* i = std::get_if<int64_t>(&c.value)) p->set_int_value(*i);
-    if (const double* d = std::get_if<double>(&c.value)) p->set_double_value(*d);
-    if (const std::string* s = std::get_if<std::string>(&c.value)) p->set_string_value(*s);
-  }
-}
-
-Header HeaderFromProto(const google::protobuf::RepeatedPtrField<v1::HeaderCard>& cards) {
-  Header h;
-  for (const v1::HeaderCard& p : cards) {
-    HeaderCard c;
-    c.key = p.key();
-    c.comment = p.comment();
-    switch (p.value_case()) {
-      case v1::HeaderCard::kBoolValue: c.value = p.bool_value(); break;
-      case v1::HeaderCard::kIntValue: c.value = p.int_value(); break;
-      case v1::HeaderCard::kDoubleValue: c.value = p.double_value(); break;
-      case v1::HeaderCard::kStringValue: c.value = p.string_value(); break;
-      default: break;
-    }
-    h.Append(std::move(c));
-  }
-  return h;
-}
-
-v1::PixelType PixelTypeToProto(PixelType type) { return static_cast<v1::PixelType>(type); }
-
-absl::StatusOr<PixelType> PixelTypeFromProto(v1::PixelType type) {
-  if (type < v1::PIXEL_TYPE_UINT8 || type > v1::PIXEL_TYPE_FLOAT64) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown pixel type ", static_cast<int>(type)));
-  }
-  return static_cast<PixelType>(type);
-}
-
 google::protobuf::Timestamp TimeToProto(absl::Time t) {
   google::protobuf::Timestamp out;
   const int64_t s = absl::ToUnixSeconds(t);
@@ -71,75 +30,6 @@ absl::Time TimeFromProto(const google::protobuf::Timestamp& t) {
 }
 
 bool IsSet(const google::protobuf::Timestamp& t) { return t.seconds() != 0 || t.nanos() != 0; }
-
-v1::DetectorSpec DetectorSpecToProto(const store::DetectorSpec& s) {
-  v1::DetectorSpec p;
-  p.set_name(s.name);
-  p.set_width(s.width);
-  p.set_height(s.height);
-  p.set_overscan_section(s.overscan_section);
-  p.set_trim_section(s.trim_section);
-  p.set_data_section(s.data_section);
-  p.set_statistics_section(s.statistics_section);
-  p.set_gain(s.gain);
-  p.set_read_noise(s.read_noise);
-  p.set_saturation(s.saturation);
-  v1::HeaderKeys* k = p.mutable_keys();
-  k->set_exposure(s.keys.exposure);
-  k->set_time(s.keys.time);
-  k->set_filter(s.keys.filter);
-  k->set_readout_mode(s.keys.readout_mode);
-  k->set_binning(s.keys.binning);
-  k->set_gain_setting(s.keys.gain_setting);
-  k->set_temperature(s.keys.temperature);
-  for (const auto& [kind, keys] : s.configuration_keys) {
-    v1::ConfigurationKeys& ck = (*p.mutable_configuration_keys())[kind];
-    for (const std::string& key : keys) ck.add_keys(key);
-  }
-  for (const auto& [key, tol] : s.tolerances) (*p.mutable_tolerances())[key] = tol;
-  for (const store::DetectorDqBit& b : s.dq_bits) {
-    v1::DqBit* q = p.add_dq_bits();
-    q->set_bit(b.bit);
-    q->set_name(b.name);
-    q->set_description(b.description);
-  }
-  p.set_description(s.description);
-  return p;
-}
-
-store::DetectorSpec DetectorSpecFromProto(const v1::DetectorSpec& p) {
-  store::DetectorSpec s;
-  s.name = p.name();
-  s.width = p.width();
-  s.height = p.height();
-  s.overscan_section = p.overscan_section();
-  s.trim_section = p.trim_section();
-  s.data_section = p.data_section();
-  s.statistics_section = p.statistics_section();
-  s.gain = p.gain();
-  s.read_noise = p.read_noise();
-  s.saturation = p.saturation();
-  // Empty fields keep the defaults (as the proto documents).
-  auto key = [](const std::string& v, std::string* out) {
-    if (!v.empty()) *out = v;
-  };
-  key(p.keys().exposure(), &s.keys.exposure);
-  key(p.keys().time(), &s.keys.time);
-  key(p.keys().filter(), &s.keys.filter);
-  key(p.keys().readout_mode(), &s.keys.readout_mode);
-  key(p.keys().binning(), &s.keys.binning);
-  key(p.keys().gain_setting(), &s.keys.gain_setting);
-  key(p.keys().temperature(), &s.keys.temperature);
-  for (const auto& [kind, keys] : p.configuration_keys()) {
-    s.configuration_keys[kind].assign(keys.keys().begin(), keys.keys().end());
-  }
-  for (const auto& [k, tol] : p.tolerances()) s.tolerances[k] = tol;
-  for (const v1::DqBit& b : p.dq_bits()) {
-    s.dq_bits.push_back({static_cast<uint16_t>(b.bit()), b.name(), b.description()});
-  }
-  s.description = p.description();
-  return s;
-}
 
 void FillFrameHeader(const RawFrame& raw, const std::string& detector, const std::string& frame_id,
                      v1::FrameHeader* header) {

@@ -29,6 +29,8 @@
 #include "google/protobuf/timestamp.pb.h"
 #include "grpcpp/support/status.h"
 
+#include "proto/api_convert.h"
+
 namespace calibd::client {
 
 // A grpc::Status as an absl::Status with the same code and message (the codes are equal).
@@ -36,20 +38,19 @@ absl::Status FromGrpc(const grpc::Status& status);
 // A per-frame calibd.v1.Status.
 absl::Status FromProto(const v1::Status& status);
 
-void HeaderToProto(const Header& header,
-                   google::protobuf::RepeatedPtrField<v1::HeaderCard>* cards);
-Header HeaderFromProto(const google::protobuf::RepeatedPtrField<v1::HeaderCard>& cards);
-
-v1::PixelType PixelTypeToProto(PixelType type);
-absl::StatusOr<PixelType> PixelTypeFromProto(v1::PixelType type);
+// The shared API types convert in proto/api_convert (the server uses the same functions).
+using api::DetectorSpecFromProto;
+using api::DetectorSpecToProto;
+using api::HeaderFromProto;
+using api::HeaderToProto;
+using api::PixelTypeFromProto;
+using api::PixelTypeToProto;
 
 google::protobuf::Timestamp TimeToProto(absl::Time t);
 // An unset (all-zero) Timestamp is InfinitePast, meaning "not set".
 absl::Time TimeFromProto(const google::protobuf::Timestamp& t);
 bool IsSet(const google::protobuf::Timestamp& t);
 
-v1::DetectorSpec DetectorSpecToProto(const store::DetectorSpec& spec);
-store::DetectorSpec DetectorSpecFromProto(const v1::DetectorSpec& spec);
 
 // The FrameHeader of a raw frame (everything but recipe, selection, unit and planes, which the
 // caller sets).

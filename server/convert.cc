@@ -25,59 +25,6 @@ store::TimeMicros FromTimestamp(const google::protobuf::Timestamp& t) {
   return t.seconds() * store::kMicrosPerSecond + t.nanos() / 1000;
 }
 
-void HeaderToProto(const Header& header,
-                   google::protobuf::RepeatedPtrField<v1::HeaderCard>* cards) {
-  cards->Reserve(cards->size() + static_cast<int>(header.cards().size()));
-  for (const HeaderCard& c : header.cards()) {
-    v1::HeaderCard* p = cards->Add();
-    p->set_key(c.key);
-    p->set_comment(c.comment);
-    std::visit(
-        [p](const auto& v) {
-          using T = std::decay_t<decltype(v)>;
-          if constexpr (std::is_same_v<T, bool>) {
-            p->set_bool_value(v);
-          } else if constexpr (std::is_same_v<T, int64_t>) {
-            p->set_int_value(v);
-          } else if constexpr (std::is_same_v<T, double>) {
-            p->set_double_value(v);
-          } else if constexpr (std::is_same_v<T, std::string>) {
-            p->set_string_value(v);
-          }
-        },
-        c.value);
-  }
-}
-
-Header HeaderFromProto(const google::protobuf::RepeatedPtrField<v1::HeaderCard>& cards) {
-  Header h;
-  for (const v1::HeaderCard& p : cards) {
-    HeaderCard c;
-    c.key = p.key();
-    c.comment = p.comment();
-    switch (p.value_case()) {
-      case v1::HeaderCard::kBoolValue: c.value = p.bool_value(); break;
-      case v1::HeaderCard::kIntValue: c.value = p.int_value(); break;
-      case v1::HeaderCard::kDoubleValue: c.value = p.double_value(); break;
-      case v1::HeaderCard::kStringValue: c.value = p.string_value(); break;
-      default: break;
-    }
-    h.Append(std::move(c));
-  }
-  return h;
-}
-
-absl::StatusOr<PixelType> PixelTypeFromProto(v1::PixelType type) {
-  const int v = static_cast<int>(type);
-  if (v < static_cast<int>(PixelType::kUint8) || v > static_cast<int>(PixelType::kFloat64)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "pixel_type ", v, " is not set or unknown; use PIXEL_TYPE_UINT16, ..._FLOAT32, ..."));
-  }
-  return static_cast<PixelType>(v);
-}
-
-v1::PixelType PixelTypeToProto(PixelType type) { return static_cast<v1::PixelType>(type); }
-
 RecipeOverrides RecipeOverridesFromProto(const v1::RecipeOverrides& r) {
   RecipeOverrides o;
   if (r.has_overscan()) o.overscan = r.overscan();
@@ -183,69 +130,9 @@ SeriesKey SeriesKeyFromProto(const std::string& detector, const std::string& kin
   return SeriesKey{detector, kind, ConfigurationFromProto(configuration)};
 }
 
-store::DetectorSpec DetectorSpecFromProto(const v1::DetectorSpec& p) {
-  store::DetectorSpec s;
-  s.name = p.name();
-  s.width = p.width();
-  s.height = p.height();
-  s.overscan_section = p.overscan_section();
-  s.trim_section = p.trim_section();
-  s.data_section = p.data_section();
-  s.statistics_section = p.statistics_section();
-  s.gain = p.gain() != 0 ? p.gain() : 1.0;
-  s.read_noise = p.read_noise();
-  s.saturation = p.saturation();
-  const v1::HeaderKeys& k = p.keys();
-  if (!k.exposure().empty()) s.keys.exposure = k.exposure();
-  if (!k.time().empty()) s.keys.time = k.time();
-  if (!k.filter().empty()) s.keys.filter = k.filter();
-  if (!k.readout_mode().empty()) s.keys.readout_mode = k.readout_mode();
-  if (!k.binning().empty()) s.keys.binning = k.binning();
-  if (!k.gain_setting().empty()) s.keys.gain_setting = k.gain_setting();
-  if (!k.temperature().empty()) s.keys.temperature = k.temperature();
-  for (const auto& [kind, keys] : p.configuration_keys()) {
-    s.configuration_keys[kind] = std::vector<std::string>(keys.keys().begin(), keys.keys().end());
-  }
-  for (const auto& [key, tol] : p.tolerances()) s.tolerances[key] = tol;
-  for (const v1::DqBit& b : p.dq_bits()) {
-    s.dq_bits.push_back({static_cast<uint16_t>(b.bit()), b.name(), b.description()});
-  }
-  s.description = p.description();
-  return s;
-}
-
 void DetectorRecordToProto(const store::DetectorRecord& r, v1::DetectorSpec* p) {
   const store::DetectorSpec& s = r.spec;
-  p->set_name(s.name);
-  p->set_width(s.width);
-  p->set_height(s.height);
-  p->set_overscan_section(s.overscan_section);
-  p->set_trim_section(s.trim_section);
-  p->set_data_section(s.data_section);
-  p->set_statistics_section(s.statistics_section);
-  p->set_gain(s.gain);
-  p->set_read_noise(s.read_noise);
-  p->set_saturation(s.saturation);
-  v1::HeaderKeys* k = p->mutable_keys();
-  k->set_exposure(s.keys.exposure);
-  k->set_time(s.keys.time);
-  k->set_filter(s.keys.filter);
-  k->set_readout_mode(s.keys.readout_mode);
-  k->set_binning(s.keys.binning);
-  k->set_gain_setting(s.keys.gain_setting);
-  k->set_temperature(s.keys.temperature);
-  for (const auto& [kind, keys] : s.configuration_keys) {
-    auto& list = (*p->mutable_configuration_keys())[kind];
-    for (const std::string& key : keys) list.add_keys(key);
-  }
-  for (const auto& [key, tol] : s.tolerances) (*p->mutable_tolerances())[key] = tol;
-  for (const store::DetectorDqBit& b : s.dq_bits) {
-    v1::DqBit* q = p->add_dq_bits();
-    q->set_bit(b.bit);
-    q->set_name(b.name);
-    q->set_description(b.description);
-  }
-  p->set_description(s.description);
+  *p = api::DetectorSpecToProto(s);
   p->set_version(r.version);
   if (r.created_at != 0) *p->mutable_created_at() = ToTimestamp(r.created_at);
   p->set_actor(r.actor);

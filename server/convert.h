@@ -31,17 +31,19 @@
 #include "server/recipe_builder.h"
 #include "server/store_impl.h"
 
+#include "proto/api_convert.h"
+
 namespace calibd::server {
 
 google::protobuf::Timestamp ToTimestamp(store::TimeMicros t);
 store::TimeMicros FromTimestamp(const google::protobuf::Timestamp& t);
 
-void HeaderToProto(const Header& header,
-                   google::protobuf::RepeatedPtrField<v1::HeaderCard>* cards);
-Header HeaderFromProto(const google::protobuf::RepeatedPtrField<v1::HeaderCard>& cards);
-
-absl::StatusOr<PixelType> PixelTypeFromProto(v1::PixelType type);
-v1::PixelType PixelTypeToProto(PixelType type);
+// The shared API types convert in proto/api_convert (the client uses the same functions).
+using api::DetectorSpecFromProto;
+using api::HeaderFromProto;
+using api::HeaderToProto;
+using api::PixelTypeFromProto;
+using api::PixelTypeToProto;
 
 RecipeOverrides RecipeOverridesFromProto(const v1::RecipeOverrides& r);
 absl::StatusOr<SelectionSpec> SelectionFromProto(const v1::SelectionOptions& s);
@@ -53,7 +55,6 @@ void ConfigurationToProto(const store::Configuration& c,
 SeriesKey SeriesKeyFromProto(const std::string& detector, const std::string& kind,
                              const google::protobuf::Map<std::string, std::string>& configuration);
 
-store::DetectorSpec DetectorSpecFromProto(const v1::DetectorSpec& p);
 void DetectorRecordToProto(const store::DetectorRecord& r, v1::DetectorSpec* p);
 
 void CertificationToProto(const store::Certification& c, v1::Certification* p);

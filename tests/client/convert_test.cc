@@ -67,6 +67,24 @@ TEST(ConvertTest, SampleSpecThroughCoreJsonAndProto) {
   EXPECT_EQ(DetectorSpecFromProto(proto), spec);
 }
 
+TEST(ConvertTest, UnsetSpecFieldsKeepCoreDefaults) {
+  // A client in another language may leave gain and the header keywords unset (0 / ""): the
+  // spec then has core's defaults, as with a SPEC.json that omits them, never a gain of 0.
+  v1::DetectorSpec proto;
+  proto.set_name("demo/ccd0");
+  proto.set_width(64);
+  proto.set_height(32);
+  proto.mutable_keys()->set_filter("FILTNAM");
+  const store::DetectorSpec defaults;
+  const store::DetectorSpec spec = DetectorSpecFromProto(proto);
+  EXPECT_EQ(spec.gain, defaults.gain);
+  EXPECT_GT(spec.gain, 0.0);
+  EXPECT_EQ(spec.keys.exposure, defaults.keys.exposure);
+  EXPECT_EQ(spec.keys.filter, "FILTNAM");
+  proto.set_gain(2.5);
+  EXPECT_EQ(DetectorSpecFromProto(proto).gain, 2.5);
+}
+
 TEST(ConvertTest, FrameHeaderDescribesTheRawFrame) {
   RawFrame raw;
   raw.pixels = RawImage::Allocate(PixelType::kUint16, 7, 3);
