@@ -10,8 +10,10 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -83,69 +85,107 @@ absl::StatusOr<int64_t> ReadIntKey(const FitsFile& file, const char* key, int64_
   return static_cast<int64_t>(value);
 }
 
+// What every per-codec tile check below walks: the tile table of a compressed image HDU.
+struct TileTable {
+  const FitsFile& file;
+  const ImageInfo& info;
+  const LONGLONG* naxes;
+  const std::vector<int64_t>& tiles;
+  int64_t nrows;
+};
+
+// The ZCMPTYPE of the current HDU.
+absl::StatusOr<std::string> CompressionType(const FitsFile& file) {
+  int status = 0;
+  char ctype[FLEN_VALUE] = {0};
+  fits_read_key(file.get(), TSTRING, "ZCMPTYPE", ctype, nullptr, &status);
+  if (status != 0) return file.Check(status, "reading ZCMPTYPE");
+  return std::string(ctype);
+}
+
+// The number of column `name`, or 0 when the table has no such column.
+absl::StatusOr<int> FindColumn(const FitsFile& file, const char* name) {
+  int status = 0, col = 0;
+  fits_get_colnum(file.get(), CASEINSEN, const_cast<char*>(name), &col, &status);
+  if (status == COL_NOT_FOUND) {
+    fits_clear_errmsg();
+    return 0;
+  }
+  if (status != 0) return file.Check(status, absl::StrCat("finding column ", name));
+  return col;
+}
+
+// Calls fn(row, length, pixels) for every non-empty tile of column `col`: `length` is the
+// tile's element count in the column, `pixels` the image pixels it covers (tiles at the far
+// edges are cut by the image). An empty tile is stored in another column.
+absl::Status ForEachTile(
+    const TileTable& t, int col,
+    absl::FunctionRef<absl::Status(int64_t row, LONGLONG length, int64_t pixels)> fn) {
+  std::vector<int64_t> ntiles(t.info.naxis);
+  for (int i = 0; i < t.info.naxis; ++i) ntiles[i] = (t.naxes[i] + t.tiles[i] - 1) / t.tiles[i];
+  for (int64_t row = 1; row <= t.nrows; ++row) {
+    int status = 0;
+    LONGLONG length = 0, offset = 0;
+    fits_read_descriptll(t.file.get(), col, row, &length, &offset, &status);
+    if (status != 0) return t.file.Check(status, absl::StrCat("reading tile ", row));
+    if (length == 0) continue;
+    int64_t rest = row - 1, pixels = 1;
+    for (int i = 0; i < t.info.naxis; ++i) {
+      const int64_t index = rest % ntiles[i];
+      rest /= ntiles[i];
+      pixels *= std::min<int64_t>(t.tiles[i], t.naxes[i] - index * t.tiles[i]);
+    }
+    CALIBD_RETURN_IF_ERROR(fn(row, length, pixels));
+  }
+  return absl::OkStatus();
+}
+
+// Reads the first `n` elements of tile `row` of column `col` as `datatype` into `out`.
+absl::Status ReadTile(const FitsFile& file, int col, int64_t row, int datatype, LONGLONG n,
+                      void* out) {
+  int status = 0, anynul = 0;
+  fits_read_col(file.get(), datatype, col, row, 1, n, nullptr, out, &anynul, &status);
+  if (status != 0) return file.Check(status, absl::StrCat("reading tile ", row));
+  return absl::OkStatus();
+}
+
+absl::Status CorruptTile(const FitsFile& file, absl::string_view codec, int64_t row,
+                         absl::string_view what) {
+  return file.Error(absl::StatusCode::kInvalidArgument,
+                    absl::StrCat(codec, " tile ", row, " ", what, " (corrupt compressed image)"));
+}
+
 // Every GZIP tile (GZIP_1/GZIP_2 images, and the GZIP_COMPRESSED_DATA fallback column of
 // other codecs) must inflate completely into at most 8 bytes per tile pixel. CFITSIO 4.2
 // inflates tiles into a buffer it keeps doubling while zlib asks for room, so a corrupt
 // stream can make it allocate without bound; zlib itself is safe to run on any bytes.
-absl::Status CheckGzipTiles(const FitsFile& file, const ImageInfo& info, const LONGLONG* naxes,
-                            const std::vector<int64_t>& tiles, int64_t nrows) {
-  fitsfile* f = file.get();
-  int status = 0;
-  char ctype[FLEN_VALUE] = {0};
-  fits_read_key(f, TSTRING, "ZCMPTYPE", ctype, nullptr, &status);
-  if (status != 0) return file.Check(status, "reading ZCMPTYPE");
-  const bool gzip_image = std::strcmp(ctype, "GZIP_1") == 0 || std::strcmp(ctype, "GZIP_2") == 0;
-  std::vector<int> columns;
+absl::Status CheckGzipTiles(const TileTable& t, const std::string& ctype) {
+  const bool gzip_image = ctype == "GZIP_1" || ctype == "GZIP_2";
+  std::vector<uint8_t> bytes, out;
   for (const char* name : {"COMPRESSED_DATA", "GZIP_COMPRESSED_DATA"}) {
     if (std::strcmp(name, "COMPRESSED_DATA") == 0 && !gzip_image) continue;
-    int col = 0;
-    fits_get_colnum(f, CASEINSEN, const_cast<char*>(name), &col, &status);
-    if (status == COL_NOT_FOUND) {
-      fits_clear_errmsg();
-      status = 0;
-      continue;
-    }
-    if (status != 0) return file.Check(status, absl::StrCat("finding column ", name));
-    columns.push_back(col);
-  }
-  if (columns.empty()) return absl::OkStatus();
-  std::vector<int64_t> ntiles(info.naxis);
-  for (int i = 0; i < info.naxis; ++i) ntiles[i] = (naxes[i] + tiles[i] - 1) / tiles[i];
-  std::vector<uint8_t> bytes, out;
-  for (int col : columns) {
-    for (int64_t row = 1; row <= nrows; ++row) {
-      LONGLONG length = 0, offset = 0;
-      fits_read_descriptll(f, col, row, &length, &offset, &status);
-      if (status != 0) return file.Check(status, absl::StrCat("reading tile ", row));
-      if (length == 0) continue;
-      int64_t t = row - 1, pixels = 1;
-      for (int i = 0; i < info.naxis; ++i) {
-        int64_t index = t % ntiles[i];
-        t /= ntiles[i];
-        pixels *= std::min<int64_t>(tiles[i], naxes[i] - index * tiles[i]);
-      }
+    CALIBD_ASSIGN_OR_RETURN(int col, FindColumn(t.file, name));
+    if (col == 0) continue;
+    CALIBD_RETURN_IF_ERROR(ForEachTile(t, col, [&](int64_t row, LONGLONG length,
+                                                   int64_t pixels) -> absl::Status {
       bytes.resize(static_cast<size_t>(length));
-      int anynul = 0;
-      fits_read_col(f, TBYTE, col, row, 1, length, nullptr, bytes.data(), &anynul, &status);
-      if (status != 0) return file.Check(status, absl::StrCat("reading tile ", row));
+      CALIBD_RETURN_IF_ERROR(ReadTile(t.file, col, row, TBYTE, length, bytes.data()));
       out.resize(static_cast<size_t>(pixels * 8 + 1));
       z_stream z{};
       if (inflateInit2(&z, 15 + 32) != Z_OK) {  // gzip or zlib header
-        return file.Error(absl::StatusCode::kInvalidArgument, "zlib could not start");
+        return t.file.Error(absl::StatusCode::kInvalidArgument, "zlib could not start");
       }
       z.next_in = bytes.data();
       z.avail_in = static_cast<uInt>(bytes.size());
       z.next_out = out.data();
       z.avail_out = static_cast<uInt>(out.size());
-      int rc = inflate(&z, Z_FINISH);
+      const int rc = inflate(&z, Z_FINISH);
       inflateEnd(&z);
       if (rc != Z_STREAM_END) {
-        return file.Error(absl::StatusCode::kInvalidArgument,
-                          absl::StrCat("GZIP-compressed tile ", row,
-                                       " does not inflate to the tile's size (corrupt "
-                                       "compressed image)"));
+        return CorruptTile(t.file, "GZIP-compressed", row, "does not inflate to the tile's size");
       }
-    }
+      return absl::OkStatus();
+    }));
   }
   return absl::OkStatus();
 }
@@ -154,39 +194,14 @@ absl::Status CheckGzipTiles(const FitsFile& file, const ImageInfo& info, const L
 // declare exactly the tile's size. CFITSIO 4.2's fits_hdecompress trusts the stream's own
 // nx, ny and clears nx*ny ints of a tile-sized buffer: a heap overflow on corrupt input
 // (found by fuzzing under AddressSanitizer).
-absl::Status CheckHcompressTiles(const FitsFile& file, const ImageInfo& info,
-                                 const LONGLONG* naxes, const std::vector<int64_t>& tiles,
-                                 int64_t nrows) {
-  fitsfile* f = file.get();
-  int status = 0;
-  char ctype[FLEN_VALUE] = {0};
-  fits_read_key(f, TSTRING, "ZCMPTYPE", ctype, nullptr, &status);
-  if (status != 0) return file.Check(status, "reading ZCMPTYPE");
-  if (std::strcmp(ctype, "HCOMPRESS_1") != 0) return absl::OkStatus();
-  int col = 0;
-  fits_get_colnum(f, CASEINSEN, const_cast<char*>("COMPRESSED_DATA"), &col, &status);
-  if (status != 0) return file.Check(status, "finding the COMPRESSED_DATA column");
-  std::vector<int64_t> ntiles(info.naxis);
-  for (int i = 0; i < info.naxis; ++i) ntiles[i] = (naxes[i] + tiles[i] - 1) / tiles[i];
+absl::Status CheckHcompressTiles(const TileTable& t, int col) {
   // magic (2 bytes), nx, ny, scale (4 each), sum (8), bit planes (3): 25 bytes of header.
   constexpr int kHeaderBytes = 25;
-  for (int64_t row = 1; row <= nrows; ++row) {
-    LONGLONG length = 0, offset = 0;
-    fits_read_descriptll(f, col, row, &length, &offset, &status);
-    if (status != 0) return file.Check(status, absl::StrCat("reading tile ", row));
-    if (length == 0) continue;
-    int64_t t = row - 1, pixels = 1;
-    for (int i = 0; i < info.naxis; ++i) {
-      int64_t index = t % ntiles[i];
-      t /= ntiles[i];
-      pixels *= std::min<int64_t>(tiles[i], naxes[i] - index * tiles[i]);
-    }
+  return ForEachTile(t, col, [&](int64_t row, LONGLONG length, int64_t pixels) -> absl::Status {
     uint8_t head[kHeaderBytes] = {0};
     bool ok = length >= kHeaderBytes;
     if (ok) {
-      int anynul = 0;
-      fits_read_col(f, TBYTE, col, row, 1, kHeaderBytes, nullptr, head, &anynul, &status);
-      if (status != 0) return file.Check(status, absl::StrCat("reading tile ", row));
+      CALIBD_RETURN_IF_ERROR(ReadTile(t.file, col, row, TBYTE, kHeaderBytes, head));
       auto be32 = [&](int at) {
         return int64_t{int32_t(uint32_t(head[at]) << 24 | uint32_t(head[at + 1]) << 16 |
                                uint32_t(head[at + 2]) << 8 | uint32_t(head[at + 3]))};
@@ -194,39 +209,19 @@ absl::Status CheckHcompressTiles(const FitsFile& file, const ImageInfo& info,
       const int64_t nx = be32(2), ny = be32(6);
       ok = head[0] == 0xDD && head[1] == 0x99 && nx >= 1 && ny >= 1 && nx * ny == pixels;
     }
-    if (!ok) {
-      return file.Error(absl::StatusCode::kInvalidArgument,
-                        absl::StrCat("HCOMPRESS tile ", row,
-                                     " does not declare the tile's size (corrupt compressed "
-                                     "image)"));
-    }
-  }
-  return absl::OkStatus();
+    if (!ok) return CorruptTile(t.file, "HCOMPRESS", row, "does not declare the tile's size");
+    return absl::OkStatus();
+  });
 }
 
 // For PLIO_1 images: every tile's line list must lie inside its own words. CFITSIO 4.2's
 // pl_l2pi takes the list length and first-instruction index from the list's header and
 // reads wherever they point (found by fuzzing: a crash). Its writes stay within the tile.
-absl::Status CheckPlioTiles(const FitsFile& file, int64_t nrows) {
-  fitsfile* f = file.get();
-  int status = 0;
-  char ctype[FLEN_VALUE] = {0};
-  fits_read_key(f, TSTRING, "ZCMPTYPE", ctype, nullptr, &status);
-  if (status != 0) return file.Check(status, "reading ZCMPTYPE");
-  if (std::strcmp(ctype, "PLIO_1") != 0) return absl::OkStatus();
-  int col = 0;
-  fits_get_colnum(f, CASEINSEN, const_cast<char*>("COMPRESSED_DATA"), &col, &status);
-  if (status != 0) return file.Check(status, "finding the COMPRESSED_DATA column");
+absl::Status CheckPlioTiles(const TileTable& t, int col) {
   std::vector<int16_t> words;
-  for (int64_t row = 1; row <= nrows; ++row) {
-    LONGLONG length = 0, offset = 0;
-    fits_read_descriptll(f, col, row, &length, &offset, &status);
-    if (status != 0) return file.Check(status, absl::StrCat("reading tile ", row));
-    if (length == 0) continue;
+  return ForEachTile(t, col, [&](int64_t row, LONGLONG length, int64_t) -> absl::Status {
     words.assign(static_cast<size_t>(length) + 1, 0);  // 1-based, as pl_l2pi indexes
-    int anynul = 0;
-    fits_read_col(f, TSHORT, col, row, 1, length, nullptr, words.data() + 1, &anynul, &status);
-    if (status != 0) return file.Check(status, absl::StrCat("reading tile ", row));
+    CALIBD_RETURN_IF_ERROR(ReadTile(t.file, col, row, TSHORT, length, words.data() + 1));
     const int64_t n = length;
     bool ok = n >= 5;
     int64_t lllen = 0, llfirt = 0;
@@ -246,84 +241,67 @@ absl::Status CheckPlioTiles(const FitsFile& file, int64_t nrows) {
         ++ip;
       }
     }
-    if (!ok) {
-      return file.Error(absl::StatusCode::kInvalidArgument,
-                        absl::StrCat("PLIO tile ", row,
-                                     " has a line list longer than its data (corrupt "
-                                     "compressed image)"));
-    }
-  }
-  return absl::OkStatus();
+    if (!ok) return CorruptTile(t.file, "PLIO", row, "has a line list longer than its data");
+    return absl::OkStatus();
+  });
 }
 
 // For RICE_1 images: every tile's stream must decode inside its own bytes (see rice_check.h;
 // CFITSIO's decoder would read past them). Reads the compressed bytes once more.
-absl::Status CheckRiceTiles(const FitsFile& file, const ImageInfo& info, const LONGLONG* naxes,
-                            const std::vector<int64_t>& tiles, int64_t nrows) {
-  fitsfile* f = file.get();
-  int status = 0;
-  char ctype[FLEN_VALUE] = {0};
-  fits_read_key(f, TSTRING, "ZCMPTYPE", ctype, nullptr, &status);
-  if (status != 0) return file.Check(status, "reading ZCMPTYPE");
-  if (std::strcmp(ctype, "RICE_1") != 0 && std::strcmp(ctype, "RICE_ONE") != 0) {
-    return absl::OkStatus();
-  }
+absl::Status CheckRiceTiles(const TileTable& t, int col) {
   // Parameters as CFITSIO reads them: ZNAMEi = 'BLOCKSIZE' / 'BYTEPIX' with ZVALi.
   int64_t blocksize = 32, bytepix = 4;
   for (int i = 1; i < 100; ++i) {
+    int status = 0;
     char name[FLEN_VALUE] = {0};
     std::string key = absl::StrCat("ZNAME", i);
-    fits_read_key(f, TSTRING, key.c_str(), name, nullptr, &status);
+    fits_read_key(t.file.get(), TSTRING, key.c_str(), name, nullptr, &status);
     if (status == KEY_NO_EXIST) {
       fits_clear_errmsg();
-      status = 0;
       break;
     }
-    if (status != 0) return file.Check(status, absl::StrCat("reading ", key));
+    if (status != 0) return t.file.Check(status, absl::StrCat("reading ", key));
     std::string val_key = absl::StrCat("ZVAL", i);
     if (std::strcmp(name, "BLOCKSIZE") == 0) {
-      CALIBD_ASSIGN_OR_RETURN(blocksize, ReadIntKey(file, val_key.c_str(), 32));
+      CALIBD_ASSIGN_OR_RETURN(blocksize, ReadIntKey(t.file, val_key.c_str(), 32));
     } else if (std::strcmp(name, "BYTEPIX") == 0) {
-      CALIBD_ASSIGN_OR_RETURN(bytepix, ReadIntKey(file, val_key.c_str(), 4));
+      CALIBD_ASSIGN_OR_RETURN(bytepix, ReadIntKey(t.file, val_key.c_str(), 4));
     }
   }
-  if (info.bitpix < 0) bytepix = 4;  // quantised floating point: 32-bit integers
+  if (t.info.bitpix < 0) bytepix = 4;  // quantised floating point: 32-bit integers
   if (blocksize < 1 || blocksize > (1 << 20) ||
       (bytepix != 1 && bytepix != 2 && bytepix != 4)) {
-    return file.Error(absl::StatusCode::kInvalidArgument,
-                      absl::StrCat("Rice parameters BLOCKSIZE = ", blocksize, ", BYTEPIX = ",
-                                   bytepix, " are not supported"));
+    return t.file.Error(absl::StatusCode::kInvalidArgument,
+                        absl::StrCat("Rice parameters BLOCKSIZE = ", blocksize, ", BYTEPIX = ",
+                                     bytepix, " are not supported"));
   }
-  int col = 0;
-  fits_get_colnum(f, CASEINSEN, const_cast<char*>("COMPRESSED_DATA"), &col, &status);
-  if (status != 0) return file.Check(status, "finding the COMPRESSED_DATA column");
-  std::vector<int64_t> ntiles(info.naxis);
-  for (int i = 0; i < info.naxis; ++i) ntiles[i] = (naxes[i] + tiles[i] - 1) / tiles[i];
   std::vector<uint8_t> bytes;
-  for (int64_t row = 1; row <= nrows; ++row) {
-    LONGLONG length = 0, offset = 0;
-    fits_read_descriptll(f, col, row, &length, &offset, &status);
-    if (status != 0) return file.Check(status, absl::StrCat("reading tile ", row));
-    if (length == 0) continue;  // stored in another column (GZIP or uncompressed)
-    // Pixels in this tile: tiles at the far edges are cut by the image.
-    int64_t t = row - 1, pixels = 1;
-    for (int i = 0; i < info.naxis; ++i) {
-      int64_t index = t % ntiles[i];
-      t /= ntiles[i];
-      pixels *= std::min<int64_t>(tiles[i], naxes[i] - index * tiles[i]);
-    }
+  return ForEachTile(t, col, [&](int64_t row, LONGLONG length, int64_t pixels) -> absl::Status {
     bytes.resize(static_cast<size_t>(length));
-    int anynul = 0;
-    fits_read_col(f, TBYTE, col, row, 1, length, nullptr, bytes.data(), &anynul, &status);
-    if (status != 0) return file.Check(status, absl::StrCat("reading tile ", row));
+    CALIBD_RETURN_IF_ERROR(ReadTile(t.file, col, row, TBYTE, length, bytes.data()));
     if (!RiceStreamIsSafe(bytes.data(), length, pixels, static_cast<int>(bytepix),
                           static_cast<int>(blocksize))) {
-      return file.Error(absl::StatusCode::kInvalidArgument,
-                        absl::StrCat("Rice-compressed tile ", row,
-                                     " ends before its pixels do (corrupt compressed image)"));
+      return CorruptTile(t.file, "Rice-compressed", row, "ends before its pixels do");
     }
+    return absl::OkStatus();
+  });
+}
+
+// Runs the check of the image's codec on its COMPRESSED_DATA tiles, and the GZIP check on the
+// GZIP_COMPRESSED_DATA fallback column every codec may use.
+absl::Status CheckCompressedTiles(const TileTable& t) {
+  CALIBD_ASSIGN_OR_RETURN(const std::string ctype, CompressionType(t.file));
+  CALIBD_RETURN_IF_ERROR(CheckGzipTiles(t, ctype));
+  const bool rice = ctype == "RICE_1" || ctype == "RICE_ONE";
+  if (!rice && ctype != "HCOMPRESS_1" && ctype != "PLIO_1") return absl::OkStatus();
+  CALIBD_ASSIGN_OR_RETURN(const int col, FindColumn(t.file, "COMPRESSED_DATA"));
+  if (col == 0) {
+    return t.file.Error(absl::StatusCode::kInvalidArgument,
+                        "a compressed image without a COMPRESSED_DATA column");
   }
-  return absl::OkStatus();
+  if (rice) return CheckRiceTiles(t, col);
+  if (ctype == "HCOMPRESS_1") return CheckHcompressTiles(t, col);
+  return CheckPlioTiles(t, col);
 }
 
 // Checks a tile-compressed image's table: its declared size fits in the file, the tiles are
@@ -417,10 +395,7 @@ absl::Status CheckCompressedTable(const FitsFile& file, const ImageInfo& info,
       }
     }
   }
-  CALIBD_RETURN_IF_ERROR(CheckGzipTiles(file, info, naxes, tiles, nrows));
-  CALIBD_RETURN_IF_ERROR(CheckHcompressTiles(file, info, naxes, tiles, nrows));
-  CALIBD_RETURN_IF_ERROR(CheckPlioTiles(file, nrows));
-  return CheckRiceTiles(file, info, naxes, tiles, nrows);
+  return CheckCompressedTiles(TileTable{file, info, naxes, tiles, nrows});
 }
 
 // Validates the image in the current HDU before anything is allocated for it.
