@@ -72,18 +72,6 @@ constexpr PixelType kAllTypes[] = {PixelType::kUint8,  PixelType::kInt16,   Pixe
                                    PixelType::kInt32,  PixelType::kUint32,  PixelType::kInt64,
                                    PixelType::kFloat32, PixelType::kFloat64};
 
-int StoredBitpix(PixelType type) {
-  switch (type) {
-    case PixelType::kUint8: return 8;
-    case PixelType::kInt16: case PixelType::kUint16: return 16;
-    case PixelType::kInt32: case PixelType::kUint32: return 32;
-    case PixelType::kInt64: return 64;
-    case PixelType::kFloat32: return -32;
-    case PixelType::kFloat64: return -64;
-  }
-  return 0;
-}
-
 class PixelTypeRoundTrip : public ::testing::TestWithParam<PixelType> {};
 
 TEST_P(PixelTypeRoundTrip, EveryPixelKeepsItsTypeAndValue) {
