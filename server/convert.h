@@ -28,7 +28,8 @@
 #include "google/protobuf/timestamp.pb.h"
 #include "server/build_impl.h"
 #include "server/calibrate_impl.h"
-#include "server/recipe_builder.h"
+#include "server/recipe_options.h"
+#include "server/requests.h"
 #include "server/store_impl.h"
 
 #include "proto/api_convert.h"
