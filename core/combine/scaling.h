@@ -23,9 +23,8 @@ namespace calibd::combine::internal {
 
 // `inputs` are validated (ValidateOptions) and of one shape; for median scaling the
 // workspace holds a histogram.
-absl::StatusOr<std::vector<double>> ScaleFactors(
-    std::vector<std::unique_ptr<FrameSource>>& inputs, const CombineOptions& options,
-    Workspace& ws);
+absl::StatusOr<std::vector<double>> ScaleFactors(std::vector<std::unique_ptr<FrameSource>>& inputs,
+                                                 const CombineOptions& options, Workspace& ws);
 
 }  // namespace calibd::combine::internal
 

@@ -112,8 +112,7 @@ namespace calibd::combine {
 int PlanBandRows(const CombineOptions& o, int n, int width, int height, bool read_variance,
                  bool read_dq) {
   return internal::PlanRows(
-      o, n, height,
-      internal::BandRowBytes(width, n, read_variance ? n : 0, read_dq ? n : 0));
+      o, n, height, internal::BandRowBytes(width, n, read_variance ? n : 0, read_dq ? n : 0));
 }
 
 }  // namespace calibd::combine

@@ -24,8 +24,8 @@
 
 namespace calibd::combine::internal {
 
-inline constexpr size_t kAlign = 64;      // every plane starts on a cache line
-inline constexpr int kMaxSlots = 16;      // scratch slots reserved for concurrent chunks
+inline constexpr size_t kAlign = 64;  // every plane starts on a cache line
+inline constexpr int kMaxSlots = 16;  // scratch slots reserved for concurrent chunks
 inline constexpr int64_t kHistogramBytes = int64_t{65536} * sizeof(uint32_t);
 
 inline size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
@@ -48,11 +48,11 @@ int64_t MinimumBudget(const CombineOptions& options, int n, int64_t row_bytes);
 struct Workspace {
   Buffer buffer;
   size_t bytes = 0;
-  std::vector<float*> data;         // per input: band_rows × width
-  std::vector<float*> variance;     // per input, or null
-  std::vector<uint16_t*> dq;        // per input, or null
+  std::vector<float*> data;      // per input: band_rows × width
+  std::vector<float*> variance;  // per input, or null
+  std::vector<uint16_t*> dq;     // per input, or null
   std::vector<char*> slots;
-  uint32_t* histogram = nullptr;    // kHistogramBytes, when scaling by a median
+  uint32_t* histogram = nullptr;  // kHistogramBytes, when scaling by a median
 
   // Allocates (from `buffers`, or fresh when null) and lays out the planes.
   void Carve(int band_rows, int width, const std::vector<bool>& has_variance,

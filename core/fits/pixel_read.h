@@ -24,8 +24,8 @@ namespace calibd::fits {
 
 // Rows [y0, y0 + rows) through CFITSIO as `datatype` (TFLOAT, TUSHORT, ...) into `out`.
 // With null_to_nan, integer pixels equal to BLANK become NaN (float/double datatypes).
-absl::Status ReadPixels(const FitsFile& file, const ImageInfo& info, int datatype, int y0,
-                        int rows, void* out, bool null_to_nan);
+absl::Status ReadPixels(const FitsFile& file, const ImageInfo& info, int datatype, int y0, int rows,
+                        void* out, bool null_to_nan);
 
 // ReadRawFrame's pixels (stored type, BZERO-unsigned integers unsigned) into `out`, which has
 // the image's type and shape: direct when the HDU allows, else through CFITSIO.
