@@ -15,6 +15,7 @@
 
 #include "absl/time/time.h"
 #include "core/status/status_matchers.h"
+#include "core/hash/sha256.h"
 #include "core/store/store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -369,7 +370,7 @@ TEST_F(FaultTest, SigkillMidUploadLeavesNoPartialVersion) {
     req.mutable_header()->set_detector("itest/big");
     req.mutable_header()->set_kind("bias");
     req.mutable_header()->set_total_bytes(static_cast<int64_t>(fits.size()));
-    req.mutable_header()->set_sha256(store::Sha256Bytes(fits));
+    req.mutable_header()->set_sha256(hash::Sha256Hex(fits));
     ASSERT_TRUE(writer->Write(req));
     for (int i = 0; i < 2; ++i) {
       v1::PutMasterRequest chunk;
@@ -397,7 +398,7 @@ TEST_F(FaultTest, SigkillMidUploadLeavesNoPartialVersion) {
                        client_->PutMasterBytes("bias", fits, "itest/big", "", 1 << 20));
   EXPECT_EQ(put.version().version(), 1);
   EXPECT_FALSE(put.already_existed());
-  EXPECT_EQ(put.version().sha256(), store::Sha256Bytes(fits));
+  EXPECT_EQ(put.version().sha256(), hash::Sha256Hex(fits));
   StillServing();
 }
 

@@ -8,13 +8,12 @@
 #include <thread>
 #include <vector>
 
-#include <openssl/sha.h>
-
 #include "calibd/v1/builder.grpc.pb.h"
 #include "calibd/v1/calibrator.grpc.pb.h"
 #include "calibd/v1/store.grpc.pb.h"
 #include "core/calib/recipe.h"
 #include "core/combine/combine.h"
+#include "core/hash/sha256.h"
 #include "core/fits/fits.h"
 #include "core/image/section.h"
 #include "core/status/status_matchers.h"
@@ -31,6 +30,7 @@
 namespace calibd::server {
 namespace {
 
+using ::calibd::hash::Sha256Hex;
 using ::calibd::testing::CcdModel;
 using ::calibd::testing::GrpcIs;
 using ::calibd::testing::FrameKind;
@@ -39,18 +39,6 @@ using ::calibd::testing::TempDir;
 
 constexpr char kDetector[] = "test/ccd";
 constexpr size_t kChunk = 1000;  // small chunks: many per frame, rows split across chunks
-
-std::string Sha256Hex(const std::string& bytes) {
-  unsigned char md[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), md);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : md) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
-}
 
 std::string ReadFile(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
@@ -63,7 +51,7 @@ std::string ReadFile(const std::string& path) {
 }
 
 google::protobuf::Timestamp Ts(const std::string& iso) {
-  return ToTimestamp(*store::ParseTime(iso));
+  return TimeMicrosToProto(*store::ParseTime(iso));
 }
 
 // A trimmed-shape master whose pixel (x, y) is value(x, y), variance `var`, DQ clear.
@@ -830,6 +818,13 @@ TEST_F(ServerTest, BuildMasterCombinesPreprocessedFrames) {
   EXPECT_EQ(resp.statistics().inputs(), 3);
   EXPECT_EQ(resp.input_sha256_size(), 3);
   EXPECT_TRUE(resp.has_certification());
+  // The stored provenance records the options that ran (no clipping here: it was switched off).
+  const auto& prov = resp.version().provenance().options();
+  ASSERT_EQ(prov.count("combine.method"), 1u);
+  EXPECT_EQ(prov.at("combine.method"), "mean");
+  EXPECT_EQ(prov.at("combine.sigma_clip"), "off");
+  EXPECT_EQ(prov.at("preprocess.masters"), "none");
+  EXPECT_THAT(resp.version().provenance().software_version(), ::testing::StartsWith("calibd "));
 
   // Oracle: overscan-subtract and trim each frame with core, then combine::Combine (mean).
   std::vector<std::unique_ptr<combine::FrameSource>> sources;
@@ -905,6 +900,38 @@ TEST_F(ServerTest, BuildMasterErrors) {
     w->WritesDone();
     EXPECT_THAT(w->Finish(), GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
   }
+}
+
+}  // namespace
+}  // namespace calibd::server
+
+namespace calibd::server {
+namespace {
+
+TEST_F(ServerTest, ErrorsCarryTheRequestIdInMessageAndTrailers) {
+  grpc::ClientContext ctx;
+  v1::GetDetectorRequest req;
+  req.set_name("no/such");
+  v1::DetectorSpec resp;
+  const grpc::Status s = store_->GetDetector(&ctx, req, &resp);
+  ASSERT_THAT(s, GrpcIs(grpc::StatusCode::NOT_FOUND));
+  const auto& trailers = ctx.GetServerTrailingMetadata();
+  auto it = trailers.find("calibd-request-id");
+  ASSERT_NE(it, trailers.end());
+  const std::string id(it->second.data(), it->second.size());
+  EXPECT_EQ(id.size(), 16u);
+  EXPECT_THAT(s.error_message(), ::testing::EndsWith("[request id " + id + "]"));
+}
+
+TEST_F(ServerTest, UnavailableIsASentenceWithoutServerDetail) {
+  StartServer(ServerOptions(), /*open_store=*/false);
+  grpc::ClientContext ctx;
+  v1::ListDetectorsResponse resp;
+  const grpc::Status s = store_->ListDetectors(&ctx, {}, &resp);
+  ASSERT_THAT(s, GrpcIs(grpc::StatusCode::UNAVAILABLE));
+  EXPECT_THAT(s.error_message(), ::testing::StartsWith("the calibration service or its store is "
+                                                       "unavailable; retry shortly [request id "));
+  EXPECT_THAT(s.error_message(), ::testing::Not(::testing::HasSubstr(dir_.path())));
 }
 
 }  // namespace
