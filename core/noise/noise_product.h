@@ -22,6 +22,7 @@
 #define CALIBD_CORE_NOISE_NOISE_PRODUCT_H_
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -51,14 +52,14 @@ struct NoiseProduct {
   std::string kind;
   int width = 0;
   int height = 0;
-  std::vector<NoiseMap> maps;
+  std::deque<NoiseMap> maps;  // a deque: AddMap keeps references to earlier maps valid
   Image<uint16_t> dq;  // width × height (Create fills it with 0)
   Header header;
 
   static NoiseProduct Create(absl::string_view kind, int width, int height);
 
-  // Appends a map of the product's shape (filled with 0) and returns it. The reference stays
-  // valid until the next AddMap.
+  // Appends a map of the product's shape (filled with 0) and returns it; the reference stays
+  // valid while the product lives (later AddMaps do not move it).
   Image<float>& AddMap(absl::string_view name, absl::string_view unit);
   // The map with this name (exact), or nullptr.
   const Image<float>* Find(absl::string_view name) const;

@@ -233,10 +233,10 @@ absl::StatusOr<NoiseProduct> BuildGain(Sources flats, Sources biases, const Gain
     std::vector<std::string> why(num_levels);
     for (int l = 0; l < num_levels; ++l) {
       const SectionSums& s = sums[l][sec];
-      if (s.n < 3) {
-        why[l] = "no valid pixels";
-      } else if (s.seen > 0 && s.saturated / s.seen > options.max_saturated_fraction) {
+      if (s.seen > 0 && s.saturated / s.seen > options.max_saturated_fraction) {
         why[l] = absl::StrCat("saturated (", s.saturated, " of ", s.seen, " pixels)");
+      } else if (s.n < 3) {
+        why[l] = "no valid pixels";
       } else if (sat > 0 && s.Mean() > options.saturation_fraction * sat) {
         why[l] = absl::StrCat("near saturation (mean ", s.Mean(), " > ",
                               options.saturation_fraction, " x ", sat, ")");
