@@ -96,8 +96,10 @@ struct PtcData {
   double Gain(int x) const { return x < kWidth / 2 ? 1.5 : 2.0; }
 };
 
+// `compressed_level`: a level whose fluctuations the detector compresses by 20 % (outside the
+// linear range: its variance falls 36 % below the curve).
 PtcData MakePtc(const std::vector<double>& levels_e, int frames_per_level, double saturation,
-                uint64_t seed) {
+                uint64_t seed, double compressed_level = 0) {
   PtcData d;
   Gaussian g(seed);
   auto response = TruthMap(0.9, 1.1, 0.5);
@@ -108,7 +110,9 @@ PtcData MakePtc(const std::vector<double>& levels_e, int frames_per_level, doubl
     for (int k = 0; k < frames_per_level; ++k) {
       d.flats.Add([&](int x, int y) {
         const double e = level * response(x, y);
-        const double adu = 100 + (e + std::sqrt(e) * g.Next() + d.rn * g.Next()) / d.Gain(x);
+        const double k = level == compressed_level ? 0.8 : 1.0;
+        const double adu =
+            100 + (e + k * (std::sqrt(e) * g.Next() + d.rn * g.Next())) / d.Gain(x);
         return saturation > 0 ? std::min(adu, saturation) : adu;
       });
     }
@@ -117,9 +121,9 @@ PtcData MakePtc(const std::vector<double>& levels_e, int frames_per_level, doubl
 }
 
 TEST(Gain, PhotonTransferPerSectionAndPerPixelMap) {
-  const std::vector<double> levels = {1000, 3000, 8000, 15000, 25000, 60000};
+  const std::vector<double> levels = {1000, 3000, 8000, 15000, 25000, 60000, 30000};
   constexpr int kFrames = 16;
-  PtcData d = MakePtc(levels, kFrames, /*saturation=*/35000, 21);
+  PtcData d = MakePtc(levels, kFrames, /*saturation=*/35000, 21, /*compressed_level=*/30000);
   GainOptions options;
   options.level_sizes.assign(levels.size(), kFrames);
   options.sections = {"[1:32,*]", "[33:64,*]"};
@@ -145,6 +149,12 @@ TEST(Gain, PhotonTransferPerSectionAndPerPixelMap) {
   ASSERT_OK_AND_ASSIGN(std::string why, p.header.GetString("EXCL_1"));
   EXPECT_THAT(why, HasSubstr("level 6"));
   EXPECT_THAT(why, HasSubstr("saturat"));
+  // The compressed level (30000 e-, below saturation) is excluded as non-linear.
+  ASSERT_OK_AND_ASSIGN(bool use7, p.header.GetBool("LEV7_USE"));
+  EXPECT_FALSE(use7);
+  ASSERT_OK_AND_ASSIGN(std::string why7, p.header.GetString("EXCL_2"));
+  EXPECT_THAT(why7, HasSubstr("level 7"));
+  EXPECT_THAT(why7, HasSubstr("outside the linear range"));
   for (int l = 1; l <= 5; ++l) {
     ASSERT_OK_AND_ASSIGN(bool use, p.header.GetBool(absl::StrCat("LEV", l, "_USE")));
     EXPECT_TRUE(use) << l;
