@@ -57,15 +57,24 @@ int Main(int argc, char** argv) {
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (a == "--threads") threads = std::atoi(next().c_str());
-    else if (a == "--levels") levels = std::atoi(next().c_str());
-    else if (a == "--out") out = next();
-    else if (a == "--model") model_path = next();
-    else if (a == "--dark") dark_path = next();
-    else if (a == "--flat") flat_path = next();
-    else if (a == "--exptime") exptime = std::atof(next().c_str());
-    else if (a == "--em-gain") em_gain = std::atof(next().c_str());
-    else files.push_back(a);
+    if (a == "--threads")
+      threads = std::atoi(next().c_str());
+    else if (a == "--levels")
+      levels = std::atoi(next().c_str());
+    else if (a == "--out")
+      out = next();
+    else if (a == "--model")
+      model_path = next();
+    else if (a == "--dark")
+      dark_path = next();
+    else if (a == "--flat")
+      flat_path = next();
+    else if (a == "--exptime")
+      exptime = std::atof(next().c_str());
+    else if (a == "--em-gain")
+      em_gain = std::atof(next().c_str());
+    else
+      files.push_back(a);
   }
   ThreadPool pool(threads);
   auto open = [&](size_t begin, size_t end) -> absl::StatusOr<Sources> {
@@ -85,7 +94,8 @@ int Main(int argc, char** argv) {
     if (!s.ok()) return Fail(s.status());
     if (product == "read_noise") {
       result = BuildReadNoise(std::move(*s), {}, &pool);
-      if (result.ok()) summary = absl::StrCat("\"rdnoise\": ", *result->header.GetDouble("RDNOISE"));
+      if (result.ok())
+        summary = absl::StrCat("\"rdnoise\": ", *result->header.GetDouble("RDNOISE"));
     } else if (product == "noise_model") {
       result = BuildNoiseModel(std::move(*s), {}, &pool);
       if (result.ok()) {
@@ -95,7 +105,8 @@ int Main(int argc, char** argv) {
       }
     } else {
       result = BuildDarkCurrent(std::move(*s), {}, &pool);
-      if (result.ok()) summary = absl::StrCat("\"darkcur\": ", *result->header.GetDouble("DARKCUR"));
+      if (result.ok())
+        summary = absl::StrCat("\"darkcur\": ", *result->header.GetDouble("DARKCUR"));
     }
   } else if (product == "gain") {
     const size_t nflat = size_t(levels) * 2;
@@ -133,7 +144,8 @@ int Main(int argc, char** argv) {
     r.em_gain = em_gain;
     absl::StatusOr<CalibratedFrame> dark = SynthesizeDark(*model, r, &pool);
     if (!dark.ok()) return Fail(dark.status());
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     std::printf(
         "{\"product\": \"synth_dark\", \"frames\": 0, \"width\": %d, \"height\": %d, "
         "\"threads\": %d, \"seconds\": %.4f, \"peak_rss_mb\": %.1f, \"center\": %.6g}\n",

@@ -1,6 +1,7 @@
 // bad_pixels: a DQ map of hot, dead/cold, noisy and under-sampled pixels (noise.h).
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -44,12 +45,15 @@ absl::StatusOr<NoiseProduct> BuildBadPixels(const BadPixelInputs& in,
   if (options.box < 3 || options.box % 2 == 0) {
     return absl::InvalidArgumentError("box must be odd and >= 3");
   }
+  if (options.median_step < 1 || options.median_step > options.box) {
+    return absl::InvalidArgumentError("median_step must be in [1, box]");
+  }
   if (!(options.noisy_sigma > 0)) return absl::InvalidArgumentError("noisy_sigma must be > 0");
   int w = 0, h = 0;
   if (in.dark_current) {
     if (in.dark_current->kind != kKindDarkCurrent) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the dark_current input is a ", in.dark_current->kind, " product"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the dark_current input is a ", in.dark_current->kind, " product"));
     }
     RETURN_IF_ERROR(CheckShape("dark_current product", in.dark_current->width,
                                in.dark_current->height, &w, &h));
@@ -99,11 +103,15 @@ absl::StatusOr<NoiseProduct> BuildBadPixels(const BadPixelInputs& in,
     const CalibratedFrame& f = *in.flat;
     Image<uint8_t> dead = Image<uint8_t>::Filled(w, h, 0);
     const int half = options.box / 2;
-    ParallelFor(pool, h, 4, [&](int64_t y0, int64_t y1) {
+    const int step = options.median_step;
+    const int gw = (w - 1) / step + 1, gh = (h - 1) / step + 1;
+    Image<float> local = Image<float>::Allocate(gw, gh);
+    ParallelFor(pool, gh, 1, [&](int64_t g0, int64_t g1) {
       std::vector<double> window;
-      for (int y = static_cast<int>(y0); y < y1; ++y) {
-        for (int x = 0; x < w; ++x) {
-          const float v = f.data.at(x, y);
+      for (int gy = static_cast<int>(g0); gy < g1; ++gy) {
+        const int y = std::min(h - 1, gy * step);
+        for (int gx = 0; gx < gw; ++gx) {
+          const int x = std::min(w - 1, gx * step);
           window.clear();
           for (int yy = std::max(0, y - half); yy <= std::min(h - 1, y + half); ++yy) {
             for (int xx = std::max(0, x - half); xx <= std::min(w - 1, x + half); ++xx) {
@@ -111,9 +119,20 @@ absl::StatusOr<NoiseProduct> BuildBadPixels(const BadPixelInputs& in,
               if (std::isfinite(u) && !(f.has_dq() && f.dq.at(xx, yy) != 0)) window.push_back(u);
             }
           }
-          if (window.empty()) continue;
-          const double local = calib::Median(absl::MakeSpan(window));
-          if (!std::isfinite(v) || v < options.dead_fraction * local) dead.at(x, y) = 1;
+          local.at(gx, gy) = window.empty()
+                                 ? std::numeric_limits<float>::quiet_NaN()
+                                 : static_cast<float>(calib::Median(absl::MakeSpan(window)));
+        }
+      }
+    });
+    ParallelFor(pool, h, 16, [&](int64_t y0, int64_t y1) {
+      for (int y = static_cast<int>(y0); y < y1; ++y) {
+        const int gy = std::min(gh - 1, (y + step / 2) / step);
+        for (int x = 0; x < w; ++x) {
+          const float m = local.at(std::min(gw - 1, (x + step / 2) / step), gy);
+          if (!std::isfinite(m)) continue;
+          const float v = f.data.at(x, y);
+          if (!std::isfinite(v) || v < options.dead_fraction * m) dead.at(x, y) = 1;
         }
       }
     });
@@ -135,6 +154,7 @@ absl::StatusOr<NoiseProduct> BuildBadPixels(const BadPixelInputs& in,
   p.header.Set("NFEW", nfew, "pixels with too few good frames");
   p.header.Set("DEADFRAC", options.dead_fraction, "dead threshold, fraction of local median");
   p.header.Set("DEADBOX", options.box, "local-median box [pixels]");
+  p.header.Set("DEADSTEP", options.median_step, "local medians every DEADSTEP pixels");
   p.header.Set("NOISYSIG", options.noisy_sigma, "noisy threshold [robust sigma]");
   return p;
 }

@@ -2,6 +2,7 @@
 // hot pixels flagged (noise.h).
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -25,11 +26,11 @@ absl::StatusOr<NoiseProduct> BuildDarkCurrent(Sources darks, const DarkCurrentOp
   CALIBD_RETURN_IF_ERROR(internal::CheckStack(all, "dark frames for dark current", 3));
   std::vector<double> times;
   for (const combine::FrameSource* f : all) {
-    CALIBD_ASSIGN_OR_RETURN(double t, internal::HeaderNumber(*f, options.exposure_key,
-                                                             "the exposure time in seconds"));
+    CALIBD_ASSIGN_OR_RETURN(
+        double t, internal::HeaderNumber(*f, options.exposure_key, "the exposure time in seconds"));
     if (t < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(f->name(), ": ", options.exposure_key,
-                                                     " = ", t, " is negative"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(f->name(), ": ", options.exposure_key, " = ", t, " is negative"));
     }
     times.push_back(t);
   }
@@ -56,7 +57,8 @@ absl::StatusOr<NoiseProduct> BuildDarkCurrent(Sources darks, const DarkCurrentOp
     for (size_t g = 0; g < distinct.size(); ++g) {
       if (spec.groups[g].size() < 2) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "exposure time ", distinct[g], " s has one dark: without variance planes each "
+            "exposure time ", distinct[g],
+            " s has one dark: without variance planes each "
             "exposure time needs >= 2 darks (the scatter gives the weights); supply more"));
       }
     }
@@ -70,28 +72,19 @@ absl::StatusOr<NoiseProduct> BuildDarkCurrent(Sources darks, const DarkCurrentOp
   CALIBD_RETURN_IF_ERROR(internal::FitGroups(spec, options, pool, &fit));
 
   NoiseProduct p = NoiseProduct::Create(kKindDarkCurrent, w, h);
-  Image<float>& rate = p.AddMap("DARK_CURRENT", "electron/s");
-  Image<float>& rate_err = p.AddMap("DARK_CURRENT_ERR", "electron/s");
-  Image<float>& icpt = p.AddMap("DARK_INTERCEPT", "electron");
-  Image<float>& icpt_err = p.AddMap("DARK_INTERCEPT_ERR", "electron");
-  Image<float>& cov = p.AddMap("DARK_COV", "electron2/s");
-  Image<float>& usable = p.AddMap("NUSABLE", "");
-  for (int y = 0; y < h; ++y) {
-    for (int x = 0; x < w; ++x) {
-      icpt.at(x, y) = fit.beta[0].at(x, y);
-      rate.at(x, y) = fit.beta[1].at(x, y);
-      icpt_err.at(x, y) = std::sqrt(fit.cov[0].at(x, y));
-      rate_err.at(x, y) = std::sqrt(fit.cov[3].at(x, y));
-      cov.at(x, y) = fit.cov[1].at(x, y);
-      usable.at(x, y) = fit.usable.at(x, y);
-      if (fit.unfit.at(x, y)) p.dq.at(x, y) |= kDqBad | kDqNoData;
-    }
+  Image<float>& rate = p.AddMap("DARK_CURRENT", "electron/s", std::move(fit.beta[1]));
+  p.AddMap("DARK_CURRENT_ERR", "electron/s", std::move(fit.err[1]));
+  p.AddMap("DARK_INTERCEPT", "electron", std::move(fit.beta[0]));
+  p.AddMap("DARK_INTERCEPT_ERR", "electron", std::move(fit.err[0]));
+  p.AddMap("DARK_COV", "electron2/s", std::move(fit.cov[0]));
+  p.AddMap("NUSABLE", "", std::move(fit.usable));
+  for (int64_t i = 0; i < p.dq.num_pixels(); ++i) {
+    if (fit.unfit.data()[i]) p.dq.data()[i] |= kDqBad | kDqNoData;
   }
   const auto rates = absl::MakeConstSpan(rate.data(), size_t(rate.num_pixels()));
   const double median = internal::FiniteMedian(rates);
   const double sigma = internal::RobustSigma(rates, median);
-  const double threshold =
-      median + std::max(options.hot_sigma * sigma, options.hot_min_rate);
+  const double threshold = median + std::max(options.hot_sigma * sigma, options.hot_min_rate);
   int64_t hot = 0;
   for (int y = 0; y < h; ++y) {
     for (int x = 0; x < w; ++x) {

@@ -36,15 +36,15 @@ absl::StatusOr<std::vector<GainNormalisationRow>> BuildGainNormalisation(
   for (combine::FrameSource* f : all) {
     absl::StatusOr<std::string> setting = f->header().GetText(options.setting_key);
     if (!setting.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          f->name(), ": no header keyword ", options.setting_key,
-          "; supply the gain setting of every flat in it (or name the keyword)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(f->name(), ": no header keyword ", options.setting_key,
+                       "; supply the gain setting of every flat in it (or name the keyword)"));
     }
     if (!acc.count(*setting)) order.push_back(*setting);
     Acc& a = acc[*setting];
     if (f->has_dq()) dq.resize(data.size());
-    absl::Status s = f->ReadRows(sec.y0, sec.height(), data.data(), nullptr,
-                                 f->has_dq() ? dq.data() : nullptr);
+    absl::Status s =
+        f->ReadRows(sec.y0, sec.height(), data.data(), nullptr, f->has_dq() ? dq.data() : nullptr);
     if (!s.ok()) {
       return absl::Status(s.code(), absl::StrCat("reading ", f->name(), ": ", s.message()));
     }
@@ -95,8 +95,8 @@ absl::StatusOr<std::vector<GainNormalisationRow>> BuildGainNormalisation(
     auto it = std::find_if(rows.begin(), rows.end(),
                            [&](const auto& r) { return r.setting == options.reference; });
     if (it == rows.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "reference setting '", options.reference, "' has no flats"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("reference setting '", options.reference, "' has no flats"));
     }
     ref = it - rows.begin();
   } else {

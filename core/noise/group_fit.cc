@@ -15,7 +15,10 @@ GroupFitOutput GroupFitOutput::Allocate(int p, int width, int height) {
   constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
   GroupFitOutput out;
   for (int j = 0; j < p; ++j) out.beta.push_back(Image<float>::Filled(width, height, kNaN));
-  for (int j = 0; j < p * p; ++j) out.cov.push_back(Image<float>::Filled(width, height, kNaN));
+  for (int j = 0; j < p; ++j) out.err.push_back(Image<float>::Filled(width, height, kNaN));
+  for (int j = 0; j < p * (p - 1) / 2; ++j) {
+    out.cov.push_back(Image<float>::Filled(width, height, kNaN));
+  }
   out.adj_r2 = Image<float>::Filled(width, height, kNaN);
   out.usable = Image<float>::Filled(width, height, 0);
   out.unfit = Image<uint16_t>::Filled(width, height, 0);
@@ -79,8 +82,14 @@ absl::Status FitGroups(const GroupFitSpec& spec, const StackOptions& options, Th
           }
           const double cov_scale = spec.weighted ? 1.0 : chi2 / (usable - p);
           for (int j = 0; j < p; ++j) out->beta[j].at(x, yy) = static_cast<float>(beta[j]);
-          for (int j = 0; j < p * p; ++j) {
-            out->cov[j].at(x, yy) = static_cast<float>(cov[j] * cov_scale);
+          for (int j = 0; j < p; ++j) {
+            out->err[j].at(x, yy) = static_cast<float>(std::sqrt(cov[j * p + j] * cov_scale));
+          }
+          int k = 0;
+          for (int j = 0; j < p; ++j) {
+            for (int l = j + 1; l < p; ++l) {
+              out->cov[k++].at(x, yy) = static_cast<float>(cov[j * p + l] * cov_scale);
+            }
           }
           // Weighted adjusted R²: 1 − (1 − R²)(n − 1)/(n − p), R² = 1 − χ²/Σw(y − ȳw)².
           if (usable > p) {

@@ -35,10 +35,11 @@ struct GroupFitSpec {
 
 struct GroupFitOutput {
   std::vector<Image<float>> beta;  // p planes
-  std::vector<Image<float>> cov;   // p×p planes, row-major (symmetric)
+  std::vector<Image<float>> err;   // p planes: sqrt of the covariance's diagonal
+  std::vector<Image<float>> cov;   // the off-diagonal covariances, (0,1), (0,2), (1,2)
   Image<float> adj_r2;
-  Image<float> usable;             // usable sub-stacks per pixel
-  Image<uint16_t> unfit;           // 1 where the pixel could not be fitted
+  Image<float> usable;    // usable sub-stacks per pixel
+  Image<uint16_t> unfit;  // 1 where the pixel could not be fitted
 
   static GroupFitOutput Allocate(int p, int width, int height);
 };

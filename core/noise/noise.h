@@ -43,8 +43,8 @@ namespace calibd::noise {
 using Sources = std::vector<std::unique_ptr<combine::FrameSource>>;
 
 struct StackOptions {
-  double gain = 1.0;                   // e⁻ per input unit, > 0
-  uint16_t dq_mask = 0xFFFF;           // input DQ bits that mask a value
+  double gain = 1.0;                                 // e⁻ per input unit, > 0
+  uint16_t dq_mask = 0xFFFF;                         // input DQ bits that mask a value
   int64_t memory_budget_bytes = int64_t{256} << 20;  // band scratch (outputs not counted)
 };
 
@@ -80,9 +80,9 @@ absl::StatusOr<NoiseProduct> BuildReadNoise(Sources biases, const ReadNoiseOptio
 // DQ bad where the per-pixel slope is not positive. Fewer than 3 levels, or fewer than 3
 // usable → INVALID_ARGUMENT naming the levels and why.
 struct GainOptions {
-  std::vector<int> level_sizes;        // empty: pairs
-  std::vector<std::string> sections;   // FITS sections, one per amplifier; empty: the frame
-  double saturation = 0;               // input units; 0: unknown (only DQ saturated counts)
+  std::vector<int> level_sizes;       // empty: pairs
+  std::vector<std::string> sections;  // FITS sections, one per amplifier; empty: the frame
+  double saturation = 0;              // input units; 0: unknown (only DQ saturated counts)
   double saturation_fraction = 0.9;
   double max_saturated_fraction = 0.001;
   double nonlinearity_sigma = 5.0;
@@ -115,6 +115,8 @@ absl::StatusOr<NoiseProduct> BuildDarkCurrent(Sources darks, const DarkCurrentOp
 // ---- bad_pixels: a DQ map from the products above and/or a flat --------------------------
 // hot:   the dark_current product's DQ hot                                  → DQ hot
 // dead:  flat / (median of the flat in a `box`×`box` window) < dead_fraction → DQ dead
+//        (the window's median is computed every `median_step` pixels, the nearest used: the
+//        local level varies slowly, a dead pixel is a point; 16x fewer medians at step 4)
 // noisy: read noise > median + noisy_sigma × robust σ of the read-noise map  → DQ bad
 // few:   no_data in any given product (too few good frames)                 → DQ bad|no_data
 // At least one input. Header NHOT, NDEAD, NNOISY, NFEW and the thresholds used. The
@@ -122,6 +124,7 @@ absl::StatusOr<NoiseProduct> BuildDarkCurrent(Sources darks, const DarkCurrentOp
 struct BadPixelOptions {
   double dead_fraction = 0.5;  // ccdproc ccdmask / corgidrp's cold threshold, relative
   int box = 15;                // odd, >= 3
+  int median_step = 4;         // local medians on a grid of this step (nearest one used); 1 = exact
   double noisy_sigma = 5.0;
 };
 struct BadPixelInputs {
@@ -151,8 +154,8 @@ struct NoiseModelOptions : StackOptions {
   std::string em_gain_key = "EMGAIN";  // the detector spec's logical key em_gain
   bool weighted = true;
   bool use_input_variance = true;
-  std::string prescan_section;         // FITS section of the frame; "" = none
-  std::optional<double> temperature;   // recorded as TEMPMOD (for temperature scaling)
+  std::string prescan_section;        // FITS section of the frame; "" = none
+  std::optional<double> temperature;  // recorded as TEMPMOD (for temperature scaling)
 };
 absl::StatusOr<NoiseProduct> BuildNoiseModel(Sources darks, const NoiseModelOptions& options,
                                              ThreadPool* pool = nullptr);
@@ -174,8 +177,8 @@ struct GainNormalisationRow {
 };
 struct GainNormalisationOptions {
   std::string setting_key = "GAINMODE";
-  std::string section;          // "" = whole frame
-  std::string reference;        // "" = the lowest response
+  std::string section;    // "" = whole frame
+  std::string reference;  // "" = the lowest response
   uint16_t dq_mask = 0xFFFF;
 };
 absl::StatusOr<std::vector<GainNormalisationRow>> BuildGainNormalisation(
@@ -191,8 +194,8 @@ NoiseProduct GainNormalisationProduct(const std::vector<GainNormalisationRow>& r
 // `temperature_coefficient` and `temperature` are set and the product has TEMPMOD): D is
 // multiplied by exp(c·(T − TEMPMOD)). Header: SYNTHDRK = T, SYNMODEL = kind, EXPTIME, EMGAIN.
 struct SynthDarkRequest {
-  double exptime = 0;        // s, >= 0
-  double em_gain = 1;        // > 0
+  double exptime = 0;  // s, >= 0
+  double em_gain = 1;  // > 0
   std::optional<double> temperature;
   std::optional<double> temperature_coefficient;  // c, 1/K
 };

@@ -20,7 +20,9 @@ namespace calibd::noise {
 
 namespace {
 
-bool Near(double a, double b) { return std::abs(a - b) <= 1e-6 * std::max(std::abs(a), std::abs(b)); }
+bool Near(double a, double b) {
+  return std::abs(a - b) <= 1e-6 * std::max(std::abs(a), std::abs(b));
+}
 
 }  // namespace
 
@@ -35,13 +37,13 @@ absl::StatusOr<NoiseProduct> BuildNoiseModel(Sources darks, const NoiseModelOpti
   std::vector<std::pair<double, double>> settings;  // (g, t)
   std::vector<int> index;
   for (const combine::FrameSource* f : all) {
-    CALIBD_ASSIGN_OR_RETURN(double g, internal::HeaderNumber(*f, options.em_gain_key,
-                                                             "the EM gain (em_gain)"));
-    CALIBD_ASSIGN_OR_RETURN(double t, internal::HeaderNumber(*f, options.exposure_key,
-                                                             "the exposure time in seconds"));
+    CALIBD_ASSIGN_OR_RETURN(
+        double g, internal::HeaderNumber(*f, options.em_gain_key, "the EM gain (em_gain)"));
+    CALIBD_ASSIGN_OR_RETURN(
+        double t, internal::HeaderNumber(*f, options.exposure_key, "the exposure time in seconds"));
     if (!(g > 0) || t < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(f->name(), ": EM gain ", g,
-                                                     " must be > 0 and exposure ", t, " >= 0"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(f->name(), ": EM gain ", g, " must be > 0 and exposure ", t, " >= 0"));
     }
     int k = 0;
     while (k < static_cast<int>(settings.size()) &&
@@ -59,7 +61,8 @@ absl::StatusOr<NoiseProduct> BuildNoiseModel(Sources darks, const NoiseModelOpti
   if (settings.size() < 4) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the noise model needs sub-stacks at >= 4 distinct (EM gain, exposure time) settings, "
-        "got ", settings.size(), ": ", describe(), "; supply darks at more settings"));
+        "got ",
+        settings.size(), ": ", describe(), "; supply darks at more settings"));
   }
   internal::GroupFitSpec spec;
   spec.p = 3;
@@ -74,7 +77,8 @@ absl::StatusOr<NoiseProduct> BuildNoiseModel(Sources darks, const NoiseModelOpti
     for (size_t k = 0; k < settings.size(); ++k) {
       if (spec.groups[k].size() < 2) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "setting (g=", settings[k].first, ", t=", settings[k].second, " s) has one frame: "
+            "setting (g=", settings[k].first, ", t=", settings[k].second,
+            " s) has one frame: "
             "weighting by the sub-stack scatter needs >= 2 frames per setting (or variance "
             "planes); supply more"));
       }
@@ -92,38 +96,47 @@ absl::StatusOr<NoiseProduct> BuildNoiseModel(Sources darks, const NoiseModelOpti
   CALIBD_RETURN_IF_ERROR(s);
 
   NoiseProduct p = NoiseProduct::Create(kKindNoiseModel, w, h);
-  const char* names[3] = {"FPN", "DARK_CURRENT", "CIC"};
-  const char* units[3] = {"electron", "electron/s", "electron"};
-  for (int j = 0; j < 3; ++j) {
-    Image<float>& v = p.AddMap(names[j], units[j]);
-    for (int64_t i = 0; i < v.num_pixels(); ++i) v.data()[i] = fit.beta[j].data()[i];
-    Image<float>& e = p.AddMap(absl::StrCat(names[j], "_ERR"), units[j]);
-    for (int64_t i = 0; i < e.num_pixels(); ++i) {
-      e.data()[i] = std::sqrt(fit.cov[j * 3 + j].data()[i]);
-    }
-  }
-  const std::pair<int, int> pairs[3] = {{0, 1}, {0, 2}, {1, 2}};
-  const char* cov_names[3] = {"COV_F_D", "COV_F_C", "COV_D_C"};
-  const char* cov_units[3] = {"electron2/s", "electron2", "electron2/s"};
-  for (int k = 0; k < 3; ++k) {
-    Image<float>& c = p.AddMap(cov_names[k], cov_units[k]);
-    const Image<float>& src = fit.cov[pairs[k].first * 3 + pairs[k].second];
-    for (int64_t i = 0; i < c.num_pixels(); ++i) c.data()[i] = src.data()[i];
-  }
-  Image<float>& r2 = p.AddMap("ADJ_R2", "");
-  Image<float>& usable = p.AddMap("NUSABLE", "");
-  for (int64_t i = 0; i < r2.num_pixels(); ++i) {
-    r2.data()[i] = fit.adj_r2.data()[i];
-    usable.data()[i] = fit.usable.data()[i];
-    if (fit.unfit.data()[i]) p.dq.data()[i] |= kDqBad | kDqNoData;
-  }
   int64_t fitted = 0;
   double sums[3] = {0, 0, 0};
-  for (int64_t i = 0; i < r2.num_pixels(); ++i) {
-    if (fit.unfit.data()[i]) continue;
+  for (int64_t i = 0; i < p.dq.num_pixels(); ++i) {
+    if (fit.unfit.data()[i]) {
+      p.dq.data()[i] |= kDqBad | kDqNoData;
+      continue;
+    }
     ++fitted;
     for (int j = 0; j < 3; ++j) sums[j] += fit.beta[j].data()[i];
   }
+  // The bias offset over the prescan, before the planes move into the product.
+  double bias_offset = 0, bias_offset_err = 0;
+  if (!options.prescan_section.empty()) {
+    CALIBD_ASSIGN_OR_RETURN(Section sec, ParseFitsSection(options.prescan_section, w, h));
+    std::vector<double> v, var;
+    for (int y = sec.y0; y < sec.y1; ++y) {
+      for (int x = sec.x0; x < sec.x1; ++x) {
+        if (fit.unfit.at(x, y)) continue;
+        v.push_back(fit.beta[0].at(x, y) + fit.beta[2].at(x, y));
+        const double ef = fit.err[0].at(x, y), ec = fit.err[2].at(x, y);
+        var.push_back(ef * ef + ec * ec + 2 * fit.cov[1].at(x, y));
+      }
+    }
+    if (v.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("no fitted pixel in prescan_section ", options.prescan_section));
+    }
+    bias_offset_err = 1.2533 * std::sqrt(calib::Mean(var) / double(v.size()));
+    bias_offset = calib::Median(absl::MakeSpan(v));
+  }
+  const char* names[3] = {"FPN", "DARK_CURRENT", "CIC"};
+  const char* units[3] = {"electron", "electron/s", "electron"};
+  for (int j = 0; j < 3; ++j) {
+    p.AddMap(names[j], units[j], std::move(fit.beta[j]));
+    p.AddMap(absl::StrCat(names[j], "_ERR"), units[j], std::move(fit.err[j]));
+  }
+  p.AddMap("COV_F_D", "electron2/s", std::move(fit.cov[0]));
+  p.AddMap("COV_F_C", "electron2", std::move(fit.cov[1]));
+  p.AddMap("COV_D_C", "electron2/s", std::move(fit.cov[2]));
+  p.AddMap("ADJ_R2", "", std::move(fit.adj_r2));
+  p.AddMap("NUSABLE", "", std::move(fit.usable));
   const char* mean_keys[3] = {"FPNMEAN", "DCMEAN", "CICMEAN"};
   for (int j = 0; j < 3; ++j) {
     p.header.Set(mean_keys[j], fitted > 0 ? sums[j] / fitted : 0.0,
@@ -138,24 +151,8 @@ absl::StatusOr<NoiseProduct> BuildNoiseModel(Sources darks, const NoiseModelOpti
                  "frames");
   }
   if (!options.prescan_section.empty()) {
-    CALIBD_ASSIGN_OR_RETURN(Section sec, ParseFitsSection(options.prescan_section, w, h));
-    std::vector<double> v, var;
-    for (int y = sec.y0; y < sec.y1; ++y) {
-      for (int x = sec.x0; x < sec.x1; ++x) {
-        if (fit.unfit.at(x, y)) continue;
-        v.push_back(fit.beta[0].at(x, y) + fit.beta[2].at(x, y));
-        var.push_back(fit.cov[0].at(x, y) + fit.cov[8].at(x, y) + 2 * fit.cov[2].at(x, y));
-      }
-    }
-    if (v.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "no fitted pixel in prescan_section ", options.prescan_section));
-    }
-    const double mean_var = calib::Mean(var);
-    const size_t n = v.size();
-    p.header.Set("BIASOFF", calib::Median(absl::MakeSpan(v)),
-                 "bias offset: median of F + C over the prescan [e-]");
-    p.header.Set("BIASOFFE", 1.2533 * std::sqrt(mean_var / double(n)), "its standard error [e-]");
+    p.header.Set("BIASOFF", bias_offset, "bias offset: median of F + C over the prescan [e-]");
+    p.header.Set("BIASOFFE", bias_offset_err, "its standard error [e-]");
   }
   if (options.temperature) p.header.Set("TEMPMOD", *options.temperature, "temperature [C]");
   p.header.Set("EMGAINKY", options.em_gain_key, "header keyword of the EM gain");

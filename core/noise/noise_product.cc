@@ -29,8 +29,14 @@ NoiseProduct NoiseProduct::Create(absl::string_view kind, int width, int height)
 }
 
 Image<float>& NoiseProduct::AddMap(absl::string_view name, absl::string_view unit) {
-  maps.push_back(NoiseMap{std::string(name), std::string(unit),
-                          Image<float>::Filled(width, height, 0.0f)});
+  maps.push_back(
+      NoiseMap{std::string(name), std::string(unit), Image<float>::Filled(width, height, 0.0f)});
+  return maps.back().data;
+}
+
+Image<float>& NoiseProduct::AddMap(absl::string_view name, absl::string_view unit,
+                                   Image<float> data) {
+  maps.push_back(NoiseMap{std::string(name), std::string(unit), std::move(data)});
   return maps.back().data;
 }
 
@@ -71,8 +77,7 @@ absl::Status CreateImage(const FitsFile& file, int bitpix, int w, int h) {
   return file.Check(status, "creating an image HDU", absl::StatusCode::kInternal);
 }
 
-absl::Status WritePixelsAndSum(const FitsFile& file, int datatype, int64_t n,
-                               const void* pixels) {
+absl::Status WritePixelsAndSum(const FitsFile& file, int datatype, int64_t n, const void* pixels) {
   int status = 0;
   fits_write_img(file.get(), datatype, 1, n, const_cast<void*>(pixels), &status);
   fits_write_chksum(file.get(), &status);
@@ -82,7 +87,8 @@ absl::Status WritePixelsAndSum(const FitsFile& file, int datatype, int64_t n,
 absl::Status WriteBody(const FitsFile& file, const NoiseProduct& p) {
   int status = 0;
   fits_create_img(file.get(), BYTE_IMG, 0, nullptr, &status);
-  CALIBD_RETURN_IF_ERROR(file.Check(status, "creating the primary HDU", absl::StatusCode::kInternal));
+  CALIBD_RETURN_IF_ERROR(
+      file.Check(status, "creating the primary HDU", absl::StatusCode::kInternal));
   Header header = p.header;
   header.Set("PRODUCT", p.kind, "calibd noise product kind");
   header.Set("NMAPS", static_cast<int64_t>(p.maps.size()), "image HDUs after this one (+ DQ)");
@@ -109,23 +115,23 @@ absl::Status WriteBody(const FitsFile& file, const NoiseProduct& p) {
 absl::Status WriteNoiseProduct(const std::string& path, const NoiseProduct& product,
                                bool overwrite) {
   if (product.width <= 0 || product.height <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot write '", path,
-                                                   "': the product has no pixels"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot write '", path, "': the product has no pixels"));
   }
   if (product.kind.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot write '", path,
-                                                   "': the product has no kind"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot write '", path, "': the product has no kind"));
   }
   std::set<std::string> names = {"DQ"};
   for (const NoiseMap& m : product.maps) {
     if (m.name.empty() || !names.insert(m.name).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cannot write '", path, "': map name '", m.name, "' is empty, DQ or a duplicate"));
+      return absl::InvalidArgumentError(absl::StrCat("cannot write '", path, "': map name '",
+                                                     m.name, "' is empty, DQ or a duplicate"));
     }
     if (m.data.width() != product.width || m.data.height() != product.height) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cannot write '", path, "': map ", m.name, " is ", m.data.width(), "x",
-          m.data.height(), ", the product ", product.width, "x", product.height));
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot write '", path, "': map ", m.name, " is ", m.data.width(), "x",
+                       m.data.height(), ", the product ", product.width, "x", product.height));
     }
   }
   if (product.dq.width() != product.width || product.dq.height() != product.height) {
@@ -176,8 +182,8 @@ absl::StatusOr<NoiseProduct> ReadNoiseProduct(const std::string& path) {
       p.height = static_cast<int>(naxes[1]);
     } else if (naxes[0] != p.width || naxes[1] != p.height) {
       return file.Error(absl::StatusCode::kInvalidArgument,
-                        absl::StrCat("maps of different shapes (", naxes[0], "x", naxes[1],
-                                     " and ", p.width, "x", p.height, ")"));
+                        absl::StrCat("maps of different shapes (", naxes[0], "x", naxes[1], " and ",
+                                     p.width, "x", p.height, ")"));
     }
     CALIBD_ASSIGN_OR_RETURN(Header h, fits::ReadHeaderCards(file, false));
     absl::StatusOr<std::string> name = h.GetString("EXTNAME");

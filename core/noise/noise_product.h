@@ -53,7 +53,7 @@ struct NoiseProduct {
   int width = 0;
   int height = 0;
   std::deque<NoiseMap> maps;  // a deque: AddMap keeps references to earlier maps valid
-  Image<uint16_t> dq;  // width × height (Create fills it with 0)
+  Image<uint16_t> dq;         // width × height (Create fills it with 0)
   Header header;
 
   static NoiseProduct Create(absl::string_view kind, int width, int height);
@@ -61,6 +61,8 @@ struct NoiseProduct {
   // Appends a map of the product's shape (filled with 0) and returns it; the reference stays
   // valid while the product lives (later AddMaps do not move it).
   Image<float>& AddMap(absl::string_view name, absl::string_view unit);
+  // The same with a plane of the product's shape, moved in (no copy).
+  Image<float>& AddMap(absl::string_view name, absl::string_view unit, Image<float> data);
   // The map with this name (exact), or nullptr.
   const Image<float>* Find(absl::string_view name) const;
   Image<float>* FindMutable(absl::string_view name);

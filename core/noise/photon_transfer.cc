@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "core/image/dq.h"
 #include "core/image/section.h"
 #include "core/noise/noise.h"
@@ -22,15 +23,29 @@ constexpr float kNaNf = std::numeric_limits<float>::quiet_NaN();
 
 // Sums over one section of one level (or of the biases).
 struct SectionSums {
-  double n = 0, sum_mean = 0;     // valid pixels, Σ (F1 + F2)/2
-  double sum_d = 0, sum_d2 = 0;   // Σ (F1 − F2), Σ (F1 − F2)²
-  double saturated = 0, seen = 0; // pixels at/above saturation (either frame), pixels looked at
+  double n = 0, sum_mean = 0;      // valid pixels, Σ (F1 + F2)/2
+  double sum_d = 0, sum_d2 = 0;    // Σ (F1 − F2), Σ (F1 − F2)²
+  double saturated = 0, seen = 0;  // pixels at/above saturation (either frame), pixels looked at
   double Mean() const { return sum_mean / n; }
   double DiffVarHalf() const {  // var(F1 − F2)/2, ddof 1
     const double m = sum_d / n;
     return (sum_d2 - n * m * m) / (n - 1) / 2;
   }
 };
+
+void Merge(const std::vector<SectionSums>& local, std::vector<SectionSums>* total,
+           absl::Mutex* mu) {
+  absl::MutexLock lock(mu);
+  for (size_t s = 0; s < local.size(); ++s) {
+    SectionSums& t = (*total)[s];
+    t.n += local[s].n;
+    t.sum_mean += local[s].sum_mean;
+    t.sum_d += local[s].sum_d;
+    t.sum_d2 += local[s].sum_d2;
+    t.saturated += local[s].saturated;
+    t.seen += local[s].seen;
+  }
+}
 
 struct Band {
   std::vector<float> data;
@@ -43,14 +58,16 @@ absl::Status ReadBand(combine::FrameSource* f, int y0, int rows, Band* b) {
   b->data.resize(n);
   b->has_dq = f->has_dq();
   if (b->has_dq) b->dq.resize(n);
-  absl::Status s = f->ReadRows(y0, rows, b->data.data(), nullptr, b->has_dq ? b->dq.data() : nullptr);
-  if (!s.ok()) return absl::Status(s.code(), absl::StrCat("reading ", f->name(), ": ", s.message()));
+  absl::Status s =
+      f->ReadRows(y0, rows, b->data.data(), nullptr, b->has_dq ? b->dq.data() : nullptr);
+  if (!s.ok())
+    return absl::Status(s.code(), absl::StrCat("reading ", f->name(), ": ", s.message()));
   return absl::OkStatus();
 }
 
 struct LinearFit {
-  double a = 0, b = 0;              // var = a + b·mean
-  double caa = 0, cab = 0, cbb = 0; // covariance
+  double a = 0, b = 0;               // var = a + b·mean
+  double caa = 0, cab = 0, cbb = 0;  // covariance
 };
 
 bool FitLine(const std::vector<double>& x, const std::vector<double>& y,
@@ -73,8 +90,10 @@ absl::StatusOr<NoiseProduct> BuildGain(Sources flats, Sources biases, const Gain
   internal::Group flat_group, bias_group;
   for (auto& s : flats) flat_group.push_back(s.get());
   for (auto& s : biases) bias_group.push_back(s.get());
-  CALIBD_RETURN_IF_ERROR(internal::CheckStack(flat_group, "flats for the photon transfer curve", 2));
-  CALIBD_RETURN_IF_ERROR(internal::CheckStack(bias_group, "biases for the photon transfer curve", 2));
+  CALIBD_RETURN_IF_ERROR(
+      internal::CheckStack(flat_group, "flats for the photon transfer curve", 2));
+  CALIBD_RETURN_IF_ERROR(
+      internal::CheckStack(bias_group, "biases for the photon transfer curve", 2));
   const int w = flat_group[0]->width(), h = flat_group[0]->height();
   if (bias_group[0]->width() != w || bias_group[0]->height() != h) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -90,23 +109,24 @@ absl::StatusOr<NoiseProduct> BuildGain(Sources flats, Sources biases, const Gain
     for (int n : sizes) {
       if (n < 2) return absl::InvalidArgumentError("every flat level needs >= 2 frames");
       if (at + n > flat_group.size()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "level_sizes add up to more than the ", flat_group.size(), " flats given"));
+        return absl::InvalidArgumentError(absl::StrCat("level_sizes add up to more than the ",
+                                                       flat_group.size(), " flats given"));
       }
       levels.emplace_back(flat_group.begin() + at, flat_group.begin() + at + n);
       at += n;
     }
     if (at != flat_group.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          flat_group.size() - at, " flat(s) left over: flats come in pairs (or as level_sizes "
-          "says), supply the missing frame or drop the extra one"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(flat_group.size() - at,
+                       " flat(s) left over: flats come in pairs (or as level_sizes "
+                       "says), supply the missing frame or drop the extra one"));
     }
   }
   const int num_levels = static_cast<int>(levels.size());
   if (num_levels < 3) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the photon transfer curve needs flat pairs at >= 3 illumination levels, got ",
-        num_levels, ": supply pairs of flats at more levels"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the photon transfer curve needs flat pairs at >= 3 illumination levels, got ",
+                     num_levels, ": supply pairs of flats at more levels"));
   }
   std::vector<Section> sections;
   if (options.sections.empty()) {
@@ -142,83 +162,92 @@ absl::StatusOr<NoiseProduct> BuildGain(Sources flats, Sources biases, const Gain
   const int band_rows =
       internal::PlanBandRows(options.memory_budget_bytes, w, h, 6 * int64_t{max_frames} + 24);
   std::vector<Band> bands(max_frames);
+  absl::Mutex mu;
   for (int y0 = 0; y0 < h; y0 += band_rows) {
     const int rows = std::min(band_rows, h - y0);
     // Biases: per-pixel mean of all, pair difference of the first two.
     for (size_t k = 0; k < bias_group.size(); ++k) {
       CALIBD_RETURN_IF_ERROR(ReadBand(bias_group[k], y0, rows, &bands[k]));
     }
-    for (int r = 0; r < rows; ++r) {
-      for (int x = 0; x < w; ++x) {
-        const size_t i = size_t(r) * w + x;
-        double s = 0;
-        int n = 0;
-        bool pair_ok = true;
-        for (size_t k = 0; k < bias_group.size(); ++k) {
-          const float v = bands[k].data[i];
-          const bool ok = std::isfinite(v) && !(bands[k].has_dq && (bands[k].dq[i] & mask));
-          if (ok) {
-            s += v;
-            ++n;
-          } else if (k < 2) {
-            pair_ok = false;
+    ParallelFor(pool, rows, 8, [&](int64_t r0, int64_t r1) {
+      std::vector<SectionSums> local(num_sections);
+      for (int r = static_cast<int>(r0); r < r1; ++r) {
+        for (int x = 0; x < w; ++x) {
+          const size_t i = size_t(r) * w + x;
+          double s = 0;
+          int n = 0;
+          bool pair_ok = true;
+          for (size_t k = 0; k < bias_group.size(); ++k) {
+            const float v = bands[k].data[i];
+            const bool ok = std::isfinite(v) && !(bands[k].has_dq && (bands[k].dq[i] & mask));
+            if (ok) {
+              s += v;
+              ++n;
+            } else if (k < 2) {
+              pair_ok = false;
+            }
+          }
+          if (n > 0) bias_mean.at(x, y0 + r) = static_cast<float>(s / n);
+          const int sec = section_of(x, y0 + r);
+          if (sec >= 0 && pair_ok) {
+            const double d = double(bands[0].data[i]) - bands[1].data[i];
+            SectionSums& b = local[sec];
+            b.n += 1;
+            b.sum_mean += s / n;
+            b.sum_d += d;
+            b.sum_d2 += d * d;
           }
         }
-        if (n > 0) bias_mean.at(x, y0 + r) = static_cast<float>(s / n);
-        const int sec = section_of(x, y0 + r);
-        if (sec >= 0 && pair_ok) {
-          const double d = double(bands[0].data[i]) - bands[1].data[i];
-          SectionSums& b = bias_sums[sec];
-          b.n += 1;
-          b.sum_mean += s / n;
-          b.sum_d += d;
-          b.sum_d2 += d * d;
-        }
       }
-    }
+      Merge(local, &bias_sums, &mu);
+    });
     for (int l = 0; l < num_levels; ++l) {
       const internal::Group& level = levels[l];
       for (size_t k = 0; k < level.size(); ++k) {
         CALIBD_RETURN_IF_ERROR(ReadBand(level[k], y0, rows, &bands[k]));
       }
-      for (int r = 0; r < rows; ++r) {
-        for (int x = 0; x < w; ++x) {
-          const size_t i = size_t(r) * w + x;
-          const int sec = section_of(x, y0 + r);
-          bool pair_ok = true, pair_sat = false;
-          double mean = 0, m2 = 0;
-          int n = 0;
-          for (size_t k = 0; k < level.size(); ++k) {
-            const float v = bands[k].data[i];
-            const uint16_t dq = bands[k].has_dq ? bands[k].dq[i] : 0;
-            const bool saturated = (sat > 0 && v >= sat) || (dq & kDqSaturated);
-            const bool ok = std::isfinite(v) && !(dq & mask) && !saturated;
-            if (k < 2) {
-              pair_sat = pair_sat || saturated;
-              pair_ok = pair_ok && ok;
+      ParallelFor(pool, rows, 8, [&](int64_t r0, int64_t r1) {
+        std::vector<SectionSums> local(num_sections);
+        for (int r = static_cast<int>(r0); r < r1; ++r) {
+          for (int x = 0; x < w; ++x) {
+            const size_t i = size_t(r) * w + x;
+            const int sec = section_of(x, y0 + r);
+            bool pair_ok = true, pair_sat = false;
+            double mean = 0, m2 = 0;
+            int n = 0;
+            for (size_t k = 0; k < level.size(); ++k) {
+              const float v = bands[k].data[i];
+              const uint16_t dq = bands[k].has_dq ? bands[k].dq[i] : 0;
+              const bool saturated = (sat > 0 && v >= sat) || (dq & kDqSaturated);
+              const bool ok = std::isfinite(v) && !(dq & mask) && !saturated;
+              if (k < 2) {
+                pair_sat = pair_sat || saturated;
+                pair_ok = pair_ok && ok;
+              }
+              if (!ok) continue;
+              ++n;
+              const double d = v - mean;
+              mean += d / n;
+              m2 += d * (v - mean);
             }
-            if (!ok) continue;
-            ++n;
-            const double d = v - mean;
-            mean += d / n;
-            m2 += d * (v - mean);
+            if (n >= 2) {
+              pix_mean[l].at(x, y0 + r) = static_cast<float>(mean - bias_mean.at(x, y0 + r));
+              pix_var[l].at(x, y0 + r) = static_cast<float>(m2 / (n - 1));
+            }
+            if (sec < 0) continue;
+            SectionSums& s = local[sec];
+            s.seen += 1;
+            if (pair_sat) s.saturated += 1;
+            if (!pair_ok) continue;
+            const double a = bands[0].data[i], b = bands[1].data[i];
+            s.n += 1;
+            s.sum_mean += (a + b) / 2 - bias_mean.at(x, y0 + r);
+            s.sum_d += a - b;
+            s.sum_d2 += (a - b) * (a - b);
           }
-          if (n >= 2) {
-            pix_mean[l].at(x, y0 + r) = static_cast<float>(mean - bias_mean.at(x, y0 + r));
-            pix_var[l].at(x, y0 + r) = static_cast<float>(m2 / (n - 1));
-          }
-          if (sec < 0) continue;
-          SectionSums& s = sums[l][sec];
-          s.seen += 1;
-          if (pair_sat) s.saturated += 1;
-          if (!pair_ok) continue;
-          const double a = bands[0].data[i], b = bands[1].data[i];
-          s.n += 1;
-          s.sum_mean += (a + b) / 2 - bias_mean.at(x, y0 + r);
-          s.sum_d += a - b;
-          s.sum_d2 += (a - b) * (a - b);
         }
-      }
+        Merge(local, &sums[l], &mu);
+      });
     }
   }
 
@@ -260,12 +289,12 @@ absl::StatusOr<NoiseProduct> BuildGain(Sources flats, Sources biases, const Gain
       if (x.size() < 3) {
         std::vector<std::string> parts;
         for (int l = 0; l < num_levels; ++l) {
-          parts.push_back(absl::StrCat("level ", l + 1, " (", levels[l][0]->name(), "): ",
-                                       why[l].empty() ? "usable" : why[l]));
+          parts.push_back(absl::StrCat("level ", l + 1, " (", levels[l][0]->name(),
+                                       "): ", why[l].empty() ? "usable" : why[l]));
         }
         return absl::InvalidArgumentError(absl::StrCat(
-            "the photon transfer curve of section ", FormatFitsSection(sections[sec]),
-            " has ", x.size(), " usable levels, needs >= 3: ", absl::StrJoin(parts, "; "),
+            "the photon transfer curve of section ", FormatFitsSection(sections[sec]), " has ",
+            x.size(), " usable levels, needs >= 3: ", absl::StrJoin(parts, "; "),
             ". Supply flat pairs at more unsaturated levels in the linear range"));
       }
       LinearFit fit;
@@ -291,9 +320,9 @@ absl::StatusOr<NoiseProduct> BuildGain(Sources flats, Sources biases, const Gain
     }
     const LinearFit& f = fits[sec];
     if (!(f.b > 0)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the photon transfer curve of section ", FormatFitsSection(sections[sec]),
-          " has a slope <= 0: the flats' variance does not grow with the level"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the photon transfer curve of section ", FormatFitsSection(sections[sec]),
+                       " has a slope <= 0: the flats' variance does not grow with the level"));
     }
     const double g = 1 / f.b;
     const double g_err = std::sqrt(f.cbb) / (f.b * f.b);

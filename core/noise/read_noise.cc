@@ -33,8 +33,7 @@ absl::StatusOr<NoiseProduct> BuildReadNoise(Sources biases, const ReadNoiseOptio
   constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
   for (int y0 = 0; y0 < h; y0 += band) {
     const int rows = std::min(band, h - y0);
-    CALIBD_RETURN_IF_ERROR(
-        internal::AccumulateBand(group, y0, rows, options, false, pool, &stats));
+    CALIBD_RETURN_IF_ERROR(internal::AccumulateBand(group, y0, rows, options, false, pool, &stats));
     for (int r = 0; r < rows; ++r) {
       for (int x = 0; x < w; ++x) {
         const size_t i = size_t(r) * w + x;

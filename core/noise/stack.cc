@@ -54,9 +54,9 @@ absl::Status AccumulateBand(const Group& group, int y0, int rows, const StackOpt
   for (combine::FrameSource* f : group) {
     const bool has_dq = f->has_dq();
     if (has_dq) dq.resize(n);
-    absl::Status s = f->ReadRows(y0, rows, data.data(),
-                                 out->input_variance ? variance.data() : nullptr,
-                                 has_dq ? dq.data() : nullptr);
+    absl::Status s =
+        f->ReadRows(y0, rows, data.data(), out->input_variance ? variance.data() : nullptr,
+                    has_dq ? dq.data() : nullptr);
     if (!s.ok()) {
       return absl::Status(s.code(), absl::StrCat("reading ", f->name(), ": ", s.message()));
     }
@@ -79,8 +79,8 @@ absl::Status AccumulateBand(const Group& group, int y0, int rows, const StackOpt
 
 absl::Status CheckStack(const Group& frames, absl::string_view what, int at_least) {
   if (static_cast<int>(frames.size()) < at_least) {
-    return absl::InvalidArgumentError(absl::StrCat("need at least ", at_least, " ", what,
-                                                   ", got ", frames.size(), ": supply more"));
+    return absl::InvalidArgumentError(absl::StrCat("need at least ", at_least, " ", what, ", got ",
+                                                   frames.size(), ": supply more"));
   }
   const int w = frames[0]->width(), h = frames[0]->height();
   if (w <= 0 || h <= 0) {
@@ -88,10 +88,10 @@ absl::Status CheckStack(const Group& frames, absl::string_view what, int at_leas
   }
   for (const combine::FrameSource* f : frames) {
     if (f->width() != w || f->height() != h) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "frames of different shapes: ", f->name(), " is ", f->width(), "x", f->height(),
-          ", ", frames[0]->name(), " is ", w, "x", h,
-          "; supply frames pre-processed (trimmed) to one shape"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("frames of different shapes: ", f->name(), " is ", f->width(), "x",
+                       f->height(), ", ", frames[0]->name(), " is ", w, "x", h,
+                       "; supply frames pre-processed (trimmed) to one shape"));
     }
   }
   return absl::OkStatus();
@@ -109,8 +109,8 @@ absl::StatusOr<double> HeaderNumber(const combine::FrameSource& frame, absl::str
   if (!v.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         frame.name(), ": ",
-        absl::IsNotFound(v.status()) ? "no header keyword " : "non-numeric header keyword ",
-        key, "; supply ", what, " as a number in ", key,
+        absl::IsNotFound(v.status()) ? "no header keyword " : "non-numeric header keyword ", key,
+        "; supply ", what, " as a number in ", key,
         " (or name the keyword the detector spec uses)"));
   }
   if (!std::isfinite(*v)) {
@@ -214,8 +214,7 @@ std::vector<double> DistinctValues(absl::Span<const double> values, std::vector<
   std::sort(sorted.begin(), sorted.end());
   std::vector<double> distinct;
   for (double v : sorted) {
-    if (distinct.empty() ||
-        std::abs(v - distinct.back()) > 1e-6 * std::max(std::abs(v), 1e-300)) {
+    if (distinct.empty() || std::abs(v - distinct.back()) > 1e-6 * std::max(std::abs(v), 1e-300)) {
       distinct.push_back(v);
     }
   }

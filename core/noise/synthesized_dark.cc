@@ -8,8 +8,7 @@
 namespace calibd::noise {
 
 absl::StatusOr<CalibratedFrame> SynthesizeDark(const NoiseProduct& model,
-                                               const SynthDarkRequest& request,
-                                               ThreadPool* pool) {
+                                               const SynthDarkRequest& request, ThreadPool* pool) {
   if (!(request.exptime >= 0) || !std::isfinite(request.exptime)) {
     return absl::InvalidArgumentError("exptime must be finite and >= 0 s");
   }
@@ -24,8 +23,8 @@ absl::StatusOr<CalibratedFrame> SynthesizeDark(const NoiseProduct& model,
   auto need = [&](const char* name) -> absl::StatusOr<const Image<float>*> {
     const Image<float>* m = model.Find(name);
     if (m == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("the ", model.kind, " product has no ",
-                                                     name, " map"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the ", model.kind, " product has no ", name, " map"));
     }
     return m;
   };
@@ -67,9 +66,9 @@ absl::StatusOr<CalibratedFrame> SynthesizeDark(const NoiseProduct& model,
         const double vf = double(m[1]->data()[i]) * m[1]->data()[i];
         const double vc = double(m[3]->data()[i]) * m[3]->data()[i];
         const double vd = double((*de)->data()[i]) * (*de)->data()[i];
-        const double v = a0 * a0 * vf + a1 * a1 * vd + a2 * a2 * vc +
-                         2 * (a0 * a1 * m[4]->data()[i] + a0 * a2 * m[5]->data()[i] +
-                              a1 * a2 * m[6]->data()[i]);
+        const double v =
+            a0 * a0 * vf + a1 * a1 * vd + a2 * a2 * vc +
+            2 * (a0 * a1 * m[4]->data()[i] + a0 * a2 * m[5]->data()[i] + a1 * a2 * m[6]->data()[i]);
         const bool ok = std::isfinite(f + c + dc);
         out.data.data()[i] = ok ? static_cast<float>(a0 * f + a1 * dc + a2 * c) : 0.0f;
         out.variance.data()[i] = ok ? static_cast<float>(v) : 0.0f;

@@ -21,11 +21,11 @@ namespace {
 
 using ::calibd::testing::Gaussian;
 using ::calibd::testing::StatusIs;
-using ::testing::HasSubstr;
 using ntest::FractionWithin;
 using ntest::kHeight;
 using ntest::kWidth;
 using ntest::Stack;
+using ::testing::HasSubstr;
 
 // A smooth truth map in [lo, hi].
 std::function<double(int, int)> TruthMap(double lo, double hi, double phase) {
@@ -111,8 +111,7 @@ PtcData MakePtc(const std::vector<double>& levels_e, int frames_per_level, doubl
       d.flats.Add([&](int x, int y) {
         const double e = level * response(x, y);
         const double k = level == compressed_level ? 0.8 : 1.0;
-        const double adu =
-            100 + (e + k * (std::sqrt(e) * g.Next() + d.rn * g.Next())) / d.Gain(x);
+        const double adu = 100 + (e + k * (std::sqrt(e) * g.Next() + d.rn * g.Next())) / d.Gain(x);
         return saturation > 0 ? std::min(adu, saturation) : adu;
       });
     }
@@ -170,8 +169,8 @@ TEST(Gain, PhotonTransferPerSectionAndPerPixelMap) {
       slope_se.at(x, y) = ge.at(x, y) / (gm.at(x, y) * gm.at(x, y));
     }
   }
-  const double coverage =
-      FractionWithin(slope, slope_se, [&](int x, int) { return 1 / d.Gain(x); }, 3);
+  const double coverage = FractionWithin(
+      slope, slope_se, [&](int x, int) { return 1 / d.Gain(x); }, 3);
   EXPECT_GE(coverage, 0.985) << "per-pixel 1/gain within 3 SE";
 }
 
@@ -233,11 +232,10 @@ TEST(DarkCurrent, RecoversRateAndInterceptAndFlagsHotPixels) {
   ThreadPool pool(2);
   ASSERT_OK_AND_ASSIGN(NoiseProduct p, BuildDarkCurrent(d.darks.Sources(), {}, &pool));
   EXPECT_EQ(p.FindMap("DARK_CURRENT")->unit, "electron/s");
-  EXPECT_GE(FractionWithin(*p.Find("DARK_CURRENT"), *p.Find("DARK_CURRENT_ERR"), d.rate, 3),
-            0.99);
-  EXPECT_GE(FractionWithin(*p.Find("DARK_INTERCEPT"), *p.Find("DARK_INTERCEPT_ERR"),
-                           d.intercept, 3),
-            0.99);
+  EXPECT_GE(FractionWithin(*p.Find("DARK_CURRENT"), *p.Find("DARK_CURRENT_ERR"), d.rate, 3), 0.99);
+  EXPECT_GE(
+      FractionWithin(*p.Find("DARK_INTERCEPT"), *p.Find("DARK_INTERCEPT_ERR"), d.intercept, 3),
+      0.99);
   // Hot pixels: completeness and false positives on the 20 planted among 3072.
   int found = 0, false_positive = 0;
   for (int y = 0; y < kHeight; ++y) {
@@ -258,7 +256,8 @@ TEST(DarkCurrent, RecoversRateAndInterceptAndFlagsHotPixels) {
 
 TEST(DarkCurrent, BadInput) {
   Stack two_times;
-  for (double t : {10.0, 10.0, 30.0, 30.0}) two_times.Add([](int, int) { return 1.0; }, {{"EXPTIME", t}});
+  for (double t : {10.0, 10.0, 30.0, 30.0})
+    two_times.Add([](int, int) { return 1.0; }, {{"EXPTIME", t}});
   EXPECT_THAT(BuildDarkCurrent(two_times.Sources(), {}),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("needs darks at >= 3 distinct exposure times, got 2 (10, 30 s)")));
@@ -310,8 +309,8 @@ TEST(BadPixels, CompletenessAndFalsePositivesOnPlantedPixels) {
     *tp = *fp = 0;
     for (int y = 0; y < kHeight; ++y) {
       for (int x = 0; x < kWidth; ++x) {
-        const bool is = std::find(planted.begin(), planted.end(), std::make_pair(x, y)) !=
-                        planted.end();
+        const bool is =
+            std::find(planted.begin(), planted.end(), std::make_pair(x, y)) != planted.end();
         const bool flagged = (bp.dq.at(x, y) & bit) != 0;
         *tp += is && flagged;
         *fp += !is && flagged;
@@ -346,8 +345,7 @@ TEST(GainNormalisation, RatiosBetweenSettings) {
       {"low", 1.0}, {"mid", 2.0}, {"high", 4.0}};
   for (auto& [name, factor] : settings) {
     for (int k = 0; k < 5; ++k) {
-      CalibratedFrame& f =
-          flats.Add([&](int, int) { return factor * (1000 + 30 * g.Next()); });
+      CalibratedFrame& f = flats.Add([&](int, int) { return factor * (1000 + 30 * g.Next()); });
       f.header.Set("GAINMODE", name);
     }
   }

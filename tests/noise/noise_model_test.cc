@@ -23,11 +23,11 @@ namespace {
 
 using ::calibd::testing::Gaussian;
 using ::calibd::testing::StatusIs;
-using ::testing::HasSubstr;
 using ntest::FractionWithin;
 using ntest::kHeight;
 using ntest::kWidth;
 using ntest::Stack;
+using ::testing::HasSubstr;
 
 struct Truth {
   std::function<double(int, int)> f = [](int x, int y) {
@@ -46,8 +46,8 @@ struct Truth {
   }
 };
 
-const std::vector<std::pair<double, double>> kSettings = {
-    {1, 10}, {10, 10}, {50, 30}, {100, 60}, {200, 30}, {500, 100}};
+const std::vector<std::pair<double, double>> kSettings = {{1, 10},   {10, 10},  {50, 30},
+                                                          {100, 60}, {200, 30}, {500, 100}};
 
 // Pixel (9, 9) is masked in most frames of three settings: 3 usable → not fitted.
 Stack MakeModelStack(const Truth& truth, int frames, bool variance, uint64_t seed) {
@@ -163,7 +163,8 @@ TEST(NoiseModel, BadInput) {
   Truth truth;
   Stack three;
   for (auto [g, t] : {std::pair{1.0, 10.0}, {10.0, 10.0}, {50.0, 30.0}}) {
-    for (int i = 0; i < 2; ++i) three.Add([](int, int) { return 1.0; }, {{"EMGAIN", g}, {"EXPTIME", t}});
+    for (int i = 0; i < 2; ++i)
+      three.Add([](int, int) { return 1.0; }, {{"EMGAIN", g}, {"EXPTIME", t}});
   }
   EXPECT_THAT(BuildNoiseModel(three.Sources(), {}),
               StatusIs(absl::StatusCode::kInvalidArgument,
@@ -181,12 +182,12 @@ TEST(NoiseModel, BadInput) {
       collinear.Add([&](int, int) { return 1.0 + i; }, {{"EMGAIN", g}, {"EXPTIME", 10.0}});
     }
   }
-  EXPECT_THAT(BuildNoiseModel(collinear.Sources(), {}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("settings vary independently")));
+  EXPECT_THAT(
+      BuildNoiseModel(collinear.Sources(), {}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("settings vary independently")));
   Stack mixed = MakeModelStack(truth, 2, false, 8);
-  mixed.Add([](int, int) { return 1.0; }, {{"EMGAIN", 1.0}, {"EXPTIME", 10.0}}, nullptr,
-            kWidth + 1, kHeight);
+  mixed.Add([](int, int) { return 1.0; }, {{"EMGAIN", 1.0}, {"EXPTIME", 10.0}}, nullptr, kWidth + 1,
+            kHeight);
   EXPECT_THAT(BuildNoiseModel(mixed.Sources(), {}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("different shapes")));
   NoiseProduct rn = NoiseProduct::Create(kKindReadNoise, 4, 4);
@@ -207,8 +208,8 @@ TEST(SynthesizedDark, FromDarkCurrentProduct) {
   EXPECT_EQ(d.dq.at(1, 1), kDqHot);
   r.temperature = 0;
   r.temperature_coefficient = 0.1;
-  EXPECT_THAT(SynthesizeDark(p, r), StatusIs(absl::StatusCode::kFailedPrecondition,
-                                             HasSubstr("TEMPMOD")));
+  EXPECT_THAT(SynthesizeDark(p, r),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("TEMPMOD")));
 }
 
 TEST(NoiseProduct, FitsRoundTrip) {

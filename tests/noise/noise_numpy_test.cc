@@ -41,8 +41,7 @@ Sources Open(const std::vector<std::string>& paths) {
   return out;
 }
 
-void RunOracle(const std::string& kind, const std::string& product,
-               std::vector<std::string> args) {
+void RunOracle(const std::string& kind, const std::string& product, std::vector<std::string> args) {
   args.insert(args.begin(), {kind, product});
   absl::StatusOr<CommandResult> r = RunCommand(PythonCommand("tests/oracle/noise_numpy.py", args));
   ASSERT_TRUE(r.ok()) << r.status();
@@ -56,8 +55,8 @@ TEST(NoiseNumpy, ReadNoise) {
   Stack s;
   Gaussian g(71);
   for (int k = 0; k < 12; ++k) {
-    s.Add([&](int x, int y) { return 500 + (3 + 0.05 * x + 0.02 * y) * g.Next(); }, {}, nullptr,
-          kW, kH);
+    s.Add([&](int x, int y) { return 500 + (3 + 0.05 * x + 0.02 * y) * g.Next(); }, {}, nullptr, kW,
+          kH);
   }
   std::vector<std::string> paths = s.Write(dir.path(), "bias");
   ASSERT_OK_AND_ASSIGN(NoiseProduct p, BuildReadNoise(Open(paths), {}));
@@ -94,8 +93,8 @@ TEST(NoiseNumpy, NoiseModel) {
       s.Add(
           [&](int x, int y) {
             const double d = 0.01 + 0.0002 * x, c = 0.05 + 0.001 * y, f = 20 + 0.1 * x;
-            return f + gain * t * d + gain * c + std::sqrt(16 + 2 * gain * gain * (t * d + c)) *
-                                                     g.Next();
+            return f + gain * t * d + gain * c +
+                   std::sqrt(16 + 2 * gain * gain * (t * d + c)) * g.Next();
           },
           {{"EMGAIN", gain}, {"EXPTIME", t}}, nullptr, kW, kH);
     }
