@@ -53,6 +53,19 @@ absl::StatusOr<NoiseProduct> BuildNoiseModel(Sources darks, const NoiseModelOpti
     if (k == static_cast<int>(settings.size())) settings.emplace_back(g, t);
     index.push_back(k);
   }
+  {  // Settings in increasing (g, t), whatever the order of the frames.
+    std::vector<int> order(settings.size());
+    for (size_t k = 0; k < order.size(); ++k) order[k] = static_cast<int>(k);
+    std::sort(order.begin(), order.end(), [&](int a, int b) { return settings[a] < settings[b]; });
+    std::vector<int> rank(settings.size());
+    std::vector<std::pair<double, double>> sorted;
+    for (size_t k = 0; k < order.size(); ++k) {
+      rank[order[k]] = static_cast<int>(k);
+      sorted.push_back(settings[order[k]]);
+    }
+    for (int& i : index) i = rank[i];
+    settings = std::move(sorted);
+  }
   auto describe = [&] {
     std::vector<std::string> s;
     for (auto& [g, t] : settings) s.push_back(absl::StrCat("(g=", g, ", t=", t, " s)"));
