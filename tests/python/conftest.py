@@ -143,3 +143,10 @@ def reduced_server(tmp_path_factory, samples):
     s.builds = builds
     yield s
     s.stop()
+
+
+def pytest_collection_finish(session):
+    """A run that collects fewer tests than expected is an error, not a quiet success."""
+    want = int(os.environ.get("CALIBD_PYTEST_MIN_TESTS", "0"))
+    if want and len(session.items) < want and not session.config.option.keyword:
+        raise pytest.UsageError(f"collected {len(session.items)} tests, expected at least {want}")

@@ -34,3 +34,5 @@ __all__ = [
     "Aborted", "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss",
     "Unauthenticated",
 ]
+
+from . import aio  # noqa: E402  (calibd.aio.Client)

@@ -125,8 +125,9 @@ def frame_header(template: types_pb2.FrameHeader, frame_id: str, pixels: np.ndar
     h.height, h.width = pixels.shape
     h.pixel_type = _convert.pixel_type(pixels.dtype)
     if not h.detector:
+        # A header's DETECTOR names the detector only in calibd's "instrument/detector" form.
         det = _header_value(header, "DETECTOR") if header is not None else None
-        if not det:
+        if not det or "/" not in str(det):
             raise _errors.InvalidArgument(
                 f"frame {frame_id!r}: no detector; pass detector= (e.g. 'demo/ccd0')")
         h.detector = str(det)

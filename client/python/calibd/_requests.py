@@ -24,10 +24,12 @@ DEFAULT_TIMEOUT = 60.0
 _CHANNEL_OPTIONS = [
     # The 4 MiB message cap is never raised: chunks are ≤ 1 MiB.
     ("grpc.enable_retries", 0),
-    # A restarted server is found again within a second, not after gRPC's default backoff.
+    # A restarted server is found again within a second: short reconnect backoff, and the
+    # address may be re-resolved after a failed connect without gRPC's 30 s cool-down (with it,
+    # a call fails UNAVAILABLE for seconds after the server is back).
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.dns_min_time_between_resolutions_ms", 100),
 ]
 
 

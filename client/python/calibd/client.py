@@ -391,7 +391,8 @@ class Client:
             `~astropy.nddata.CCDData`, ``(ndarray, header)`` pairs (or ``(ndarray, header,
             frame_id)``), or FITS paths; a generator is read lazily (a camera's readout).
         detector : str, optional
-            "instrument/detector"; default the header's DETECTOR keyword.
+            "instrument/detector"; default: each frame's DETECTOR keyword when it has that
+            form (else the frame fails with INVALID_ARGUMENT).
         unit : {"adu", "electron"}
         planes : sequence of {"data", "variance", "dq"}, optional
             Planes to return (default all three; fewer = fewer bytes).
