@@ -65,6 +65,15 @@ class CalibdServer:
 
     def _wait_serving(self, timeout):
         deadline = time.monotonic() + timeout
+        # Listening first (a gRPC channel that failed to connect backs off before retrying).
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
+                break
+            except OSError:
+                time.sleep(0.02)
         with calibd.Client(self.address, timeout=2) as c:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
@@ -112,7 +121,7 @@ def make_server(tmp_path_factory):
 
     yield make
     for s in servers:
-        s.stop()
+        s.kill()  # a temporary store: no need to wait for the drain
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +151,7 @@ def reduced_server(tmp_path_factory, samples):
                                    method="median", certify_from=NIGHT)
     s.builds = builds
     yield s
-    s.stop()
+    s.kill()
 
 
 def pytest_collection_finish(session):

@@ -199,7 +199,7 @@ def test_server_restart_between_calls(make_server, samples):
     with calibd.Client(s.address, timeout=5) as c:
         c.put_detector(os.path.join(samples, "SPEC.json"))
         c.build("bias", kind_files(samples, "bias"), detector=DETECTOR, certify_from=NIGHT)
-        s.stop()
+        s.kill()  # a crash (SIGTERM works too, but drains for seconds while we stay connected)
         with pytest.raises(calibd.Unavailable) as e:
             c.list_masters()
         assert e.value.code == grpc.StatusCode.UNAVAILABLE

@@ -211,8 +211,10 @@ def master_ccddata(data: bytes, mv: MasterVersion):
                 mask = np.asarray(h.data) != 0
             elif name == "DQ" and h.data is not None:
                 dq = np.asarray(h.data)
-    for key in ("BUNIT",):
-        header.remove(key, ignore_missing=True)
+    # CHECKSUM/DATASUM describe the stored file, not the data: a CCDData written again would
+    # carry stale ones.
+    for key in ("BUNIT", "CHECKSUM", "DATASUM"):
+        header.remove(key, ignore_missing=True, remove_all=True)
     try:
         unit_value = u.Unit(unit)
     except ValueError:
@@ -256,6 +258,9 @@ def master_bytes(master: Any) -> bytes:
     if isinstance(master, CCDData):
         buf = io.BytesIO()
         hdul = master.to_hdu(hdu_mask="MASK", hdu_uncertainty="UNCERT")
+        for hdu in hdul:
+            for key in ("CHECKSUM", "DATASUM"):
+                hdu.header.remove(key, ignore_missing=True, remove_all=True)
         hdul.writeto(buf, checksum=True)
         return buf.getvalue()
     raise _errors.InvalidArgument(
