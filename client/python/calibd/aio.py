@@ -36,6 +36,17 @@ Result = Union[CalibratedFrame, _errors.FrameError]
 __all__ = ["Client"]
 
 
+async def _raise_if_failed(call: Any) -> None:
+    """Raises the stream's final status as `calibd.Error` when it is not OK."""
+    code = await call.code()
+    if code != grpc.StatusCode.OK:
+        request_id = None
+        for key, value in (await call.trailing_metadata()) or ():
+            if key == _errors.REQUEST_ID_KEY:
+                request_id = value
+        raise _errors.error_for(code, f"calibrate stream: {await call.details()}", request_id)
+
+
 class Client:
     """An asyncio connection to a calibd server; arguments as `calibd.Client`."""
 
@@ -338,7 +349,7 @@ class Client:
                 while result is None:
                     message = await call.read()
                     if message is grpc.aio.EOF:
-                        await call  # raises the stream's error, if any
+                        await _raise_if_failed(call)
                         raise _errors.Unavailable(
                             f"the stream ended before the result of {item.frame_id!r} came "
                             "back")
@@ -347,7 +358,7 @@ class Client:
                 yield result
             while await call.read() is not grpc.aio.EOF:
                 pass
-            await call
+            await _raise_if_failed(call)
             finished = True
         except grpc.RpcError as e:
             raise _errors.from_rpc_error(e, "calibrate stream") from None
