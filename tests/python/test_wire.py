@@ -130,3 +130,33 @@ def test_errors_carry_codes():
     assert fe.code == grpc.StatusCode.FAILED_PRECONDITION
     assert isinstance(fe.error, calibd.FailedPrecondition)
     assert isinstance(fe, calibd.Error)
+
+
+def test_fast_checksums_verify_with_astropy(tmp_path):
+    """calibd.reduce's writer patches CHECKSUM/DATASUM itself; astropy must agree with them."""
+    import warnings
+    from astropy.nddata import CCDData, StdDevUncertainty
+    from calibd._fitsio import encode_checksum, write_calibrated
+    rng = np.random.default_rng(3)
+    data = rng.normal(100, 5, size=(37, 53)).astype(np.float32)
+    ccd = CCDData(data, unit="electron", uncertainty=StdDevUncertainty(np.sqrt(data)),
+                  meta=fits.Header({"EXPTIME": 3.0, "CHECKSUM": "stale", "DATASUM": "1"}))
+    ccd.dq = (rng.random((37, 53)) > 0.9).astype(np.uint16) * 8
+    path = str(tmp_path / "out.fits")
+    write_calibrated(ccd, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with fits.open(path, checksum=True) as hdul:
+            assert [h.name for h in hdul] == ["PRIMARY", "UNCERT", "MASK", "DQ"]
+            for h in hdul:
+                assert h.verify_checksum() == 1 and h.verify_datasum() == 1, h.name
+            np.testing.assert_array_equal(hdul["DQ"].data, ccd.dq)
+            np.testing.assert_array_equal(hdul["MASK"].data, ccd.dq != 0)
+    back = CCDData.read(path, unit="electron")
+    np.testing.assert_array_equal(back.data, data)
+    # The encoding equals astropy's own (its private encoder as the oracle).
+    from astropy.io.fits.hdu.base import _ValidHDU
+    theirs = _ValidHDU.__new__(_ValidHDU)
+    for v in [0, 0xFFFFFFFF, 1, 0x3A3A3A3A, *rng.integers(0, 2**32, size=50)]:
+        assert encode_checksum(int(v)) == theirs._char_encode(~np.uint32(v)), v
+    assert encode_checksum(0xFFFFFFFF) == "0000000000000000"

@@ -150,20 +150,6 @@ def little_endian_pixels(data: np.ndarray) -> np.ndarray:
     return a
 
 
-def read_fits_frame(path: str) -> Tuple[np.ndarray, fits.Header]:
-    """Pixels and header of the first image HDU of a FITS file (tile-compressed too)."""
-    try:
-        with fits.open(path, memmap=False) as hdul:
-            for hdu in hdul:
-                if hdu.is_image and hdu.data is not None:
-                    return np.asarray(hdu.data), hdu.header.copy()
-    except FileNotFoundError as e:
-        raise _errors.NotFound(f"cannot read {path}: {e.strerror or e}") from None
-    except OSError as e:
-        raise _errors.InvalidArgument(f"cannot read {path} as FITS: {e}") from None
-    raise _errors.InvalidArgument(f"{path} has no image HDU")
-
-
 def frame_id_of(path: str) -> str:
     return os.path.basename(path)
 
@@ -172,6 +158,7 @@ def load_frame(frame: FrameLike, index: int) -> Tuple[str, np.ndarray, Any]:
     """(frame id, pixels, header) of one input of `calibrate` or `build`."""
     if isinstance(frame, (str, os.PathLike)):
         path = os.fspath(frame)
+        from ._fitsio import read_fits_frame
         data, header = read_fits_frame(path)
         return frame_id_of(path), data, header
     if isinstance(frame, CCDData):

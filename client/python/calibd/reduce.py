@@ -16,6 +16,7 @@ from typing import Any, List, Mapping, Optional, Sequence
 from astropy.table import Table
 
 from . import _errors
+from ._fitsio import write_calibrated
 from ._types import CalibratedFrame
 
 
@@ -44,24 +45,6 @@ def output_name(out_dir: str, path: str) -> str:
     if not name.endswith((".fits", ".fit", ".fts")):
         name += ".fits"
     return os.path.join(out_dir, name)
-
-
-def write_calibrated(ccd: CalibratedFrame, path: str, overwrite: bool = False) -> None:
-    """Writes a result as calibctl does: data, UNCERT, MASK (uint8), DQ extensions."""
-    from astropy.io import fits
-    import numpy as np
-    header = ccd.meta.copy() if hasattr(ccd.meta, "copy") else fits.Header(ccd.meta)
-    header["BUNIT"] = (ccd.unit.to_string(), "physical unit of the data")
-    hdus = [fits.PrimaryHDU(np.asarray(ccd.data, dtype=np.float32), header=header)]
-    if ccd.uncertainty is not None:
-        h = fits.Header()
-        h["EXTNAME"] = ("UNCERT", "uncertainty of the data")
-        h["UTYPE"] = ("StdDevUncertainty", "standard deviation = sqrt(variance)")
-        hdus.append(fits.ImageHDU(np.asarray(ccd.uncertainty.array, dtype=np.float32), h))
-    if ccd.dq is not None:
-        hdus.append(fits.ImageHDU((ccd.dq != 0).astype(np.uint8), name="MASK"))
-        hdus.append(fits.ImageHDU(ccd.dq, name="DQ"))
-    fits.HDUList(hdus).writeto(path, overwrite=overwrite, checksum=True)
 
 
 def reduce(collection: Any, client: Any, output: str, detector: Optional[str] = None,
