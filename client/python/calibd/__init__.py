@@ -26,7 +26,7 @@ from .reduce import reduce
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "reduce", "TLS", "Stored",
+    "Client", "aio", "reduce", "TLS", "Stored",
     "CalibratedFrame", "MasterVersion", "Certification", "AppliedMaster", "Candidate",
     "TrailEntry", "Selection", "History", "HistoryEvent", "BuildResult", "PutResult", "DqBit",
     "Error", "FrameError", "Cancelled", "Unknown", "InvalidArgument", "DeadlineExceeded",
@@ -35,4 +35,4 @@ __all__ = [
     "Unauthenticated",
 ]
 
-from . import aio  # noqa: E402  (calibd.aio.Client)
+from . import aio  # noqa: E402,F401  (calibd.aio.Client)

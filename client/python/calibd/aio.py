@@ -18,9 +18,8 @@ Thread safety: a Client belongs to one event loop; calls may run concurrently as
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
-from typing import Any, AsyncIterator, Deque, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, AsyncIterator, Dict, List, Mapping, Optional, Sequence, Union
 
 import grpc
 import grpc.aio
@@ -228,23 +227,29 @@ class Client:
         return Selection.from_proto(await self._unary(self._store.Select, req,
                                                       f"select {detector}"))
 
-    async def build(self, kind: str, frames: Any, detector: str, timeout: Optional[float] = None,
-                    **options: Any) -> BuildResult:
-        """See `calibd.Client.build` (the same keyword options)."""
-        combine_names = _requests.combine_options.__code__.co_varnames[
-            :_requests.combine_options.__code__.co_argcount]
-        combine = _requests.combine_options(**{k: options.pop(k) for k in list(options)
-                                               if k in combine_names})
-        build_names = ("preprocess", "policy", "pins", "configuration", "attributes",
-                       "certify_from", "certify_until", "replace")
-        unknown = set(options) - set(build_names)
-        if unknown:
-            raise _errors.InvalidArgument(f"unknown build options {sorted(unknown)}")
-        req = _requests.build_options(
-            detector, kind, combine, options.get("preprocess"), options.get("policy", "strict"),
-            options.get("pins"), options.get("configuration"), options.get("attributes"),
-            options.get("certify_from"), options.get("certify_until"),
-            options.get("replace", False))
+    async def build(self, kind: str, frames: Any, detector: str, method: str = "median",
+                    sigma_clip: bool = False, sigma_clip_low_thresh: float = 3.0,
+                    sigma_clip_high_thresh: float = 3.0, sigma_clip_func: Any = "median",
+                    sigma_clip_dev_func: Any = "std", maxiters: Optional[int] = None,
+                    clip_extrema: bool = False, nlow: int = 1, nhigh: int = 1,
+                    minmax_clip: bool = False, minmax_clip_min: Optional[float] = None,
+                    minmax_clip_max: Optional[float] = None, scale: Any = None,
+                    scale_section: Optional[str] = None,
+                    weights: Optional[Sequence[float]] = None, variance: Optional[str] = None,
+                    preprocess: Optional[Mapping[str, Any]] = None, policy: str = "strict",
+                    pins: Optional[Mapping[str, Any]] = None,
+                    configuration: Optional[Mapping[str, str]] = None,
+                    attributes: Optional[Mapping[str, str]] = None, certify_from: Any = None,
+                    certify_until: Any = None, replace: bool = False,
+                    timeout: Optional[float] = None) -> BuildResult:
+        """See `calibd.Client.build` (the same options, ccdproc.combine's names)."""
+        combine = _requests.combine_options(
+            method, sigma_clip, sigma_clip_low_thresh, sigma_clip_high_thresh, sigma_clip_func,
+            sigma_clip_dev_func, maxiters, clip_extrema, nlow, nhigh, minmax_clip,
+            minmax_clip_min, minmax_clip_max, scale, scale_section, weights, variance)
+        req = _requests.build_options(detector, kind, combine, preprocess, policy, pins,
+                                      configuration, attributes, certify_from, certify_until,
+                                      replace)
         inputs = await asyncio.get_running_loop().run_in_executor(
             None, _requests.build_inputs, detector, frames)
         try:

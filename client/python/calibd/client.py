@@ -24,7 +24,7 @@ from typing import (Any, Callable, Deque, Dict, Iterable, Iterator, List, Mappin
 import grpc
 
 from . import _calibrate, _errors, _requests, _wire
-from ._proto import (builder_pb2, calibrator_pb2, health_pb2, health_pb2_grpc, store_pb2,
+from ._proto import (builder_pb2, health_pb2, health_pb2_grpc, store_pb2,
                      store_pb2_grpc)
 from ._types import (BuildResult, CalibratedFrame, Certification, DqBit, History, HistoryEvent,
                      MasterVersion, PutResult, Selection)

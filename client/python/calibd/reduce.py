@@ -11,13 +11,12 @@ from __future__ import annotations
 import glob as _glob
 import os
 import sys
-from typing import Any, List, Mapping, Optional, Sequence
+from typing import Any, List, Optional
 
 from astropy.table import Table
 
 from . import _errors
 from ._fitsio import write_calibrated
-from ._types import CalibratedFrame
 
 
 def _files(collection: Any, imagetyp: Optional[str]) -> List[str]:
