@@ -74,6 +74,9 @@ def test_unary_errors_are_typed(reduced_server):
         with pytest.raises(calibd.NotFound) as e:
             c.get_master(DETECTOR, "bias", version=7)
         assert e.value.code == grpc.StatusCode.NOT_FOUND
+        # The server's calibd-request-id trailer, for the operator's logs.
+        assert e.value.request_id and len(e.value.request_id) >= 8
+        assert str(e.value).count(e.value.request_id) == 1
         with pytest.raises(calibd.NotFound):
             c.get_detector("nope/none")
         with pytest.raises(calibd.AlreadyExists):

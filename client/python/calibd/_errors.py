@@ -60,7 +60,7 @@ class Error(Exception):
 
     def __str__(self) -> str:
         text = f"{self.code.name}: {self.message}"
-        if self.request_id:
+        if self.request_id and self.request_id not in self.message:
             text += f" (request id {self.request_id})"
         return text
 
