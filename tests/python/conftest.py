@@ -31,7 +31,8 @@ def free_port():
 class CalibdServer:
     """A calibd process: start, stop, restart on the same ports and store."""
 
-    def __init__(self, store, log, extra=()):
+    def __init__(self, store, log, extra=(), client_kwargs=None):
+        self.client_kwargs = dict(client_kwargs or {})
         self.store = store
         self.log_path = log
         self.extra = list(extra)
@@ -74,7 +75,7 @@ class CalibdServer:
                 break
             except OSError:
                 time.sleep(0.02)
-        with calibd.Client(self.address, timeout=2) as c:
+        with calibd.Client(self.address, **{"timeout": 2, **self.client_kwargs}) as c:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     return False
@@ -113,9 +114,9 @@ class CalibdServer:
 def make_server(tmp_path_factory):
     servers = []
 
-    def make(extra=(), store=None):
+    def make(extra=(), store=None, client_kwargs=None):
         d = tmp_path_factory.mktemp("calibd")
-        s = CalibdServer(store or str(d / "store"), str(d / "calibd.log"), extra)
+        s = CalibdServer(store or str(d / "store"), str(d / "calibd.log"), extra, client_kwargs)
         servers.append(s)
         return s.start()
 

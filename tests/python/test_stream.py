@@ -4,6 +4,8 @@ deadlines; cancellation (closing the generator, KeyboardInterrupt); a server res
 calls; a 4096² frame round trip."""
 import _thread
 import os
+import shutil
+import subprocess
 import threading
 import time
 
@@ -237,3 +239,25 @@ def test_4096_squared_round_trip(make_server):
     np.testing.assert_allclose(r.uncertainty.array.astype(np.float64) ** 2, want, rtol=2e-6)
     assert not r.dq.any() and not r.mask.any()
     assert seconds < 30
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_tls(make_server, samples, tmp_path):
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    tls = calibd.TLS(ca=cert)
+    s = make_server(["--tls-cert", cert, "--tls-key", key], client_kwargs={"tls": tls})
+    with calibd.Client(s.address, tls={"ca": cert}) as c:
+        c.put_detector(os.path.join(samples, "SPEC.json"))
+        (r,) = c.calibrate(kind_files(samples, "light")[:1], detector=DETECTOR,
+                           recipe={"bias": False, "dark": False, "flat": False})
+        assert isinstance(r, calibd.CalibratedFrame)
+    with calibd.Client(s.address, timeout=3) as c:  # plaintext to a TLS server
+        with pytest.raises(calibd.Unavailable):
+            c.detectors()
+    with pytest.raises(calibd.NotFound):
+        calibd.Client(s.address, tls=calibd.TLS(ca=str(tmp_path / "missing.pem")))
+    with pytest.raises(calibd.InvalidArgument):
+        calibd.Client(s.address, tls=calibd.TLS(ca=cert, cert=cert))
