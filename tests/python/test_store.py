@@ -101,6 +101,12 @@ def test_select_explains_with_objects(store_server, samples):
         (entry,) = sel.trail
         assert entry.outcome == "miss"
         assert entry.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+        # Nothing certified for the dark: the nearest policy takes the nearest matching version.
+        c.build("dark", kind_files(samples, "dark"), detector=DETECTOR)
+        strict = c.select(light, DETECTOR, kinds=["dark"])
+        assert strict.trail[0].outcome == "miss" and not strict.masters
+        sel = c.select(light, DETECTOR, kinds=["dark"], policy="nearest", max_age=86400)
+        assert [(m.kind, m.outcome) for m in sel.masters] == [("dark", "nearest")]
         # A pin wins over certification.
         sel = c.select(light, DETECTOR, kinds=["bias"], pins={"bias": 1})
         assert sel.masters[0].outcome == "pinned"

@@ -20,7 +20,8 @@ from ._proto import types_pb2
 _OUTCOMES = {
     types_pb2.SELECTION_OUTCOME_CERTIFIED: "certified",
     types_pb2.SELECTION_OUTCOME_PINNED: "pinned",
-    types_pb2.SELECTION_OUTCOME_FALLBACK: "fallback",
+    # Value 3: NEAREST (the API's old name for it was FALLBACK): the nearest matching version.
+    3: "nearest",
     types_pb2.SELECTION_OUTCOME_MISS: "miss",
     types_pb2.SELECTION_OUTCOME_SKIPPED: "skipped",
 }

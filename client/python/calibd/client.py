@@ -397,7 +397,7 @@ class Client:
         planes : sequence of {"data", "variance", "dq"}, optional
             Planes to return (default all three; fewer = fewer bytes).
         policy : {"strict", "nearest"}
-            How masters are selected; ``max_age`` [s] bounds the nearest fallback.
+            How masters are selected; ``max_age`` [s] bounds how far the nearest version may be.
         pins : dict, optional
             ``{kind: version number or sha256}``: use exactly these masters.
         dark_policy : {"scale", "exact", "skip"}, optional
