@@ -139,12 +139,13 @@ def test_reduction_equals_calibctl_files_exactly(reduced_server, samples, tmp_pa
             assert mine.header[key] == ref.header[key]
 
 
-def test_reduce_over_an_image_file_collection(reduced_server, samples, tmp_path):
+def test_reduce_over_an_image_file_collection(reduced_server, samples, tmp_path, capsys):
     from ccdproc import ImageFileCollection
     ifc = ImageFileCollection(os.path.join(samples, "light"))
     with calibd.Client(reduced_server.address) as c:
-        table = calibd.reduce(ifc, c, str(tmp_path), detector=DETECTOR, progress=False)
+        table = calibd.reduce(ifc, c, str(tmp_path), detector=DETECTOR, progress=True)
         assert len(table) == 3 and all(table["ok"])
+        assert "3/3" in capsys.readouterr().err  # tqdm's bar (python3-tqdm)
         assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(f) for f in
                                                       kind_files(samples, "light"))
         with pytest.raises(calibd.AlreadyExists):  # refused before anything is sent
