@@ -350,4 +350,45 @@ absl::StatusOr<BuildRequest> BuildRequestFromProto(const v1::BuildOptions& o) {
   return r;
 }
 
+void SelectionResultToProto(const store::SelectionResult& r, v1::SelectResponse* p) {
+  SelectedMastersToProto(r, p->mutable_masters());
+  TrailToProto(r, p->mutable_trail());
+  *p->mutable_frame_time() = ToTimestamp(r.time);
+  ConfigurationToProto(r.configuration, p->mutable_configuration());
+}
+
+void DqBitsToProto(const std::vector<DqBitEntry>& bits, v1::GetDqBitsResponse* p) {
+  for (const DqBitEntry& b : bits) {
+    v1::DqBit* q = p->add_bits();
+    q->set_bit(b.bit);
+    q->set_name(b.name);
+    q->set_description(b.description);
+  }
+}
+
+PutMasterInput PutMasterInputFromProto(const v1::PutMasterHeader& h) {
+  PutMasterInput in;
+  in.detector = h.detector();
+  in.kind = h.kind();
+  in.configuration = ConfigurationFromProto(h.configuration());
+  in.attributes.insert(h.attributes().begin(), h.attributes().end());
+  if (h.has_obs_time()) in.obs_time = FromTimestamp(h.obs_time());
+  in.declared_bytes = h.total_bytes();
+  in.client_sha256 = h.sha256();
+  return in;
+}
+
+void BuildResultToProto(const BuildResult& r,
+                        const std::vector<store::Certification>& certifications,
+                        v1::BuildMasterResponse* p) {
+  MasterVersionToProto(r.version, certifications, p->mutable_version());
+  v1::BuildStatistics* st = p->mutable_statistics();
+  st->set_inputs(r.inputs);
+  st->set_rejected_fraction(r.rejected_fraction);
+  st->set_noise(r.noise);
+  st->set_combine_seconds(r.combine_seconds);
+  if (r.certification) CertificationToProto(*r.certification, p->mutable_certification());
+  for (const std::string& s : r.input_sha256) p->add_input_sha256(s);
+}
+
 }  // namespace calibd::server

@@ -73,8 +73,18 @@ void AppliedMasterToProto(const AppliedMaster& a, v1::AppliedMaster* p);
 // The result header of one frame (status, provenance, trail, statistics, header cards).
 void ResultHeaderToProto(const FrameResult& result, v1::ResultHeader* p);
 
+// A Select call's answer: chosen masters, the trail, frame time and configuration.
+void SelectionResultToProto(const store::SelectionResult& r, v1::SelectResponse* p);
+void DqBitsToProto(const std::vector<DqBitEntry>& bits, v1::GetDqBitsResponse* p);
+
+// The metadata of an upload (transfer fields of PutMasterInput are filled while spooling).
+PutMasterInput PutMasterInputFromProto(const v1::PutMasterHeader& h);
+
 absl::StatusOr<combine::CombineOptions> CombineOptionsFromProto(const v1::CombineOptions& c);
 absl::StatusOr<BuildRequest> BuildRequestFromProto(const v1::BuildOptions& o);
+void BuildResultToProto(const BuildResult& r,
+                        const std::vector<store::Certification>& certifications,
+                        v1::BuildMasterResponse* p);
 
 }  // namespace calibd::server
 

@@ -211,6 +211,11 @@ absl::string_view MethodName(CombineOptions::Method method);
 absl::StatusOr<CombineOptions::Scale> ParseScale(absl::string_view name);
 absl::string_view ScaleName(CombineOptions::Scale scale);
 
+// The effective options in one line, as Combine writes them into the HISTORY card and a
+// master's provenance should record them: "method=median sigma=3/3 cen=median dev=mad_std
+// iters=0 scale=none" (clipping, thresholds and weights only when they apply).
+std::string OptionsSummary(const CombineOptions& options);
+
 }  // namespace calibd::combine
 
 #endif  // CALIBD_CORE_COMBINE_COMBINE_H_

@@ -3,18 +3,24 @@
 // comparator is one vector min and one vector max over kLanes pixels), and the reduction of one
 // pixel's sorted survivors (extrema and sigma clipping, mean / median / sum, variance).
 //
-//   const SortingNetwork& net = SortingNetwork::For(n);
+//   const SortingNetwork net(n);
 //   net.SortLanes(values);          // values[n * kLanes], +inf marks "no value"
-//   PixelResult r = ReducePixel(values + lane, kLanes, count, nullptr, params);
+//   PixelResult r = ReducePixel(values + lane, kLanes, count, nullptr, nullptr, params);
 //
-// Thread safety: SortingNetwork is immutable once built; ReducePixel is pure.
+// The band kernels at the end (LaneGroup, LaneGroupUnsorted, ScalarPixel) apply these to one
+// band of the stack; Combine (combine.cc) drives them band by band over the thread pool.
+//
+// Thread safety: SortingNetwork is immutable once built; ReducePixel is pure; the band kernels
+// only read the BandContext and write the output pixels they are given, so disjoint pixel
+// ranges may run concurrently (each with its own scratch).
 #ifndef CALIBD_CORE_COMBINE_KERNEL_H_
 #define CALIBD_CORE_COMBINE_KERNEL_H_
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <algorithm>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -205,6 +211,54 @@ struct PixelResult {
 // with stride 1, the inputs' variance already multiplied by scale²).
 PixelResult ReducePixel(const float* x, int stride, int n, const int* frame,
                         const float* input_variance, const ReduceParams& params);
+
+// --- the band kernels: one band of the stack, eight pixels (or one) at a time -------------
+
+// A valid value: finite (|x| <= FLT_MAX; NaN fails too).
+inline bool ValueOk(float x) { return std::fabs(x) <= std::numeric_limits<float>::max(); }
+
+// Everything the band kernels read and write for the band being combined.
+struct BandContext {
+  int n = 0;
+  int64_t pixels = 0;  // in the band
+  const std::vector<float*>* data;
+  const std::vector<float*>* variance;  // entries null unless read
+  const std::vector<uint16_t*>* dq;     // entries null when the input has none
+  const std::vector<double>* scale;
+  std::vector<float> scale_f;
+  float min_value = -std::numeric_limits<float>::infinity();
+  float max_value = std::numeric_limits<float>::infinity();
+  bool strict_min = false;  // thresholds compared in double when they are not floats
+  double min_d = -HUGE_VAL, max_d = HUGE_VAL;
+  uint16_t dq_mask = 0xFFFF;
+  internal::ReduceParams params;
+  const internal::SortingNetwork* network = nullptr;
+  bool identity = false;
+  bool unsorted = false;  // mean/sum, no extrema, sigma clip (if any) around the mean with std
+  // outputs (already offset to the band's first pixel)
+  float* out_data = nullptr;
+  float* out_var = nullptr;
+  uint16_t* out_dq = nullptr;
+  uint16_t* out_count = nullptr;
+};
+
+// What a chunk of pixels counted: valid input values and values used after clipping.
+struct Tally {
+  int64_t valid = 0;
+  int64_t used = 0;
+};
+
+// Pixels [p, p + lanes), lanes <= kLanes, through the SIMD path: values gathered into lanes of
+// `v` (n × kLanes floats of scratch; `dev` the same size), sorted by the network, clipped and
+// reduced together.
+void LaneGroup(const BandContext& c, int64_t p, int lanes, float* v, float* dev, Tally& tally);
+
+// The same for mean or sum with at most mean/std sigma clipping: no sorting needed.
+void LaneGroupUnsorted(const BandContext& c, int64_t p, int lanes, float* v, Tally& tally);
+
+// One pixel through the scalar path that keeps each value's frame (weights, propagated
+// variance); `slot` is SlotBytes(n) of scratch past the two lane arrays.
+void ScalarPixel(const BandContext& c, int64_t p, char* slot, Tally& tally);
 
 }  // namespace calibd::combine::internal
 
