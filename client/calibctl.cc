@@ -158,7 +158,7 @@ int Fail(absl::string_view what, const absl::Status& status) {
 
 std::string CertificationText(const v1::Certification& c) {
   return absl::StrCat("[", FormatUtc(TimeFromProto(c.begin())), ", ",
-                      IsSet(c.end()) ? FormatUtc(TimeFromProto(c.end())) : "open", ")");
+                      c.has_end() ? FormatUtc(TimeFromProto(c.end())) : "open", ")");
 }
 
 std::string MapText(const google::protobuf::Map<std::string, std::string>& m) {

@@ -1,7 +1,5 @@
 #include "client/client.h"
 
-#include <openssl/evp.h>
-
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -16,30 +14,13 @@
 #include "absl/strings/str_format.h"
 #include "client/convert.h"
 #include "core/fits/fits.h"
+#include "core/hash/sha256.h"
 #include "core/status/macros.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 
 namespace calibd::client {
 namespace {
-
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
-  ~Sha256() { EVP_MD_CTX_free(ctx_); }
-  void Update(const void* data, size_t n) { EVP_DigestUpdate(ctx_, data, n); }
-  std::string HexDigest() {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(ctx_, md, &len);
-    std::string out;
-    for (unsigned int i = 0; i < len; ++i) absl::StrAppendFormat(&out, "%02x", md[i]);
-    return out;
-  }
-
- private:
-  EVP_MD_CTX* ctx_;
-};
 
 absl::StatusOr<std::string> ReadTextFile(const std::string& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
@@ -50,19 +31,6 @@ absl::StatusOr<std::string> ReadTextFile(const std::string& path, const char* wh
 }
 
 }  // namespace
-
-absl::StatusOr<std::string> Sha256File(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  Sha256 h;
-  std::vector<char> buf(kMaxChunkBytes);
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) h.Update(buf.data(), n);
-  const bool bad = std::ferror(f) != 0;
-  std::fclose(f);
-  if (bad) return absl::InternalError(absl::StrCat("error reading ", path));
-  return h.HexDigest();
-}
 
 CalibdClient::CalibdClient(ClientOptions options, std::shared_ptr<grpc::Channel> channel)
     : options_(std::move(options)),
@@ -170,7 +138,7 @@ absl::StatusOr<v1::PutMasterResponse> CalibdClient::PutMaster(const std::string&
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
   if (ec) return absl::NotFoundError(absl::StrCat("cannot read ", path, ": ", ec.message()));
-  CALIBD_ASSIGN_OR_RETURN(std::string sha, Sha256File(path));
+  CALIBD_ASSIGN_OR_RETURN(std::string sha, hash::Sha256File(path));
 
   grpc::ClientContext ctx;
   Prepare(&ctx, true);
@@ -190,7 +158,7 @@ absl::StatusOr<v1::PutMasterResponse> CalibdClient::PutMaster(const std::string&
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) return absl::NotFoundError(absl::StrCat("cannot open ", path));
   absl::Cleanup closer = [f] { std::fclose(f); };
-  Sha256 again;
+  hash::Sha256 again;
   int64_t sent = 0;
   std::string* chunk = req.mutable_chunk();
   while (ok) {
@@ -272,7 +240,7 @@ absl::StatusOr<v1::MasterVersion> CalibdClient::GetMaster(const std::string& det
   v1::GetMasterResponse resp;
   v1::MasterVersion meta;
   bool have_meta = false;
-  Sha256 h;
+  hash::Sha256 h;
   int64_t got = 0;
   while (reader->Read(&resp)) {
     if (resp.has_metadata()) {

@@ -1,6 +1,6 @@
 // CalibdClient: the typed client of a calibd server, what calibctl is built on. It wraps the
 // generated stubs with what every caller would otherwise repeat: bearer-token metadata, TLS,
-// deadlines, status conversion, chunked uploads (≤ 1 MiB, sha256 streamed with OpenSSL EVP),
+// deadlines, status conversion, chunked uploads (≤ 1 MiB, sha256 streamed with core/hash),
 // checked downloads, and a pipelined Calibrate stream for many files.
 //
 //   ClientOptions options;
@@ -143,9 +143,6 @@ class CalibdClient {
   std::unique_ptr<v1::Builder::Stub> builder_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
 };
-
-// sha256 of a file, hex, read in 1 MiB pieces.
-absl::StatusOr<std::string> Sha256File(const std::string& path);
 
 }  // namespace calibd::client
 

@@ -17,19 +17,13 @@ absl::Status FromProto(const v1::Status& status) {
 }
 
 google::protobuf::Timestamp TimeToProto(absl::Time t) {
-  google::protobuf::Timestamp out;
-  const int64_t s = absl::ToUnixSeconds(t);
-  out.set_seconds(s);
-  out.set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(t - absl::FromUnixSeconds(s))));
-  return out;
+  return api::TimeMicrosToProto(absl::ToUnixMicros(t));  // ToUnixMicros floors, as api does
 }
 
 absl::Time TimeFromProto(const google::protobuf::Timestamp& t) {
-  if (!IsSet(t)) return absl::InfinitePast();
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+  absl::StatusOr<store::TimeMicros> micros = api::TimeMicrosFromProto(t);
+  return micros.ok() ? absl::FromUnixMicros(*micros) : absl::InfinitePast();
 }
-
-bool IsSet(const google::protobuf::Timestamp& t) { return t.seconds() != 0 || t.nanos() != 0; }
 
 void FillFrameHeader(const RawFrame& raw, const std::string& detector, const std::string& frame_id,
                      v1::FrameHeader* header) {

@@ -46,11 +46,11 @@ using api::HeaderToProto;
 using api::PixelTypeFromProto;
 using api::PixelTypeToProto;
 
+// Times through proto/api_convert's one Timestamp ⇄ TimeMicros rule (microseconds, floor).
+// Whether a time field is set is its presence (has_end()); the epoch is an ordinary time.
 google::protobuf::Timestamp TimeToProto(absl::Time t);
-// An unset (all-zero) Timestamp is InfinitePast, meaning "not set".
+// A malformed Timestamp (nanos outside [0, 1e9), seconds beyond year 9999) is InfinitePast.
 absl::Time TimeFromProto(const google::protobuf::Timestamp& t);
-bool IsSet(const google::protobuf::Timestamp& t);
-
 
 // The FrameHeader of a raw frame (everything but recipe, selection, unit and planes, which the
 // caller sets).

@@ -53,6 +53,42 @@ absl::StatusOr<PixelType> PixelTypeFromProto(v1::PixelType type) {
   return static_cast<PixelType>(v);
 }
 
+google::protobuf::Timestamp TimeMicrosToProto(store::TimeMicros t) {
+  constexpr int64_t kMicros = store::kMicrosPerSecond;
+  google::protobuf::Timestamp ts;
+  int64_t seconds = t / kMicros;
+  int64_t micros = t % kMicros;
+  if (micros < 0) {  // C++ division truncates toward zero; Timestamp wants floor
+    micros += kMicros;
+    --seconds;
+  }
+  if (seconds < kMinTimestampSeconds) {
+    seconds = kMinTimestampSeconds;
+    micros = 0;
+  } else if (seconds > kMaxTimestampSeconds) {
+    seconds = kMaxTimestampSeconds;
+    micros = kMicros - 1;
+  }
+  ts.set_seconds(seconds);
+  ts.set_nanos(static_cast<int32_t>(micros * 1000));
+  return ts;
+}
+
+absl::StatusOr<store::TimeMicros> TimeMicrosFromProto(const google::protobuf::Timestamp& t,
+                                                      absl::string_view field) {
+  if (t.nanos() < 0 || t.nanos() > 999'999'999) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": nanos ", t.nanos(), " outside [0, 999999999] (a time before a whole second has "
+        "seconds one lower and positive nanos)"));
+  }
+  if (t.seconds() < kMinTimestampSeconds || t.seconds() > kMaxTimestampSeconds) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": seconds ", t.seconds(), " outside 0001-01-01..9999-12-31 (", kMinTimestampSeconds,
+        "..", kMaxTimestampSeconds, ")"));
+  }
+  return t.seconds() * store::kMicrosPerSecond + t.nanos() / 1000;  // nanos >= 0: floor
+}
+
 v1::DetectorSpec DetectorSpecToProto(const store::DetectorSpec& s) {
   v1::DetectorSpec p;
   p.set_name(s.name);

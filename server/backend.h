@@ -1,9 +1,14 @@
 // Backend: what every service implementation shares — the calibration store (opened after the
-// server starts, so health can say NOT_SERVING until then), the worker pool for pixel work,
+// server starts, so health can say NOT_SERVING until then), the executors (pixel work; store
+// calls; blob downloads: slow work never runs on gRPC's callback threads),
 // the process-wide BufferPool, metrics, limits and the spool directory. Owned by CalibdServer
 // (server/server.h); the implementation classes hold a const pointer to it.
 //
-//   Backend backend{.pool = &pool, .buffers = &buffers, .limits = limits};
+//   Backend backend;
+//   backend.pool = &pool;
+//   backend.store_pool = &store_pool;
+//   backend.blob_pool = &blob_pool;
+//   backend.buffers = &buffers;
 //   backend.store.Set(std::move(opened_store));
 //   ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> s, backend.store.Get());
 //
@@ -62,7 +67,9 @@ class StoreHandle {
 
 struct Backend {
   StoreHandle store;
-  ThreadPool* pool = nullptr;
+  ThreadPool* pool = nullptr;        // pixel work, frame preparation, builds
+  ThreadPool* store_pool = nullptr;  // unary store RPCs and uploads (SQL, spool I/O)
+  ThreadPool* blob_pool = nullptr;   // GetMaster downloads (a slow reader holds one thread)
   BufferPool* buffers = nullptr;
   Metrics* metrics = nullptr;  // may be null (tests)
   ServerLimits limits;

@@ -36,9 +36,6 @@
 
 namespace calibd::server {
 
-// The gRPC status code's canonical name, "OK", "INVALID_ARGUMENT", ...
-const char* StatusCodeName(grpc::StatusCode code);
-
 class Metrics {
  public:
   Metrics();

@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -35,7 +36,11 @@ absl::StatusOr<std::unique_ptr<CalibdServer>> CalibdServer::Start(ServerOptions 
   s->metrics_ = std::make_unique<Metrics>();
   s->pool_ = std::make_unique<ThreadPool>(s->options_.workers);
   s->backend_ = std::make_unique<Backend>();
+  s->store_pool_ = std::make_unique<ThreadPool>(std::max(1, s->options_.store_workers));
+  s->blob_pool_ = std::make_unique<ThreadPool>(std::max(1, s->options_.blob_workers));
   s->backend_->pool = s->pool_.get();
+  s->backend_->store_pool = s->store_pool_.get();
+  s->backend_->blob_pool = s->blob_pool_.get();
   s->backend_->buffers = buffers;
   s->backend_->metrics = s->metrics_.get();
   s->backend_->limits = s->options_.limits;
@@ -157,7 +162,11 @@ void CalibdServer::Shutdown(absl::Duration grace) {
 CalibdServer::~CalibdServer() {
   Shutdown(absl::ZeroDuration());
   exposer_.reset();
-  pool_.reset();  // runs queued tasks, joins the workers
+  // Run queued tasks and join the workers; the store executors first (their tasks may still
+  // schedule pixel work).
+  blob_pool_.reset();
+  store_pool_.reset();
+  pool_.reset();
 }
 
 }  // namespace calibd::server

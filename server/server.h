@@ -50,6 +50,8 @@ struct ServerOptions {
   TokenAuth auth = TokenAuth::Open();
   std::string tls_cert, tls_key, tls_ca;   // PEM file paths; cert+key = TLS, + ca = mTLS
   int workers = 0;                         // pixel-work threads; 0 = hardware concurrency
+  int store_workers = 4;                   // unary store calls and uploads
+  int blob_workers = 4;                    // GetMaster downloads at once
   ServerLimits limits;
   size_t cache_bytes = size_t{2} << 30;    // decoded-master cache
   std::string spool_dir;                   // "" = $TMPDIR
@@ -85,6 +87,8 @@ class CalibdServer {
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<ThreadPool> store_pool_;
+  std::unique_ptr<ThreadPool> blob_pool_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<CalibrateImpl> calibrate_;
   std::unique_ptr<StoreImpl> store_impl_;

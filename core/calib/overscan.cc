@@ -1,4 +1,4 @@
-// Overscan measurement (MeasureOverscan) and the stand-alone SubtractOverscan step.
+// Overscan measurement (MeasureOverscan): the per-line model Calibrate subtracts.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -29,11 +29,6 @@ double Reduce(Statistic statistic, absl::Span<double> values, const OverscanOpti
   return 0.0;
 }
 
-bool InFrame(const Section& s, int width, int height) {
-  return s.x0 >= 0 && s.y0 >= 0 && s.x1 <= width && s.y1 <= height && s.x0 < s.x1 &&
-         s.y0 < s.y1;
-}
-
 }  // namespace
 
 bool OverscanPerRow(const OverscanOptions& options) {
@@ -59,7 +54,7 @@ absl::StatusOr<OverscanModel> MeasureOverscan(const RawImage& raw, const Oversca
   OverscanModel model;
   if (options.statistic == Statistic::kNone) return model;
   const Section& r = options.region;
-  if (!InFrame(r, raw.width(), raw.height())) {
+  if (!r.InFrame(raw.width(), raw.height())) {
     return absl::InvalidArgumentError(absl::StrCat(
         "overscan region ", FormatFitsSection(r), " is empty or outside the ", raw.width(), "×",
         raw.height(), " raw frame; give a BIASSEC inside the frame"));
@@ -131,40 +126,6 @@ absl::StatusOr<OverscanModel> MeasureOverscan(const RawImage& raw, const Oversca
     }
   }
   return model;
-}
-
-absl::StatusOr<Image<float>> SubtractOverscan(const RawImage& raw, const OverscanOptions& options,
-                                              ThreadPool* pool, BufferPool* buffers) {
-  CALIBD_ASSIGN_OR_RETURN(OverscanModel model, MeasureOverscan(raw, options, pool));
-  const int w = raw.width();
-  const int h = raw.height();
-  if (!model.values.empty()) {
-    const int lines = static_cast<int>(model.values.size());
-    const int needed = model.per_row ? h : w;
-    if (model.first_line != 0 || lines != needed) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the overscan region ", FormatFitsSection(options.region), " does not span every ",
-          model.per_row ? "row" : "column",
-          " of the frame; SubtractOverscan needs one overscan value per line"));
-    }
-  }
-  Image<float> out = Image<float>::Allocate(w, h, buffers);
-  std::vector<float> column_values;
-  if (!model.per_row) column_values.assign(model.values.begin(), model.values.end());
-  ParallelFor(pool, h, 64, [&](int64_t y0, int64_t y1) {
-    for (int64_t y = y0; y < y1; ++y) {
-      float* row = out.row(static_cast<int>(y));
-      raw.RowToFloat(static_cast<int>(y), 0, w, row);
-      if (model.values.empty()) continue;
-      if (model.per_row) {
-        const float v = static_cast<float>(model.values[y]);
-        for (int x = 0; x < w; ++x) row[x] -= v;
-      } else {
-        for (int x = 0; x < w; ++x) row[x] -= column_values[x];
-      }
-    }
-  });
-  return out;
 }
 
 }  // namespace calibd::calib

@@ -19,10 +19,6 @@ namespace {
 
 std::string Shape(int w, int h) { return absl::StrCat(w, "×", h); }
 
-bool InFrame(const Section& s, int width, int height) {
-  return s.x0 >= 0 && s.y0 >= 0 && s.x1 <= width && s.y1 <= height && s.x0 < s.x1 && s.y0 < s.y1;
-}
-
 template <typename T>
 absl::Status CheckShape(absl::string_view what, const Image<T>& image, int w, int h) {
   if (image.width() == w && image.height() == h) return absl::OkStatus();
@@ -324,7 +320,7 @@ absl::Status Validate(const RecipeOptions& options, const Masters& masters, int 
         absl::StrCat("the raw frame is ", Shape(raw_width, raw_height), "; it has no pixels"));
   }
   const Section trim = TrimSection(options, raw_width, raw_height);
-  if (!InFrame(trim, raw_width, raw_height)) {
+  if (!trim.InFrame(raw_width, raw_height)) {
     return absl::InvalidArgumentError(
         absl::StrCat("TRIMSEC ", FormatFitsSection(trim), " is empty or outside the ",
                      Shape(raw_width, raw_height), " raw frame; give a section inside it"));
@@ -338,7 +334,7 @@ absl::Status Validate(const RecipeOptions& options, const Masters& masters, int 
   const OverscanOptions& os = options.overscan;
   if (os.statistic != OverscanOptions::Statistic::kNone) {
     const Section& r = os.region;
-    if (!InFrame(r, raw_width, raw_height)) {
+    if (!r.InFrame(raw_width, raw_height)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "overscan region (BIASSEC) ", FormatFitsSection(r), " is empty or outside the ",
           Shape(raw_width, raw_height), " raw frame; give a section inside it"));
@@ -422,7 +418,7 @@ absl::Status Validate(const RecipeOptions& options, const Masters& masters, int 
                                                        fo.value, "; give a finite value > 0"));
       }
       if (fo.norm != FlatOptions::Norm::kValue && fo.stats_region.has_value() &&
-          !InFrame(*fo.stats_region, w, h)) {
+          !fo.stats_region->InFrame(w, h)) {
         return absl::InvalidArgumentError(
             absl::StrCat("flat statistics section ", FormatFitsSection(*fo.stats_region),
                          " is empty or outside the ", Shape(w, h), " flat"));

@@ -168,7 +168,9 @@ absl::StatusOr<CalibratedFrame> Calibrate(const RawFrame& raw, const Masters& ma
                                           BufferPool* buffers = nullptr,
                                           FrameStats* stats = nullptr);
 
-// ---- The steps, one at a time (for building masters, tools and tests). ----
+// ---- The parts Calibrate is made of that are useful on their own. ----
+// (Calibrate's arithmetic itself lives only in its fused row kernel; there is no step-at-a-time
+// copy of it. tests/calib/recipe_test.cc checks the kernel against the formulas above.)
 
 // The overscan values: one per line of the region (per row: lines are rows region.y0..y1-1;
 // per column: columns region.x0..x1-1), after the fit; for kWhole every value is the same.
@@ -192,25 +194,6 @@ struct OverscanModel {
 bool OverscanPerRow(const OverscanOptions& options);
 absl::StatusOr<OverscanModel> MeasureOverscan(const RawImage& raw, const OverscanOptions& options,
                                               ThreadPool* pool = nullptr);
-
-// raw − overscan as float32, the raw frame's shape.
-absl::StatusOr<Image<float>> SubtractOverscan(const RawImage& raw, const OverscanOptions& options,
-                                              ThreadPool* pool = nullptr,
-                                              BufferPool* buffers = nullptr);
-// A copy of `section` of `image`.
-absl::StatusOr<Image<float>> Trim(const Image<float>& image, const Section& section,
-                                  BufferPool* buffers = nullptr);
-// ccdproc create_deviation: returns the variance (ADU²) of `data` (ADU); maps may be null.
-absl::StatusOr<Image<float>> ComputeVariance(const Image<float>& data, double gain,
-                                             double read_noise,
-                                             const Image<float>* gain_map = nullptr,
-                                             const Image<float>* read_noise_map = nullptr,
-                                             BufferPool* buffers = nullptr);
-// In place on `frame` (its variance plane is updated when present, its DQ gets the master's).
-absl::Status SubtractBias(CalibratedFrame& frame, const CalibratedFrame& bias);
-absl::Status SubtractDark(CalibratedFrame& frame, const CalibratedFrame& dark, double scale);
-absl::Status DivideFlat(CalibratedFrame& frame, const PreparedFlat& flat);
-absl::Status ApplyGain(CalibratedFrame& frame, double gain);  // data × g, variance × g², unit
 
 // The flat normalisation n of FlatOptions (mean, clipped mean over stats_region, or value).
 // INVALID_ARGUMENT "NaN flat" when it is not finite or ≤ 0.

@@ -104,9 +104,13 @@ class FrameSource {
   virtual bool has_dq() const = 0;
   // A name for error messages (the file path, or "memory frame #i").
   virtual std::string name() const = 0;
+  // The whole frame when it is already in memory: Combine then reads its rows in place instead
+  // of copying them into band buffers (ReadRows is not called). nullptr by default.
+  virtual const CalibratedFrame* in_memory() const { return nullptr; }
 };
 
-// A frame already in memory (tests, small stacks, frames just calibrated). No copy.
+// A frame already in memory (tests, small stacks, frames just calibrated). No copy: Combine
+// reads its rows in place (FrameSource::in_memory).
 std::unique_ptr<FrameSource> MemorySource(std::shared_ptr<const CalibratedFrame> frame,
                                           std::string name = "memory frame");
 
@@ -210,6 +214,11 @@ absl::StatusOr<CombineOptions::Method> ParseMethod(absl::string_view name);
 absl::string_view MethodName(CombineOptions::Method method);
 absl::StatusOr<CombineOptions::Scale> ParseScale(absl::string_view name);
 absl::string_view ScaleName(CombineOptions::Scale scale);
+
+// The effective options in one line, as Combine writes them into the HISTORY card and a
+// master's provenance should record them: "method=median sigma=3/3 cen=median dev=mad_std
+// iters=0 scale=none" (clipping, thresholds and weights only when they apply).
+std::string OptionsSummary(const CombineOptions& options);
 
 }  // namespace calibd::combine
 

@@ -3,22 +3,29 @@
 // comparator is one vector min and one vector max over kLanes pixels), and the reduction of one
 // pixel's sorted survivors (extrema and sigma clipping, mean / median / sum, variance).
 //
-//   const SortingNetwork& net = SortingNetwork::For(n);
+//   const SortingNetwork net(n);
 //   net.SortLanes(values);          // values[n * kLanes], +inf marks "no value"
-//   PixelResult r = ReducePixel(values + lane, kLanes, count, nullptr, params);
+//   PixelResult r = ReducePixel(values + lane, kLanes, count, nullptr, nullptr, params);
 //
-// Thread safety: SortingNetwork is immutable once built; ReducePixel is pure.
+// The band kernels at the end (LaneGroup, LaneGroupUnsorted, ScalarPixel) apply these to one
+// band of the stack; Combine (combine.cc) drives them band by band over the thread pool.
+//
+// Thread safety: SortingNetwork is immutable once built; ReducePixel is pure; the band kernels
+// only read the BandContext and write the output pixels they are given, so disjoint pixel
+// ranges may run concurrently (each with its own scratch).
 #ifndef CALIBD_CORE_COMBINE_KERNEL_H_
 #define CALIBD_CORE_COMBINE_KERNEL_H_
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <algorithm>
+#include <limits>
 #include <utility>
 #include <vector>
 
 #include "core/combine/combine.h"
+#include "core/combine/fixed_networks.h"
 
 namespace calibd::combine::internal {
 
@@ -40,7 +47,8 @@ inline v8f Abs(v8f x) {
 inline constexpr double kMadToStd = 1.482602218505602;  // astropy's mad_std factor
 
 // Batcher's odd-even merge sort for any n (comparators touching indices >= n dropped, which is
-// sorting with +inf padding).
+// sorting with +inf padding). For n <= kMaxFixed the lane functions run the same network
+// unrolled in registers (fixed_networks.h); beyond, this comparator list.
 class SortingNetwork {
  public:
   explicit SortingNetwork(int n);
@@ -48,12 +56,17 @@ class SortingNetwork {
   const std::vector<std::pair<int, int>>& comparators() const { return comparators_; }
   // Sorts each of the kLanes columns of v[n * kLanes] ascending.
   void SortLanes(float* v) const;
+  // The same for columns that fall then rise ("V"-shaped, +inf allowed at either end): a
+  // bitonic merger when n <= kMaxFixed (about a third of the comparators), else SortLanes.
+  void SortVLanes(float* v) const;
   // Sorts v[n] ascending (scalar; for tests of the network itself).
   void Sort(float* v) const;
 
  private:
   int n_;
   std::vector<std::pair<int, int>> comparators_;
+  void (*fixed_sort_)(float*) = nullptr;
+  void (*fixed_vmerge_)(float*) = nullptr;
 };
 
 // --- all eight lanes at once over lane-major sorted values v[k * kLanes + l] ---------------
@@ -177,7 +190,8 @@ inline void LaneMedian(const float* v, const int* lo, const int* hi, double* med
 
 class SortingNetwork;
 // Median absolute deviation from med of each lane's survivors: |x - med| (+inf outside the
-// range) into dev, sorted by the network, middle picked. Returns it in mad.
+// range) into dev, sorted, middle picked. Returns it in mad. Each lane's survivors must be
+// sorted (as LaneGroup keeps them): then dev falls then rises and a merger sorts it.
 void LaneMad(const float* v, float* dev, int n, const int* lo, const int* hi, const double* med,
              const SortingNetwork& network, double* mad);
 
@@ -205,6 +219,64 @@ struct PixelResult {
 // with stride 1, the inputs' variance already multiplied by scale²).
 PixelResult ReducePixel(const float* x, int stride, int n, const int* frame,
                         const float* input_variance, const ReduceParams& params);
+
+// --- the band kernels: one band of the stack, eight pixels (or one) at a time -------------
+
+// A valid value: finite (|x| <= FLT_MAX; NaN fails too).
+inline bool ValueOk(float x) { return std::fabs(x) <= std::numeric_limits<float>::max(); }
+
+// Everything the band kernels read and write for the band being combined.
+struct BandContext {
+  int n = 0;
+  int64_t pixels = 0;  // in the band
+  // Per input, the band's first row (in the workspace, or in place in a frame in memory).
+  const std::vector<const float*>* data;
+  const std::vector<const float*>* variance;  // entries null unless read
+  const std::vector<const uint16_t*>* dq;     // entries null when the input has none
+  const std::vector<double>* scale;
+  std::vector<float> scale_f;
+  bool unit_scale = false;  // every scale factor is 1
+  bool thresholds = false;  // min_value or max_value is set
+  float min_value = -std::numeric_limits<float>::infinity();
+  float max_value = std::numeric_limits<float>::infinity();
+  double min_d = -HUGE_VAL, max_d = HUGE_VAL;
+  uint16_t dq_mask = 0xFFFF;
+  internal::ReduceParams params;
+  const internal::SortingNetwork* network = nullptr;
+  bool identity = false;
+  bool unsorted = false;  // mean/sum, no extrema, sigma clip (if any) around the mean with std
+  // A plain median of a small stack: tried first on each group of eight pixels (see
+  // fixed_networks.h); null when it does not apply.
+  MedianGroupFn fixed_median = nullptr;
+  // outputs (already offset to the band's first pixel)
+  float* out_data = nullptr;
+  float* out_var = nullptr;
+  uint16_t* out_dq = nullptr;
+  uint16_t* out_count = nullptr;
+};
+
+// What a chunk of pixels counted: valid input values and values used after clipping.
+struct Tally {
+  int64_t valid = 0;
+  int64_t used = 0;
+};
+
+// Pixels [p, p + lanes), lanes <= kLanes, through the SIMD path: values gathered into lanes of
+// `v` (n × kLanes floats of scratch; `dev` the same size), sorted by the network, clipped and
+// reduced together.
+void LaneGroup(const BandContext& c, int64_t p, int lanes, float* v, float* dev, Tally& tally);
+
+// The same for mean or sum with at most mean/std sigma clipping: no sorting needed.
+void LaneGroupUnsorted(const BandContext& c, int64_t p, int lanes, float* v, Tally& tally);
+
+// Tests: false makes Combine use only the general kernels (to show the fixed-N ones give the
+// same bits). Default true.
+void SetFixedKernelsEnabled(bool enabled);
+bool FixedKernelsEnabled();
+
+// One pixel through the scalar path that keeps each value's frame (weights, propagated
+// variance); `slot` is SlotBytes(n) of scratch past the two lane arrays.
+void ScalarPixel(const BandContext& c, int64_t p, char* slot, Tally& tally);
 
 }  // namespace calibd::combine::internal
 

@@ -15,7 +15,7 @@
 // corrupt tiles (found by fuzzing), so before it decodes: every RICE_1 bit stream must end
 // inside its bytes, every GZIP tile must inflate (zlib, bounded) to at most 8 bytes/pixel,
 // every HCOMPRESS stream must declare the tile's size, every PLIO line list (current IRAF
-// format only) must fit its words. tests/fits fuzzes ~340 mutants per run under ASan;
+// format only) must fit its words. tests/fits fuzzes 340 mutants per run under ASan;
 // CALIBD_FITS_FUZZ_SCALE=15 (~5000) also passes. The checks cost about a quarter of a
 // Rice read and one extra inflate for GZIP images.
 // Errors carry the file, the HDU and CFITSIO's own message:

@@ -29,6 +29,10 @@ struct Section {
   bool Contains(const Section& other) const {
     return other.x0 >= x0 && other.x1 <= x1 && other.y0 >= y0 && other.y1 <= y1;
   }
+  // Non-empty and inside a frame of width × height pixels.
+  bool InFrame(int width, int height) const {
+    return x0 >= 0 && y0 >= 0 && x1 <= width && y1 <= height && x0 < x1 && y0 < y1;
+  }
   bool operator==(const Section&) const = default;
 };
 

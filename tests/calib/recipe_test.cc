@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <algorithm>
 #include <memory>
+#include <vector>
 
 #include "core/calib/keywords.h"
 #include "core/image/dq.h"
@@ -378,6 +380,64 @@ TEST(CalibrateTest, EveryRawPixelTypeGivesTheSameResult) {
   EXPECT_EQ(ref.dq.at(27, 0), kDqSaturated);
 }
 
+// The fused kernel against the recipe's formulas applied one step at a time, in double, on a
+// realistic frame (noise, an overscan gradient, masters with variance and DQ, a partial trim):
+// overscan (MeasureOverscan's model) → trim → variance → bias → dark × s → flat → gain.
+TEST(CalibrateTest, FusedEqualsTheStepByStepFormulas) {
+  testing::CcdModel ccd;
+  RawFrame light = testing::SimulateFrame(ccd, testing::FrameKind::kLight, 21);
+  const Section trim{1, ccd.data_width - 1, 2, ccd.height};
+  const int w = trim.width(), h = trim.height();
+  Masters m;
+  m.bias = MakeMaster(
+      w, h, [](int x, int) { return 1.0 + 0.1 * x; }, [](int, int) { return 0.3; },
+      [](int x, int y) -> uint16_t { return x == y ? kDqBad : 0; });
+  m.dark = MakeMaster(
+      w, h, [](int, int y) { return 2.0 + 0.05 * y; }, [](int, int) { return 0.2; });
+  m.dark_exptime = 40;
+  m.flat = MakeMaster(
+      w, h, [&](int x, int y) { return 9e3 * testing::FlatResponse(ccd, x, y); },
+      [](int, int) { return 90.0; });
+  RecipeOptions o;
+  o.overscan.statistic = OverscanOptions::Statistic::kMedian;
+  o.overscan.region = Section{ccd.data_width, ccd.width(), 0, ccd.height};
+  o.trim = trim;
+  o.gain = ccd.gain;
+  o.read_noise = ccd.read_noise;
+  o.exptime = ccd.exptime;
+  ASSERT_OK_AND_ASSIGN(CalibratedFrame fused, Calibrate(light.pixels, m, o));
+  EXPECT_EQ(fused.unit, "electron");  // the gain is applied once, at the end
+  ASSERT_EQ(fused.width(), w);
+  ASSERT_EQ(fused.height(), h);
+
+  ASSERT_OK_AND_ASSIGN(OverscanModel oscan, MeasureOverscan(light.pixels, o.overscan));
+  ASSERT_OK_AND_ASSIGN(PreparedFlat flat, NormalizeFlat(*m.flat, o.flat));
+  const double g = o.gain, rn = o.read_noise, s = o.exptime / m.dark_exptime;
+  std::vector<float> raw_row(light.pixels.width());
+  for (int y = 0; y < h; ++y) {
+    const int yr = y + trim.y0;
+    light.pixels.RowToFloat(yr, 0, light.pixels.width(), raw_row.data());
+    for (int x = 0; x < w; ++x) {
+      const int xr = x + trim.x0;
+      double d = raw_row[xr] - oscan.At(xr, yr);                       // overscan, trim
+      double v = (g * std::max(d, 0.0) + rn * rn) / (g * g);           // create_deviation
+      d -= m.bias->data.at(x, y);                                      // bias
+      v += m.bias->variance.at(x, y);
+      d -= s * m.dark->data.at(x, y);                                  // dark × s
+      v += s * s * m.dark->variance.at(x, y);
+      const double inv = flat.inverse.at(x, y);                        // flat: × n/F
+      d *= inv;
+      v = inv * inv * (v + d * d * flat.norm_variance.at(x, y));
+      d *= g;                                                          // gain
+      v *= g * g;
+      const uint16_t q = m.bias->dq.at(x, y) | (flat.dq.empty() ? 0 : flat.dq.at(x, y));
+      ASSERT_NEAR(fused.data.at(x, y), d, 1e-5 * std::fabs(d) + 1e-4) << x << "," << y;
+      ASSERT_NEAR(fused.variance.at(x, y), v, 1e-5 * v) << x << "," << y;
+      ASSERT_EQ(fused.dq.at(x, y), q) << x << "," << y;
+    }
+  }
+}
+
 // ---- Bad inputs, exact codes. ----
 
 class BadInputTest : public ::testing::Test {
@@ -400,6 +460,12 @@ TEST_F(BadInputTest, MasterShapeMismatchNamesBothShapes) {
   Masters m3;
   m3.bad_pixels = std::make_shared<Image<uint16_t>>(Image<uint16_t>::Filled(5, 5, 0));
   EXPECT_THAT(Calibrate(raw_, m3, o_), StatusIs(absl::StatusCode::kInvalidArgument));
+  Masters m4;
+  m4.dark = MakeMaster(kDataW + 1, kRawH, [](int, int) { return 1.0; });
+  m4.dark_exptime = 10;
+  EXPECT_THAT(Calibrate(raw_, m4, o_),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::AllOf(HasSubstr("33×30"), HasSubstr("32×30"))));
 }
 
 TEST_F(BadInputTest, NanFlat) {

@@ -44,7 +44,14 @@ TEST(ConvertTest, HeaderCardsRoundTrip) {
 TEST(ConvertTest, TimesAndPixelTypes) {
   const absl::Time t = absl::FromUnixMicros(1772330584123456);
   EXPECT_EQ(TimeFromProto(TimeToProto(t)), t);
-  EXPECT_EQ(TimeFromProto(google::protobuf::Timestamp()), absl::InfinitePast());
+  // The epoch is a time like any other (presence says whether a field is set), and a time
+  // before it keeps microsecond precision (floor division in proto/api_convert).
+  EXPECT_EQ(TimeFromProto(google::protobuf::Timestamp()), absl::UnixEpoch());
+  const absl::Time before = absl::FromUnixMicros(-1'250'001);
+  EXPECT_EQ(TimeFromProto(TimeToProto(before)), before);
+  google::protobuf::Timestamp bad;
+  bad.set_nanos(-1);
+  EXPECT_EQ(TimeFromProto(bad), absl::InfinitePast());
   for (PixelType p : {PixelType::kUint8, PixelType::kUint16, PixelType::kFloat64}) {
     ASSERT_OK_AND_ASSIGN(PixelType back, PixelTypeFromProto(PixelTypeToProto(p)));
     EXPECT_EQ(back, p);

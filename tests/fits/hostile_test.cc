@@ -11,8 +11,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -417,22 +419,75 @@ TEST_F(HostileTest, MutatedFilesNeverCrash) {
   const std::string path = dir_.File("mutant.fits");
   const int fds_before = OpenFileDescriptors();
   std::vector<float> band;
-  int variants = 0, ok = 0;
+  int variants = 0, ok = 0, refused = 0;
+  // Every reader either refuses the mutant as INVALID_ARGUMENT (a hostile file, never another
+  // code: nothing here is missing or checksummed) or reads it consistently with the others.
+  auto refused_as_invalid = [&](const absl::Status& status, const char* reader) {
+    EXPECT_EQ(status.code(), kInvalid)
+        << reader << " refused variant " << variants << " with " << status;
+  };
   auto try_all = [&](const std::string& bytes) {
     WriteBytes(path, bytes);
     ++variants;
     ReadOptions options{.max_pixels = 1 << 20};
     absl::StatusOr<RawFrame> raw = ReadRawFrame(path, options);
-    if (raw.ok()) ++ok;
-    (void)ReadCalibratedFrame(path, options);
-    (void)ReadHeader(path, options);
+    absl::StatusOr<CalibratedFrame> cal = ReadCalibratedFrame(path, options);
+    absl::StatusOr<Header> header = ReadHeader(path, options);
     absl::StatusOr<std::unique_ptr<BandReader>> reader = BandReader::Open(path, options);
+    for (auto [status, name] : {std::pair{raw.status(), "ReadRawFrame"},
+                                std::pair{cal.status(), "ReadCalibratedFrame"},
+                                std::pair{header.status(), "ReadHeader"},
+                                std::pair{reader.status(), "BandReader::Open"}}) {
+      if (!status.ok()) refused_as_invalid(status, name);
+    }
+    if (raw.ok()) {
+      ++ok;
+      // The same HDU, validated the same way: the header and band readers accept it too.
+      EXPECT_TRUE(header.ok()) << "variant " << variants << ": " << header.status();
+      EXPECT_TRUE(reader.ok()) << "variant " << variants << ": " << reader.status();
+      if (header.ok()) EXPECT_EQ(header->cards().size(), raw->header.cards().size());
+    } else {
+      ++refused;
+    }
+    bool all_rows = reader.ok();  // every row of the image read by the band reader
     if (reader.ok()) {
-      band.resize(size_t((*reader)->width()) * 8);
-      for (int y = 0; y + 8 <= (*reader)->height(); y += 8) {
-        if (!(*reader)->ReadRows(y, 8, band.data()).ok()) break;
+      const int w = (*reader)->width(), h = (*reader)->height();
+      if (raw.ok()) {
+        EXPECT_EQ(w, raw->pixels.width());
+        EXPECT_EQ(h, raw->pixels.height());
+        EXPECT_EQ((*reader)->stored_type(), raw->pixels.type());
+      }
+      band.resize(size_t(w) * 8);
+      for (int y = 0; y < h; y += 8) {
+        const int n = std::min(8, h - y);
+        const absl::Status rows = (*reader)->ReadRows(y, n, band.data());
+        if (!rows.ok()) {
+          refused_as_invalid(rows, "BandReader::ReadRows");
+          all_rows = false;
+          break;
+        }
+        // Rows read as float32 are the calibrated reader's data of the same HDU, bit for bit
+        // (NaN where the other has NaN).
+        if (cal.ok() && cal->data.width() == w && cal->data.height() == h) {
+          for (int r = 0; r < n; ++r) {
+            const float* want = cal->data.row(y + r);
+            for (int x = 0; x < w; ++x) {
+              const float got = band[size_t(r) * w + x];
+              if (!(got == want[x] || (std::isnan(got) && std::isnan(want[x])))) {
+                ADD_FAILURE() << "variant " << variants << ": pixel " << x << "," << y + r
+                              << " is " << got << " from BandReader, " << want[x]
+                              << " from ReadCalibratedFrame";
+                r = n;
+                break;
+              }
+            }
+          }
+        }
       }
     }
+    // Pixels that decode as stored also decode as float32 (not the converse: a corrupt tile
+    // may decode to values that overflow the stored type but not float32).
+    if (raw.ok()) EXPECT_TRUE(all_rows) << "variant " << variants << ": the band reader failed";
   };
   uint64_t state = 12345;
   auto next = [&]() {
@@ -462,9 +517,14 @@ TEST_F(HostileTest, MutatedFilesNeverCrash) {
       try_all(m);
     }
   }
-  EXPECT_GE(variants, 300);
+  // Exactly what the loops above generate: 5 sources × (50 flips + 10 truncations + 8 digit
+  // edits) × scale.
+  EXPECT_EQ(sources.size(), 5u);
+  EXPECT_EQ(variants, int(sources.size()) * (50 + 10 + 8) * scale);
+  EXPECT_EQ(ok + refused, variants);
   EXPECT_EQ(OpenFileDescriptors(), fds_before) << "a read path leaks its file";
-  EXPECT_GT(ok, 0);  // some flips only touch pixels or comments
+  EXPECT_GT(ok, 0);       // some flips only touch pixels or comments
+  EXPECT_GT(refused, 0);  // and most of the rest break the structure
 }
 
 }  // namespace

@@ -44,6 +44,19 @@ TEST(SectionTest, RejectsMalformedAndOutOfBounds) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("outside 1:20")));
 }
 
+TEST(SectionTest, InFrameMeansNonEmptyAndInside) {
+  EXPECT_TRUE((Section{0, 10, 0, 5}).InFrame(10, 5));
+  EXPECT_TRUE((Section{3, 4, 2, 3}).InFrame(10, 5));   // one pixel
+  EXPECT_FALSE((Section{0, 11, 0, 5}).InFrame(10, 5));  // one column too far
+  EXPECT_FALSE((Section{0, 10, 0, 6}).InFrame(10, 5));  // one row too far
+  EXPECT_FALSE((Section{-1, 4, 0, 5}).InFrame(10, 5));
+  EXPECT_FALSE((Section{0, 4, -1, 5}).InFrame(10, 5));
+  EXPECT_FALSE((Section{4, 4, 0, 5}).InFrame(10, 5));   // empty
+  EXPECT_FALSE((Section{0, 4, 3, 3}).InFrame(10, 5));
+  EXPECT_FALSE((Section{5, 4, 0, 5}).InFrame(10, 5));   // inverted
+  EXPECT_TRUE(FullSection(7, 9).InFrame(7, 9));
+}
+
 TEST(HeaderTest, TypedGettersAndCaseInsensitiveKeys) {
   Header h;
   h.Set("EXPTIME", 30.5, "s");

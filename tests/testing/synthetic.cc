@@ -8,32 +8,6 @@
 
 namespace calibd::testing {
 
-double Gaussian::Uniform() {
-  // splitmix64
-  uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return (z >> 11) * (1.0 / 9007199254740992.0);
-}
-
-double Gaussian::Next() {
-  if (has_spare_) {
-    has_spare_ = false;
-    return spare_;
-  }
-  double u, v, s;
-  do {
-    u = 2 * Uniform() - 1;
-    v = 2 * Uniform() - 1;
-    s = u * u + v * v;
-  } while (s >= 1 || s == 0);
-  const double f = std::sqrt(-2 * std::log(s) / s);
-  spare_ = v * f;
-  has_spare_ = true;
-  return u * f;
-}
-
 double FlatResponse(const CcdModel& ccd, int x, int y) {
   const double fx = double(x) / std::max(1, ccd.data_width - 1);
   const double fy = double(y) / std::max(1, ccd.height - 1);

@@ -18,6 +18,7 @@
 
 #include "core/image/frame.h"
 #include "core/image/image.h"
+#include "core/random/gaussian.h"
 
 namespace calibd::testing {
 
@@ -49,19 +50,9 @@ RawFrame SimulateFrame(const CcdModel& ccd, FrameKind kind, uint64_t seed);
 RawFrame MakeFrame(int width, int height, PixelType type,
                    const std::function<double(int, int)>& value);
 
-// Standard normal samples, reproducible across platforms (own generator, not <random>'s
-// distributions, whose output differs between standard libraries).
-class Gaussian {
- public:
-  explicit Gaussian(uint64_t seed) : state_(seed * 0x9E3779B97F4A7C15ull + 1) {}
-  double Next();
-  double Uniform();  // [0, 1)
-
- private:
-  uint64_t state_;
-  bool has_spare_ = false;
-  double spare_ = 0;
-};
+// Standard normal samples, reproducible across platforms: the one generator in core
+// (core/random/gaussian.h), named here for the tests that already use it.
+using Gaussian = ::calibd::random::Gaussian;
 
 }  // namespace calibd::testing
 

@@ -1,0 +1,395 @@
+// Calibrator.Calibrate: the bidi reactor. See services.h for the pipeline; in short: a frame
+// header is parsed on the gRPC thread, prepared (selection SQL, master decode, flat
+// normalisation) on the worker pool while no further message is read, its chunks are copied
+// into a pooled RawImage on the gRPC thread, and the full frame is computed on the pool while
+// the next frame is read. Results are written in order.
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "server/convert.h"
+#include "server/metrics.h"
+#include "server/reactor_base.h"
+#include "server/status_util.h"
+
+namespace calibd::server {
+namespace {
+
+class CalibrateReactor final
+    : public grpc::ServerBidiReactor<v1::CalibrateRequest, v1::CalibrateResponse> {
+ public:
+  CalibrateReactor(ServiceEnv* env, StreamStart start) : env_(env), start_(std::move(start)) {
+    {
+      absl::MutexLock lock(&mu_);
+      read_in_flight_ = true;
+    }
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    // Only the read path touches request_ and receiving_: one read or one preparation is in
+    // flight at a time, and the hand-over between them goes through mu_.
+    std::optional<absl::Status> error;
+    std::unique_ptr<Job> completed;
+    std::optional<FrameRequest> header;
+    bool mid_frame_at_end = false;
+    if (ok) {
+      error = HandleMessage(&completed, &header);
+    } else {
+      mid_frame_at_end = receiving_ != nullptr;
+    }
+    Actions a;
+    {
+      absl::MutexLock lock(&mu_);
+      read_in_flight_ = false;
+      if (!ok) {
+        reads_done_ = true;
+        if (mid_frame_at_end && !cancelled_ && !stream_error_) {
+          stream_error_ = absl::InvalidArgumentError(absl::StrCat(
+              "the stream ended in the middle of frame '", receiving_->result.frame_id, "' (",
+              receiving_->received, " of ", receiving_->expected, " bytes)"));
+        }
+      } else if (error.has_value() && !stream_error_) {
+        stream_error_ = *error;
+      }
+      mid_frame_ = receiving_ != nullptr;
+      if (completed) queued_.push_back(std::move(completed));
+      if (header.has_value() && !stream_error_ && !cancelled_) {
+        preparing_ = true;
+        mid_frame_ = true;
+        a.prepare = std::move(header);
+      }
+      a = StepLocked(std::move(a));
+    }
+    Execute(std::move(a));
+  }
+
+  void OnWriteDone(bool ok) override {
+    Actions a;
+    {
+      absl::MutexLock lock(&mu_);
+      write_in_flight_ = false;
+      if (!ok) cancelled_ = true;  // the client is gone
+      a = StepLocked({});
+    }
+    Execute(std::move(a));
+  }
+
+  void OnCancel() override {
+    Actions a;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      a = StepLocked({});
+    }
+    Execute(std::move(a));
+  }
+
+  void OnDone() override {
+    if (env_->backend->metrics) {
+      env_->backend->metrics->AddBytesIn("Calibrate", bytes_in_);
+      env_->backend->metrics->AddBytesOut("Calibrate", bytes_out_);
+    }
+    delete this;
+  }
+
+ private:
+  struct Job {
+    std::unique_ptr<PreparedFrame> prepared;  // null when the frame already failed
+    RawImage raw;
+    FrameResult result;  // frame_id, and status when failed
+    int64_t expected = 0;
+    int64_t received = 0;
+  };
+  struct Output {
+    FrameResult result;
+    bool header_sent = false;
+    struct PlaneBytes {
+      v1::Plane plane;
+      const char* data;
+      size_t size;
+    };
+    std::vector<PlaneBytes> planes;
+    size_t plane = 0;
+    size_t offset = 0;
+  };
+  struct Actions {
+    bool read = false;
+    bool write = false;
+    std::optional<FrameRequest> prepare;
+    std::unique_ptr<Job> compute;
+    std::optional<absl::Status> finish;
+  };
+  static constexpr size_t kMaxOutputs = 2;  // computed results not yet sent
+
+  // Parses request_ and advances the frame being received. A returned status is a stream
+  // error; a header to prepare is returned in `header`.
+  std::optional<absl::Status> HandleMessage(std::unique_ptr<Job>* completed,
+                                            std::optional<FrameRequest>* header) {
+    switch (request_.msg_case()) {
+      case v1::CalibrateRequest::kHeader: {
+        if (receiving_ != nullptr) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "a new frame header arrived before frame '", receiving_->result.frame_id,
+              "' was complete (", receiving_->received, " of ", receiving_->expected, " bytes)"));
+        }
+        absl::StatusOr<FrameRequest> req = FrameRequestFromProto(request_.header());
+        if (!req.ok()) return req.status();
+        *header = *std::move(req);
+        return std::nullopt;
+      }
+      case v1::CalibrateRequest::kChunk: {
+        const std::string& data = request_.chunk().data();
+        if (receiving_ == nullptr) {
+          return absl::InvalidArgumentError(
+              "a pixel chunk arrived without a frame header before it (or after its frame "
+              "was complete); send FrameHeader, then exactly its bytes");
+        }
+        stream_bytes_ += static_cast<int64_t>(data.size());
+        bytes_in_ += static_cast<int64_t>(data.size());
+        if (stream_bytes_ > env_->backend->limits.max_stream_bytes) {
+          return absl::ResourceExhaustedError(absl::StrCat(
+              "the stream sent more than ", env_->backend->limits.max_stream_bytes,
+              " bytes (--max-stream-bytes); open a new stream"));
+        }
+        Job& job = *receiving_;
+        if (job.received + static_cast<int64_t>(data.size()) > job.expected) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "frame '", job.result.frame_id, "': chunks carry more bytes than its header "
+              "declared (", job.expected, " = width × height × pixel size)"));
+        }
+        if (job.prepared != nullptr && !data.empty()) {
+          std::memcpy(static_cast<char*>(job.raw.data()) + job.received, data.data(), data.size());
+        }
+        job.received += static_cast<int64_t>(data.size());
+        if (job.received == job.expected) *completed = std::move(receiving_);
+        return std::nullopt;
+      }
+      default:
+        return absl::InvalidArgumentError("an empty CalibrateRequest (neither header nor chunk)");
+    }
+  }
+
+  // On the worker pool: selection, masters, options; then the frame's buffer.
+  void PrepareFrame(FrameRequest req) {
+    auto job = std::make_unique<Job>();
+    job->result.frame_id = req.frame_id;
+    job->expected = req.num_bytes();
+    bool skip;
+    {
+      absl::MutexLock lock(&mu_);
+      skip = cancelled_ || stream_error_.has_value();
+    }
+    if (!skip) {
+      auto prepared = std::make_unique<PreparedFrame>();
+      const PixelType type = req.pixel_type;
+      const int w = req.width, h = req.height;
+      absl::Status s = env_->calibrate->Prepare(std::move(req), *prepared);
+      if (s.ok()) {
+        job->raw = RawImage::Allocate(type, w, h, env_->backend->buffers);
+        job->prepared = std::move(prepared);
+      } else {
+        job->result.status = s;
+        job->result.selection = std::move(prepared->selection);
+      }
+    }
+    Actions a;
+    {
+      absl::MutexLock lock(&mu_);
+      preparing_ = false;
+      if (!skip) {
+        if (job->expected <= 0) {
+          queued_.push_back(std::move(job));  // nothing to receive (a refused empty frame)
+        } else {
+          receiving_ = std::move(job);
+        }
+      }
+      mid_frame_ = receiving_ != nullptr;
+      a = StepLocked({});
+    }
+    Execute(std::move(a));
+  }
+
+  // Decides what to do next; the caller executes the actions after releasing the lock.
+  Actions StepLocked(Actions a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return a;
+    const bool busy = computing_ || write_in_flight_ || read_in_flight_ || preparing_;
+    if (cancelled_ || stream_error_) {
+      queued_.clear();
+      outputs_.clear();
+      if (!busy && !a.prepare) {
+        finished_ = true;
+        a.finish = cancelled_ ? absl::CancelledError("cancelled") : *stream_error_;
+      }
+      return a;
+    }
+    // Failed frames become outputs in order; the next good frame goes to the pool.
+    while (!computing_ && !queued_.empty() && outputs_.size() < kMaxOutputs) {
+      std::unique_ptr<Job> job = std::move(queued_.front());
+      queued_.pop_front();
+      if (job->prepared == nullptr) {
+        AddOutputLocked(std::move(job->result));
+      } else {
+        computing_ = true;
+        a.compute = std::move(job);
+      }
+    }
+    if (!write_in_flight_ && NextMessageLocked()) {
+      write_in_flight_ = true;
+      a.write = true;
+    }
+    // Back-pressure: read on only while no complete frame waits for the pool and no header
+    // is being prepared.
+    if (!read_in_flight_ && !reads_done_ && !preparing_ && queued_.empty()) {
+      read_in_flight_ = true;
+      a.read = true;
+    }
+    if (reads_done_ && !mid_frame_ && !preparing_ && queued_.empty() && !computing_ &&
+        outputs_.empty() && !write_in_flight_ && !read_in_flight_) {
+      finished_ = true;
+      a.finish = absl::OkStatus();
+    }
+    if (env_->backend->metrics) {
+      env_->backend->metrics->SetQueueDepth(double(env_->backend->pool->queue_depth()));
+    }
+    return a;
+  }
+
+  void AddOutputLocked(FrameResult result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto out = std::make_unique<Output>();
+    out->result = std::move(result);
+    FrameResult& r = out->result;
+    if (r.status.ok()) {
+      auto add = [&](v1::Plane plane, const void* data, size_t size) {
+        out->planes.push_back({plane, static_cast<const char*>(data), size});
+      };
+      if (r.want_data) {
+        add(v1::PLANE_DATA, r.frame.data.data(), size_t(r.frame.data.num_pixels()) * sizeof(float));
+      }
+      if (r.want_variance && r.frame.has_variance()) {
+        add(v1::PLANE_VARIANCE, r.frame.variance.data(),
+            size_t(r.frame.variance.num_pixels()) * sizeof(float));
+      }
+      if (r.want_dq && r.frame.has_dq()) {
+        add(v1::PLANE_DQ, r.frame.dq.data(), size_t(r.frame.dq.num_pixels()) * sizeof(uint16_t));
+      }
+    }
+    outputs_.push_back(std::move(out));
+  }
+
+  // Fills response_ with the next message to send; false when there is none.
+  bool NextMessageLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    while (!outputs_.empty()) {
+      Output& o = *outputs_.front();
+      if (!o.header_sent) {
+        response_.Clear();
+        ResultHeaderToProto(o.result, response_.mutable_header());
+        o.header_sent = true;
+        return true;
+      }
+      while (o.plane < o.planes.size() && o.offset >= o.planes[o.plane].size) {
+        ++o.plane;
+        o.offset = 0;
+      }
+      if (o.plane < o.planes.size()) {
+        const Output::PlaneBytes& p = o.planes[o.plane];
+        const size_t n = std::min(env_->backend->limits.chunk_bytes, p.size - o.offset);
+        // No Clear() between chunks: the chunk's string keeps its capacity, so each message
+        // reuses the same (already touched) 1 MiB instead of allocating a fresh one.
+        v1::ResultChunk* chunk = response_.mutable_chunk();
+        chunk->set_plane(p.plane);
+        chunk->mutable_data()->assign(p.data + o.offset, n);
+        o.offset += n;
+        bytes_out_ += static_cast<int64_t>(n);
+        return true;
+      }
+      outputs_.pop_front();  // all sent: the planes go back to the pool
+    }
+    return false;
+  }
+
+  void Execute(Actions a) {
+    // The finish, if any, is the last thing this reactor does before OnDone.
+    if (a.finish) {
+      Finish(start_.Conclude(*a.finish));
+      return;
+    }
+    if (a.prepare) {
+      env_->backend->pool->Schedule(
+          [this, req = *std::move(a.prepare)]() mutable { PrepareFrame(std::move(req)); });
+    }
+    if (a.compute) {
+      Job* job = a.compute.release();
+      env_->backend->pool->Schedule([this, job] { Compute(std::unique_ptr<Job>(job)); });
+    }
+    if (a.write) StartWrite(&response_);
+    if (a.read) StartRead(&request_);
+  }
+
+  void Compute(std::unique_ptr<Job> job) {
+    bool skip;
+    {
+      absl::MutexLock lock(&mu_);
+      skip = cancelled_ || stream_error_.has_value();
+    }
+    FrameResult result;
+    if (!skip) {
+      absl::Status s = env_->calibrate->Run(*job->prepared, std::move(job->raw), result);
+      if (!s.ok()) {
+        result = FrameResult();
+        result.frame_id = job->result.frame_id;
+        result.status = s;
+        result.selection = job->prepared->selection;
+      }
+    }
+    job.reset();  // frees the raw frame before the result is queued
+    Actions a;
+    {
+      absl::MutexLock lock(&mu_);
+      computing_ = false;
+      if (!skip) AddOutputLocked(std::move(result));
+      a = StepLocked({});
+    }
+    Execute(std::move(a));
+  }
+
+  ServiceEnv* const env_;
+  StreamStart start_;
+
+  // Read path only (one read or preparation in flight at a time).
+  v1::CalibrateRequest request_;
+  std::unique_ptr<Job> receiving_;
+  int64_t stream_bytes_ = 0;
+  std::atomic<int64_t> bytes_in_{0};
+
+  absl::Mutex mu_;
+  v1::CalibrateResponse response_;  // written under mu_, read by gRPC while a write is in flight
+  std::deque<std::unique_ptr<Job>> queued_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::unique_ptr<Output>> outputs_ ABSL_GUARDED_BY(mu_);
+  bool mid_frame_ ABSL_GUARDED_BY(mu_) = false;
+  bool preparing_ ABSL_GUARDED_BY(mu_) = false;
+  bool computing_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<absl::Status> stream_error_ ABSL_GUARDED_BY(mu_);
+  int64_t bytes_out_ = 0;
+};
+
+}  // namespace
+
+grpc::ServerBidiReactor<v1::CalibrateRequest, v1::CalibrateResponse>* CalibratorService::Calibrate(
+    grpc::CallbackServerContext* context) {
+  return OpenStream<FailedBidi<v1::CalibrateRequest, v1::CalibrateResponse>>(
+      env_, context, "Calibrate", Scope::kRead,
+      [&](StreamStart s) { return new CalibrateReactor(env_, std::move(s)); });
+}
+
+}  // namespace calibd::server
