@@ -229,8 +229,9 @@ def unit_name(unit: int) -> str:
 
 
 def ccddata_from_planes(cls: type, data: np.ndarray, variance: Optional[np.ndarray],
-                        dq: Optional[np.ndarray], header: fits.Header, unit: str) -> CCDData:
-    """A CCDData (or subclass ``cls``) with StdDevUncertainty = sqrt(variance), mask = DQ != 0.
+                        mask: Optional[np.ndarray], header: fits.Header, unit: str) -> CCDData:
+    """A CCDData (or subclass ``cls``) with StdDevUncertainty = sqrt(variance) and the mask
+    (DQ != 0).
 
     ``variance`` is the caller's scratch array: its square root is taken in place (the float32
     square root is correctly rounded, so this equals calibctl's UNCERT plane bit for bit).
@@ -238,7 +239,6 @@ def ccddata_from_planes(cls: type, data: np.ndarray, variance: Optional[np.ndarr
     uncertainty = None
     if variance is not None:
         uncertainty = StdDevUncertainty(np.sqrt(variance, out=variance), copy=False)
-    mask = None if dq is None else dq != 0
     header = header.copy()
     header.remove("BUNIT", ignore_missing=True, remove_all=True)
     ccd = cls(data, unit=u.Unit(unit), uncertainty=uncertainty, mask=mask, meta=header,

@@ -337,7 +337,7 @@ class Client:
             return items.get_nowait() if not items.empty() else None
 
         task = asyncio.ensure_future(writer())
-        assembler = _calibrate.ResultAssembler()
+        assembler = _calibrate.ResultAssembler(window)
         finished = False
         try:
             while True:

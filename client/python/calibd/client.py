@@ -465,7 +465,7 @@ class Client:
                 pipe.finish_writing()
 
         call = self._calibrate(requests(), timeout=timeout, metadata=self._metadata)
-        assembler = _calibrate.ResultAssembler()
+        assembler = _calibrate.ResultAssembler(window)
         try:
             while True:
                 item = pipe.next_item(call)
