@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 STORE ?= var/calibd
 
-.PHONY: all deps configure build test test-asan run bench clean
+.PHONY: all deps configure build test test-asan run bench image clean
 
 all: build
 
@@ -39,6 +39,13 @@ run: build
 
 bench: build
 	@bench/run.sh $(BUILD)
+
+# The container image (docker/Dockerfile) from the work tree's files: IMAGE_TAG=calibd:dev,
+# IMAGE_REV=HEAD for a commit. Starts dockerd and makes the Debian base images when missing.
+IMAGE_TAG ?=
+IMAGE_REV ?=
+image: deps
+	@scripts/build-image $(if $(IMAGE_TAG),--tag $(IMAGE_TAG)) $(if $(IMAGE_REV),--rev $(IMAGE_REV)) --jobs $(JOBS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
