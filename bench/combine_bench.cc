@@ -7,15 +7,23 @@
 //   CALIBD_BENCH_DUMP=/dir build-*/bench/combine_bench --benchmark_filter=Dump
 //       # writes the 20 in-memory frames as raw float32 for bench/compare_combine.py
 //
+//   build-*/bench/combine_bench --benchmark_filter='Median20|Anchor'
+//       # Combine's median against a plain C sorting-network median in the same run
+//
 // Counters: Mpix/s of output; peak_rss_MB is the process's peak resident set so far.
+#include <immintrin.h>
 #include <sys/resource.h>
 
+#include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -132,6 +140,84 @@ void BM_ExtremaMean20(benchmark::State& state) {
   Run(state, o);
 }
 BENCHMARK(BM_ExtremaMean20)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ---- the anchor: a plain C sorting-network median (PERFORMANCE.md) ------------------------
+// Per eight pixels: the 20 values into vector registers, Batcher's network fully unrolled
+// (compile-time indices, vminps/vmaxps), the mean of the two middle values. No DQ, no variance, no bands: the cost of the selection itself, measured in the same
+// run as Combine.
+
+constexpr int kAnchorComparators = [] {
+  int c = 0;
+  for (int p = 1; p < kN; p <<= 1)
+    for (int k = p; k >= 1; k >>= 1)
+      for (int j = k % p; j + k < kN; j += 2 * k)
+        for (int i = 0; i < k && i + j + k < kN; ++i)
+          if ((i + j) / (2 * p) == (i + j + k) / (2 * p)) ++c;
+  return c;
+}();
+
+struct AnchorPair {
+  int a, b;
+};
+constexpr std::array<AnchorPair, kAnchorComparators> kAnchorNet = [] {
+  std::array<AnchorPair, kAnchorComparators> out{};
+  int c = 0;
+  for (int p = 1; p < kN; p <<= 1)
+    for (int k = p; k >= 1; k >>= 1)
+      for (int j = k % p; j + k < kN; j += 2 * k)
+        for (int i = 0; i < k && i + j + k < kN; ++i)
+          if ((i + j) / (2 * p) == (i + j + k) / (2 * p)) out[c++] = {i + j, i + j + k};
+  return out;
+}();
+
+// Eight pixels at a time in GCC vector registers (one AVX2 register per value), Batcher's
+// comparators fully unrolled, vminps/vmaxps: what a C programmer writes for a vector machine.
+typedef float AnchorV8 __attribute__((vector_size(32)));
+
+template <size_t... I>
+inline void AnchorSort(AnchorV8* a, std::index_sequence<I...>) {
+  ((void)[&] {
+     const AnchorV8 x = a[kAnchorNet[I].a], y = a[kAnchorNet[I].b];
+     a[kAnchorNet[I].a] = _mm256_min_ps(x, y);
+     a[kAnchorNet[I].b] = _mm256_max_ps(x, y);
+   }(), ...);
+}
+
+void AnchorRows(const float* const* in, float* out, int64_t p0, int64_t p1) {
+  int64_t p = p0;
+  for (; p + 8 <= p1; p += 8) {
+    AnchorV8 a[kN];
+#pragma GCC unroll 64
+    for (int i = 0; i < kN; ++i) std::memcpy(&a[i], in[i] + p, sizeof a[i]);
+    AnchorSort(a, std::make_index_sequence<kAnchorComparators>());
+    const AnchorV8 m = 0.5f * (a[(kN - 1) / 2] + a[kN / 2]);
+    std::memcpy(out + p, &m, sizeof m);
+  }
+  for (; p < p1; ++p) {  // the tail, one pixel at a time
+    float a[kN];
+    for (int i = 0; i < kN; ++i) a[i] = in[i][p];
+    std::sort(a, a + kN);
+    out[p] = 0.5f * (a[(kN - 1) / 2] + a[kN / 2]);
+  }
+}
+
+void BM_AnchorMedian20(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  std::unique_ptr<ThreadPool> pool = threads > 1 ? std::make_unique<ThreadPool>(threads - 1)
+                                                 : nullptr;
+  const float* in[kN];
+  for (int i = 0; i < kN; ++i) in[i] = Stack()[i]->data.data();
+  Image<float> out = Image<float>::Filled(kSize, kSize, 0.0f);  // touched before timing
+  const int64_t pixels = int64_t{kSize} * kSize;
+  for (auto _ : state) {
+    ParallelFor(pool.get(), pixels, 1 << 14,
+                [&](int64_t p0, int64_t p1) { AnchorRows(in, out.data(), p0, p1); });
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["Mpix/s"] = benchmark::Counter(double(pixels) * state.iterations() / 1e6,
+                                                benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_AnchorMedian20)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Writes the in-memory stack as raw float32 files for bench/compare_combine.py.
 void BM_Dump(benchmark::State& state) {

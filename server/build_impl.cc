@@ -8,10 +8,68 @@
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "core/fits/fits.h"
 #include "core/status/macros.h"
+#include "server/spool.h"
+#include "server/version.h"
 
 namespace calibd::server {
+namespace {
+
+std::string Join(const std::vector<double>& v) {
+  if (v.empty()) return "none";
+  return absl::StrJoin(v, ",");
+}
+
+std::string Optional(const std::optional<double>& v) {
+  return v.has_value() ? absl::StrCat(*v) : "none";
+}
+
+}  // namespace
+
+std::map<std::string, std::string> EffectiveBuildOptions(const BuildRequest& request,
+                                                         const combine::CombineOptions& o) {
+  using Opts = combine::CombineOptions;
+  std::map<std::string, std::string> out;
+  out["combine.method"] = std::string(combine::MethodName(o.method));
+  out["combine.min_value"] = Optional(o.min_value);
+  out["combine.max_value"] = Optional(o.max_value);
+  out["combine.nlow"] = absl::StrCat(o.nlow);
+  out["combine.nhigh"] = absl::StrCat(o.nhigh);
+  if (o.sigma_clip.enabled) {
+    out["combine.sigma_clip"] = absl::StrCat(
+        "low=", o.sigma_clip.low, " high=", o.sigma_clip.high,
+        " center=", o.sigma_clip.center == Opts::Center::kMedian ? "median" : "mean",
+        " spread=", o.sigma_clip.spread == Opts::Spread::kStd ? "std" : "mad_std",
+        " max_iters=", o.sigma_clip.max_iters == 0 ? std::string("until_stable")
+                                                  : absl::StrCat(o.sigma_clip.max_iters));
+  } else {
+    out["combine.sigma_clip"] = "off";
+  }
+  out["combine.scale"] = std::string(combine::ScaleName(o.scale));
+  if (o.scale == Opts::Scale::kGiven) out["combine.scale_factors"] = Join(o.scale_factors);
+  if (!o.scale_section.empty()) out["combine.scale_section"] = o.scale_section;
+  if (o.scale == Opts::Scale::kExposure) {
+    out["combine.exposure_key"] = o.exposure_key;
+    out["combine.exposure_reference"] =
+        o.exposure_reference == 0 ? "first_input" : absl::StrCat(o.exposure_reference);
+  }
+  out["combine.weights"] = o.weights.empty() ? "equal" : Join(o.weights);
+  out["combine.variance"] = o.variance == Opts::Variance::kCcdproc      ? "ccdproc"
+                            : o.variance == Opts::Variance::kPropagated ? "propagated"
+                                                                        : "none";
+  out["combine.dq_mask"] = absl::StrFormat("0x%04x", o.dq_mask);
+  out["combine.memory_budget_bytes"] = absl::StrCat(o.memory_budget_bytes);
+  const std::vector<std::string> steps = NeededKinds(Header(), request.preprocess, request.kind);
+  out["preprocess.masters"] = steps.empty() ? "none" : absl::StrJoin(steps, ",");
+  out["preprocess.selection"] = std::string(store::SelectionPolicyName(request.selection.policy));
+  for (const auto& [key, text] : request.options_text) {
+    out[absl::StrCat("request.", key)] = text.empty() ? "{}" : text;
+  }
+  return out;
+}
 
 BuildSession::BuildSession(const Backend* backend, const CalibrateImpl* calibrate,
                            BuildRequest request)
@@ -37,16 +95,7 @@ absl::Status BuildSession::Begin() {
     }
     return det.status();
   }
-  std::string base = backend_->spool_dir;
-  if (base.empty()) {
-    const char* tmp = getenv("TMPDIR");
-    base = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
-  }
-  std::string templ = absl::StrCat(base, "/calibd-build-XXXXXX");
-  if (mkdtemp(templ.data()) == nullptr) {
-    return absl::InternalError(absl::StrCat("cannot create a spool directory under ", base));
-  }
-  dir_ = templ;
+  CALIBD_ASSIGN_OR_RETURN(dir_, MakeSpoolDirectory(backend_->spool_dir, "calibd-build-"));
   return absl::OkStatus();
 }
 
@@ -146,8 +195,8 @@ absl::StatusOr<BuildResult> BuildSession::Finish() {
   put.header = f.header;
   put.frame = &combined.frame;
   put.provenance.input_sha256 = sha256_;
-  put.provenance.options = request_.options_text;
-  put.provenance.software_version = "calibd 0.1.0";
+  put.provenance.options = EffectiveBuildOptions(request_, options);
+  put.provenance.software_version = VersionString();
   put.statistics = {{"inputs", double(out.inputs)},
                     {"rejected_fraction", combined.rejected_fraction},
                     {"masked_fraction", combined.masked_fraction},

@@ -29,7 +29,8 @@
 #include "core/store/store.h"
 #include "server/backend.h"
 #include "server/calibrate_impl.h"
-#include "server/recipe_builder.h"
+#include "server/recipe_options.h"
+#include "server/requests.h"
 #include "server/store_impl.h"
 
 namespace calibd::server {
@@ -46,8 +47,14 @@ struct BuildRequest {
   std::optional<store::TimeMicros> certify_end;
   bool certify_replace = false;
   std::string actor;
-  std::map<std::string, std::string> options_text;  // recorded as provenance
+  std::map<std::string, std::string> options_text;  // the request as sent (provenance)
 };
+
+// The options a build actually ran with, for its stored provenance: every combine option with
+// its effective value (defaults included, e.g. the 3σ clipping that runs unless switched off),
+// the pre-processing overrides and the request as sent (`request.*`).
+std::map<std::string, std::string> EffectiveBuildOptions(const BuildRequest& request,
+                                                         const combine::CombineOptions& combine);
 
 struct BuildResult {
   store::MasterVersion version;

@@ -39,7 +39,8 @@
 #include "core/image/frame.h"
 #include "core/store/selection.h"
 #include "server/backend.h"
-#include "server/recipe_builder.h"
+#include "server/recipe_options.h"
+#include "server/requests.h"
 
 namespace calibd::server {
 

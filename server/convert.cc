@@ -8,23 +8,6 @@
 
 namespace calibd::server {
 
-google::protobuf::Timestamp ToTimestamp(store::TimeMicros t) {
-  google::protobuf::Timestamp ts;
-  int64_t secs = t / store::kMicrosPerSecond;
-  int64_t micros = t % store::kMicrosPerSecond;
-  if (micros < 0) {
-    micros += store::kMicrosPerSecond;
-    --secs;
-  }
-  ts.set_seconds(secs);
-  ts.set_nanos(static_cast<int32_t>(micros * 1000));
-  return ts;
-}
-
-store::TimeMicros FromTimestamp(const google::protobuf::Timestamp& t) {
-  return t.seconds() * store::kMicrosPerSecond + t.nanos() / 1000;
-}
-
 RecipeOverrides RecipeOverridesFromProto(const v1::RecipeOverrides& r) {
   RecipeOverrides o;
   if (r.has_overscan()) o.overscan = r.overscan();
@@ -134,7 +117,7 @@ void DetectorRecordToProto(const store::DetectorRecord& r, v1::DetectorSpec* p) 
   const store::DetectorSpec& s = r.spec;
   *p = api::DetectorSpecToProto(s);
   p->set_version(r.version);
-  if (r.created_at != 0) *p->mutable_created_at() = ToTimestamp(r.created_at);
+  if (r.created_at != 0) *p->mutable_created_at() = TimeMicrosToProto(r.created_at);
   p->set_actor(r.actor);
 }
 
@@ -142,9 +125,9 @@ void CertificationToProto(const store::Certification& c, v1::Certification* p) {
   p->set_id(c.id);
   p->set_series_id(c.series_id);
   p->set_version(c.version);
-  *p->mutable_begin() = ToTimestamp(c.begin);
-  if (c.end) *p->mutable_end() = ToTimestamp(*c.end);
-  if (c.created_at != 0) *p->mutable_created_at() = ToTimestamp(c.created_at);
+  *p->mutable_begin() = TimeMicrosToProto(c.begin);
+  if (c.end) *p->mutable_end() = TimeMicrosToProto(*c.end);
+  if (c.created_at != 0) *p->mutable_created_at() = TimeMicrosToProto(c.created_at);
   p->set_actor(c.actor);
   p->set_reason(c.reason);
 }
@@ -161,8 +144,8 @@ void MasterVersionToProto(const store::MasterVersion& v,
   p->set_size_bytes(v.size_bytes);
   p->set_width(v.width);
   p->set_height(v.height);
-  if (v.created_at != 0) *p->mutable_created_at() = ToTimestamp(v.created_at);
-  if (v.obs_time != 0) *p->mutable_obs_time() = ToTimestamp(v.obs_time);
+  if (v.created_at != 0) *p->mutable_created_at() = TimeMicrosToProto(v.created_at);
+  if (v.obs_time != 0) *p->mutable_obs_time() = TimeMicrosToProto(v.obs_time);
   p->set_detector_version(v.detector_version);
   p->set_actor(v.actor);
   for (const auto& [k, val] : v.attributes) (*p->mutable_attributes())[k] = val;
@@ -174,13 +157,13 @@ void MasterVersionToProto(const store::MasterVersion& v,
   for (const store::Certification& c : certifications) {
     CertificationToProto(c, p->add_certifications());
   }
-  if (v.decertified_at) *p->mutable_decertified_at() = ToTimestamp(*v.decertified_at);
-  if (v.superseded_at) *p->mutable_superseded_at() = ToTimestamp(*v.superseded_at);
+  if (v.decertified_at) *p->mutable_decertified_at() = TimeMicrosToProto(*v.decertified_at);
+  if (v.superseded_at) *p->mutable_superseded_at() = TimeMicrosToProto(*v.superseded_at);
 }
 
 void AuditEntryToProto(const store::AuditEntry& e, v1::HistoryEvent* p) {
   p->set_id(e.id);
-  *p->mutable_time() = ToTimestamp(e.time);
+  *p->mutable_time() = TimeMicrosToProto(e.time);
   p->set_actor(e.actor);
   p->set_action(e.action);
   p->set_subject(e.subject);
@@ -342,8 +325,12 @@ absl::StatusOr<BuildRequest> BuildRequestFromProto(const v1::BuildOptions& o) {
   CALIBD_ASSIGN_OR_RETURN(r.selection, SelectionFromProto(o.selection()));
   r.configuration = ConfigurationFromProto(o.configuration());
   r.attributes.insert(o.attributes().begin(), o.attributes().end());
-  if (o.has_certify_begin()) r.certify_begin = FromTimestamp(o.certify_begin());
-  if (o.has_certify_end()) r.certify_end = FromTimestamp(o.certify_end());
+  if (o.has_certify_begin()) {
+    CALIBD_ASSIGN_OR_RETURN(r.certify_begin, TimeMicrosFromProto(o.certify_begin(), "certify_begin"));
+  }
+  if (o.has_certify_end()) {
+    CALIBD_ASSIGN_OR_RETURN(r.certify_end, TimeMicrosFromProto(o.certify_end(), "certify_end"));
+  }
   r.certify_replace = o.certify_replace();
   r.options_text["combine"] = o.combine().ShortDebugString();
   r.options_text["preprocess"] = o.preprocess().ShortDebugString();
@@ -353,7 +340,7 @@ absl::StatusOr<BuildRequest> BuildRequestFromProto(const v1::BuildOptions& o) {
 void SelectionResultToProto(const store::SelectionResult& r, v1::SelectResponse* p) {
   SelectedMastersToProto(r, p->mutable_masters());
   TrailToProto(r, p->mutable_trail());
-  *p->mutable_frame_time() = ToTimestamp(r.time);
+  *p->mutable_frame_time() = TimeMicrosToProto(r.time);
   ConfigurationToProto(r.configuration, p->mutable_configuration());
 }
 
@@ -366,13 +353,15 @@ void DqBitsToProto(const std::vector<DqBitEntry>& bits, v1::GetDqBitsResponse* p
   }
 }
 
-PutMasterInput PutMasterInputFromProto(const v1::PutMasterHeader& h) {
+absl::StatusOr<PutMasterInput> PutMasterInputFromProto(const v1::PutMasterHeader& h) {
   PutMasterInput in;
   in.detector = h.detector();
   in.kind = h.kind();
   in.configuration = ConfigurationFromProto(h.configuration());
   in.attributes.insert(h.attributes().begin(), h.attributes().end());
-  if (h.has_obs_time()) in.obs_time = FromTimestamp(h.obs_time());
+  if (h.has_obs_time()) {
+    CALIBD_ASSIGN_OR_RETURN(in.obs_time, TimeMicrosFromProto(h.obs_time(), "obs_time"));
+  }
   in.declared_bytes = h.total_bytes();
   in.client_sha256 = h.sha256();
   return in;

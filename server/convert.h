@@ -28,15 +28,13 @@
 #include "google/protobuf/timestamp.pb.h"
 #include "server/build_impl.h"
 #include "server/calibrate_impl.h"
-#include "server/recipe_builder.h"
+#include "server/recipe_options.h"
+#include "server/requests.h"
 #include "server/store_impl.h"
 
 #include "proto/api_convert.h"
 
 namespace calibd::server {
-
-google::protobuf::Timestamp ToTimestamp(store::TimeMicros t);
-store::TimeMicros FromTimestamp(const google::protobuf::Timestamp& t);
 
 // The shared API types convert in proto/api_convert (the client uses the same functions).
 using api::DetectorSpecFromProto;
@@ -44,6 +42,8 @@ using api::HeaderFromProto;
 using api::HeaderToProto;
 using api::PixelTypeFromProto;
 using api::PixelTypeToProto;
+using api::TimeMicrosFromProto;
+using api::TimeMicrosToProto;
 
 RecipeOverrides RecipeOverridesFromProto(const v1::RecipeOverrides& r);
 absl::StatusOr<SelectionSpec> SelectionFromProto(const v1::SelectionOptions& s);
@@ -78,7 +78,7 @@ void SelectionResultToProto(const store::SelectionResult& r, v1::SelectResponse*
 void DqBitsToProto(const std::vector<DqBitEntry>& bits, v1::GetDqBitsResponse* p);
 
 // The metadata of an upload (transfer fields of PutMasterInput are filled while spooling).
-PutMasterInput PutMasterInputFromProto(const v1::PutMasterHeader& h);
+absl::StatusOr<PutMasterInput> PutMasterInputFromProto(const v1::PutMasterHeader& h);
 
 absl::StatusOr<combine::CombineOptions> CombineOptionsFromProto(const v1::CombineOptions& c);
 absl::StatusOr<BuildRequest> BuildRequestFromProto(const v1::BuildOptions& o);

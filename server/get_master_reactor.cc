@@ -73,7 +73,11 @@ class GetMasterReactor final : public grpc::ServerWriteReactor<v1::GetMasterResp
   absl::Status Stream() {
     const v1::GetMasterRequest& r = request_;
     std::optional<store::TimeMicros> at;
-    if (r.version_choice_case() == v1::GetMasterRequest::kAt) at = FromTimestamp(r.at());
+    if (r.version_choice_case() == v1::GetMasterRequest::kAt) {
+      absl::StatusOr<store::TimeMicros> t = TimeMicrosFromProto(r.at(), "at");
+      if (!t.ok()) return t.status();
+      at = *t;
+    }
     const int64_t version =
         r.version_choice_case() == v1::GetMasterRequest::kVersion ? r.version() : 0;
     absl::StatusOr<store::MasterVersion> v = env_->store->ResolveMaster(

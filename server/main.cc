@@ -3,6 +3,8 @@
 //
 //   calibd --listen 127.0.0.1:50051 --metrics-listen 127.0.0.1:9464 --store var/calibd \
 //          [--tokens FILE] [--tls-cert F --tls-key F [--tls-ca F]] [--workers N] [limits]
+//   calibd --help        # every flag with its CALIBD_* variable and default
+//   calibd --version     # "calibd <version> (commit <git hash>)"
 //
 // Start-up: health NOT_SERVING until the store opens (retried while it is UNAVAILABLE), then
 // SERVING. SIGTERM/SIGINT: health NOT_SERVING, stop accepting, in-flight calls finish within
@@ -12,7 +14,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -21,12 +25,15 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
 #include "core/image/buffer_pool.h"
 #include "server/auth.h"
 #include "server/log.h"
 #include "server/server.h"
+#include "server/version.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC address to listen on");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
@@ -95,21 +102,49 @@ int WaitSignal(int timeout_ms) {
   }
 }
 
+// calibd's own flags (defined in this file), by name: the one list --help and the
+// environment use.
+std::vector<absl::CommandLineFlag*> CalibdFlags() {
+  std::vector<absl::CommandLineFlag*> out;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (absl::EndsWith(flag->Filename(), "server/main.cc")) out.push_back(flag);
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto* a, const auto* b) { return a->Name() < b->Name(); });
+  return out;
+}
+
+// "max_frame_pixels" → "CALIBD_MAX_FRAME_PIXELS".
+std::string EnvName(absl::string_view flag) {
+  std::string env = "CALIBD_";
+  for (char c : flag) env.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+  return env;
+}
+
+void PrintHelp() {
+  std::string out =
+      "calibd: calibrates astronomical CCD/CMOS frames over gRPC\n\n"
+      "usage: calibd [--flag=value ...]\n"
+      "Each flag may also be set by its environment variable; the command line wins.\n\n";
+  for (const absl::CommandLineFlag* f : CalibdFlags()) {
+    const std::string dashed = absl::StrReplaceAll(f->Name(), {{"_", "-"}});
+    absl::StrAppend(&out, "  --", dashed, "  [", EnvName(f->Name()), "]\n      ", f->Help(),
+                    " (default: \"", f->DefaultValue(), "\")\n");
+  }
+  absl::StrAppend(&out, "\n  --help       this list\n  --version    version and build commit\n");
+  std::fputs(out.c_str(), stdout);
+}
+
+void PrintVersion() { std::printf("%s\n", calibd::server::VersionString().c_str()); }
+
 // CALIBD_<FLAG> environment variables set flags that the command line does not.
 void ApplyEnvironment() {
-  const char* names[] = {"listen", "metrics_listen", "store", "tokens", "tls_cert", "tls_key",
-                         "tls_ca", "workers", "max_frame_pixels", "max_stream_bytes",
-                         "max_concurrent_streams", "max_master_bytes", "max_build_inputs",
-                         "combine_memory_bytes", "cache_bytes", "buffer_pool_bytes", "spool_dir",
-                         "grace_seconds"};
-  for (const char* name : names) {
-    std::string env = "CALIBD_";
-    for (const char* c = name; *c; ++c) env.push_back(static_cast<char>(std::toupper(*c)));
+  for (absl::CommandLineFlag* flag : CalibdFlags()) {
+    const std::string env = EnvName(flag->Name());
     const char* value = std::getenv(env.c_str());
     if (value == nullptr) continue;
-    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     std::string error;
-    if (flag == nullptr || !flag->ParseFrom(value, &error)) {
+    if (!flag->ParseFrom(value, &error)) {
       calibd::server::LogEvent("bad_env", {{"variable", env}, {"error", error}});
       std::exit(2);
     }
@@ -145,6 +180,17 @@ int main(int argc, char** argv) {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 
   absl::SetProgramUsageMessage("calibd: calibrates astronomical CCD/CMOS frames over gRPC");
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view a = argv[i];
+    if (a == "--help" || a == "-h" || a == "-help") {
+      PrintHelp();
+      return 0;
+    }
+    if (a == "--version" || a == "-version") {
+      PrintVersion();
+      return 0;
+    }
+  }
   ApplyEnvironment();
   std::vector<std::string> storage;
   std::vector<char*> args = NormaliseArgs(argc, argv, storage);

@@ -60,7 +60,9 @@ class PutMasterReactor final : public grpc::ServerReadReactor<v1::PutMasterReque
             "the master is ", h.total_bytes(), " bytes; the server accepts at most ",
             env_->backend->limits.max_master_bytes, " (--max-master-bytes)"));
       }
-      input_ = PutMasterInputFromProto(h);
+      absl::StatusOr<PutMasterInput> in = PutMasterInputFromProto(h);
+      if (!in.ok()) return in.status();
+      input_ = *std::move(in);
       input_.actor = start_.who.name;
       absl::StatusOr<std::unique_ptr<SpoolFile>> f =
           SpoolFile::Create(env_->backend->spool_dir, "calibd-put-", ".fits");

@@ -10,6 +10,21 @@
 #include "server/reactor_base.h"
 
 namespace calibd::server {
+namespace {
+
+// A request's optional time field `begin` or `end` (unset = nullopt).
+template <typename Request>
+absl::StatusOr<std::optional<store::TimeMicros>> OptionalTime(const Request& r,
+                                                              absl::string_view field) {
+  const bool is_begin = field == "begin";
+  if (is_begin ? !r.has_begin() : !r.has_end()) return std::optional<store::TimeMicros>();
+  absl::StatusOr<store::TimeMicros> t =
+      TimeMicrosFromProto(is_begin ? r.begin() : r.end(), field);
+  if (!t.ok()) return t.status();
+  return std::optional<store::TimeMicros>(*t);
+}
+
+}  // namespace
 
 grpc::ServerUnaryReactor* StoreService::ListMasters(grpc::CallbackServerContext* context,
                                                     const v1::ListMastersRequest* request,
@@ -51,12 +66,13 @@ grpc::ServerUnaryReactor* StoreService::Certify(grpc::CallbackServerContext* con
     if (!request->has_begin()) {
       return absl::InvalidArgumentError("certify needs begin (the first instant of validity)");
     }
-    std::optional<store::TimeMicros> end;
-    if (request->has_end()) end = FromTimestamp(request->end());
+    absl::StatusOr<store::TimeMicros> begin = TimeMicrosFromProto(request->begin(), "begin");
+    if (!begin.ok()) return begin.status();
+    absl::StatusOr<std::optional<store::TimeMicros>> end = OptionalTime(*request, "end");
+    if (!end.ok()) return end.status();
     absl::StatusOr<store::Certification> c = store->Certify(
         SeriesKeyFromProto(request->detector(), request->kind(), request->configuration()),
-        request->version(), FromTimestamp(request->begin()), end, request->replace(), who.name,
-        request->reason());
+        request->version(), *begin, *end, request->replace(), who.name, request->reason());
     if (!c.ok()) return c.status();
     CertificationToProto(*c, response->mutable_certification());
     LogEvent("certify", {{"detector", request->detector()}, {"kind", request->kind()},
@@ -72,12 +88,13 @@ grpc::ServerUnaryReactor* StoreService::Decertify(grpc::CallbackServerContext* c
   const StoreImpl* store = env_->store;
   return RunUnary(env_, context, "Decertify", Scope::kAdmin,
                   [=](const Principal& who) -> absl::Status {
-    std::optional<store::TimeMicros> begin, end;
-    if (request->has_begin()) begin = FromTimestamp(request->begin());
-    if (request->has_end()) end = FromTimestamp(request->end());
+    absl::StatusOr<std::optional<store::TimeMicros>> begin = OptionalTime(*request, "begin");
+    if (!begin.ok()) return begin.status();
+    absl::StatusOr<std::optional<store::TimeMicros>> end = OptionalTime(*request, "end");
+    if (!end.ok()) return end.status();
     absl::StatusOr<MasterWithCerts> m = store->Decertify(
         SeriesKeyFromProto(request->detector(), request->kind(), request->configuration()),
-        request->version(), begin, end, who.name, request->reason());
+        request->version(), *begin, *end, who.name, request->reason());
     if (!m.ok()) return m.status();
     MasterVersionToProto(m->version, m->certifications, response->mutable_version());
     return absl::OkStatus();

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/combine/fixed_networks.h"
 #include "core/combine/kernel.h"
 #include "core/combine/scaling.h"
 #include "core/combine/workspace.h"
@@ -23,6 +24,8 @@ namespace calibd::combine {
 namespace {
 
 using internal::AlignUp;
+using internal::FixedKernelsEnabled;
+using internal::FixedMedianGroup;
 using internal::BandContext;
 using internal::BandRowBytes;
 using internal::kAlign;
@@ -85,10 +88,18 @@ absl::StatusOr<CombineResult> Combine(std::vector<std::unique_ptr<FrameSource>> 
     }
   }
 
-  // Plan the bands and carve the workspace.
-  std::vector<bool> has_variance(n, propagate), has_dq(n);
+  // Plan the bands (as if every input were copied, so the band height does not depend on
+  // where the inputs live) and carve the workspace for the inputs that are not in memory.
+  std::vector<Workspace::Planes> planes(n);
+  std::vector<const CalibratedFrame*> in_memory(n);
   int dq_planes = 0;
-  for (int i = 0; i < n; ++i) dq_planes += has_dq[i] = inputs[i]->has_dq();
+  for (int i = 0; i < n; ++i) {
+    in_memory[i] = inputs[i]->in_memory();
+    const bool dq = inputs[i]->has_dq();
+    dq_planes += dq;
+    planes[i] = in_memory[i] != nullptr ? Workspace::Planes{false, false, false}
+                                        : Workspace::Planes{true, propagate, dq};
+  }
   const int64_t row_bytes = BandRowBytes(width, n, propagate ? n : 0, dq_planes);
   const int band_rows = PlanRows(o, n, height, row_bytes);
   if (band_rows < 1) {
@@ -98,7 +109,7 @@ absl::StatusOr<CombineResult> Combine(std::vector<std::unique_ptr<FrameSource>> 
   }
   const int threads = pool != nullptr ? pool->num_threads() + 1 : 1;
   Workspace ws;
-  ws.Carve(band_rows, width, has_variance, has_dq, o.scale == Scale::kInverseMedian,
+  ws.Carve(band_rows, width, planes, o.scale == Scale::kInverseMedian,
            std::min(kMaxSlots, threads), buffers);
 
   CombineResult result;
@@ -113,11 +124,15 @@ absl::StatusOr<CombineResult> Combine(std::vector<std::unique_ptr<FrameSource>> 
 
   BandContext c;
   c.n = n;
-  c.data = &ws.data;
-  c.variance = &ws.variance;
-  c.dq = &ws.dq;
+  std::vector<const float*> band_data(n), band_variance(n);
+  std::vector<const uint16_t*> band_dq(n);
+  c.data = &band_data;
+  c.variance = &band_variance;
+  c.dq = &band_dq;
   c.scale = &result.scale_factors;
   c.scale_f.assign(result.scale_factors.begin(), result.scale_factors.end());
+  c.unit_scale = std::all_of(c.scale_f.begin(), c.scale_f.end(), [](float f) { return f == 1; });
+  c.thresholds = o.min_value.has_value() || o.max_value.has_value();
   if (o.min_value) {
     c.min_d = *o.min_value;
     // Smallest float >= min: x >= min_f  <=>  double(x) >= min.
@@ -147,6 +162,10 @@ absl::StatusOr<CombineResult> Combine(std::vector<std::unique_ptr<FrameSource>> 
                (!o.sigma_clip.enabled ||
                 (o.sigma_clip.center == CombineOptions::Center::kMean &&
                  o.sigma_clip.spread == CombineOptions::Spread::kStd));
+  if (o.method == Method::kMedian && !o.sigma_clip.enabled && o.nlow == 0 && o.nhigh == 0 &&
+      !c.identity && FixedKernelsEnabled()) {
+    c.fixed_median = FixedMedianGroup(n);
+  }
 
   std::atomic<int64_t> valid_total{0}, used_total{0};
   std::vector<absl::Status> read_status(n);
@@ -156,7 +175,16 @@ absl::StatusOr<CombineResult> Combine(std::vector<std::unique_ptr<FrameSource>> 
     ++num_bands;
     ParallelFor(pool, n, 1, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
+        if (const CalibratedFrame* f = in_memory[i]; f != nullptr) {
+          band_data[i] = f->data.row(y0);
+          band_variance[i] = propagate ? f->variance.row(y0) : nullptr;
+          band_dq[i] = f->has_dq() ? f->dq.row(y0) : nullptr;
+          continue;
+        }
         read_status[i] = inputs[i]->ReadRows(y0, rows, ws.data[i], ws.variance[i], ws.dq[i]);
+        band_data[i] = ws.data[i];
+        band_variance[i] = ws.variance[i];
+        band_dq[i] = ws.dq[i];
       }
     });
     for (int i = 0; i < n; ++i) {
@@ -192,7 +220,7 @@ absl::StatusOr<CombineResult> Combine(std::vector<std::unique_ptr<FrameSource>> 
           for (int l = 0; l < lanes_here; ++l) ScalarPixel(c, p + l, scalar, tally);
         } else if (c.unsorted) {
           LaneGroupUnsorted(c, p, lanes_here, lanes, tally);
-        } else {
+        } else if (c.fixed_median == nullptr || !c.fixed_median(c, p, lanes_here, tally)) {
           LaneGroup(c, p, lanes_here, lanes, dev, tally);
         }
       }

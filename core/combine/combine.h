@@ -104,9 +104,13 @@ class FrameSource {
   virtual bool has_dq() const = 0;
   // A name for error messages (the file path, or "memory frame #i").
   virtual std::string name() const = 0;
+  // The whole frame when it is already in memory: Combine then reads its rows in place instead
+  // of copying them into band buffers (ReadRows is not called). nullptr by default.
+  virtual const CalibratedFrame* in_memory() const { return nullptr; }
 };
 
-// A frame already in memory (tests, small stacks, frames just calibrated). No copy.
+// A frame already in memory (tests, small stacks, frames just calibrated). No copy: Combine
+// reads its rows in place (FrameSource::in_memory).
 std::unique_ptr<FrameSource> MemorySource(std::shared_ptr<const CalibratedFrame> frame,
                                           std::string name = "memory frame");
 

@@ -1,15 +1,29 @@
 #include "core/combine/kernel.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <numbers>
 
+#include "core/combine/fixed_networks.h"
 #include "core/image/dq.h"
 
 namespace calibd::combine::internal {
 
-SortingNetwork::SortingNetwork(int n) : n_(n) {
+namespace {
+std::atomic<bool> fixed_kernels_enabled{true};
+}  // namespace
+
+void SetFixedKernelsEnabled(bool enabled) { fixed_kernels_enabled.store(enabled); }
+bool FixedKernelsEnabled() { return fixed_kernels_enabled.load(std::memory_order_relaxed); }
+
+SortingNetwork::SortingNetwork(int n)
+    : n_(n),
+      fixed_sort_(FixedKernelsEnabled() ? FixedLaneSorter(n) : nullptr),
+      fixed_vmerge_(FixedKernelsEnabled() ? FixedVMerger(n) : nullptr) {
   // Knuth's iterative form of Batcher's merge exchange: for p = 1, 2, 4, ...; k = p, p/2, ...
   // compare (i + j, i + j + k) when both lie in the same block of 2p.
   for (int p = 1; p < n; p <<= 1) {
@@ -26,15 +40,21 @@ SortingNetwork::SortingNetwork(int n) : n_(n) {
 }
 
 void SortingNetwork::SortLanes(float* v) const {
+  if (fixed_sort_ != nullptr) return fixed_sort_(v);
   for (const auto& [a, b] : comparators_) {  // one vminps + one vmaxps each
     v8f x, y;
     std::memcpy(&x, v + a * kLanes, sizeof x);
     std::memcpy(&y, v + b * kLanes, sizeof y);
-    const v8f lo = x < y ? x : y;
-    const v8f hi = x < y ? y : x;
+    const v8f lo = _mm256_min_ps(x, y);  // x < y ? x : y
+    const v8f hi = _mm256_max_ps(y, x);  // x < y ? y : x
     std::memcpy(v + a * kLanes, &lo, sizeof lo);
     std::memcpy(v + b * kLanes, &hi, sizeof hi);
   }
+}
+
+void SortingNetwork::SortVLanes(float* v) const {
+  if (fixed_vmerge_ != nullptr) return fixed_vmerge_(v);
+  SortLanes(v);
 }
 
 void SortingNetwork::Sort(float* v) const {
@@ -60,7 +80,7 @@ void LaneMad(const float* v, float* dev, int n, const int* lo, const int* hi, co
       std::memcpy(dev + k * kLanes + 4 * h, &out, sizeof out);
     }
   }
-  network.SortLanes(dev);
+  network.SortVLanes(dev);
   for (int l = 0; l < kLanes; ++l) {
     const int m = hi[l] - lo[l];
     mad[l] = m > 0 ? 0.5 * (double{dev[((m - 1) / 2) * kLanes + l]} +

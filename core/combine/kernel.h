@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/combine/combine.h"
+#include "core/combine/fixed_networks.h"
 
 namespace calibd::combine::internal {
 
@@ -46,7 +47,8 @@ inline v8f Abs(v8f x) {
 inline constexpr double kMadToStd = 1.482602218505602;  // astropy's mad_std factor
 
 // Batcher's odd-even merge sort for any n (comparators touching indices >= n dropped, which is
-// sorting with +inf padding).
+// sorting with +inf padding). For n <= kMaxFixed the lane functions run the same network
+// unrolled in registers (fixed_networks.h); beyond, this comparator list.
 class SortingNetwork {
  public:
   explicit SortingNetwork(int n);
@@ -54,12 +56,17 @@ class SortingNetwork {
   const std::vector<std::pair<int, int>>& comparators() const { return comparators_; }
   // Sorts each of the kLanes columns of v[n * kLanes] ascending.
   void SortLanes(float* v) const;
+  // The same for columns that fall then rise ("V"-shaped, +inf allowed at either end): a
+  // bitonic merger when n <= kMaxFixed (about a third of the comparators), else SortLanes.
+  void SortVLanes(float* v) const;
   // Sorts v[n] ascending (scalar; for tests of the network itself).
   void Sort(float* v) const;
 
  private:
   int n_;
   std::vector<std::pair<int, int>> comparators_;
+  void (*fixed_sort_)(float*) = nullptr;
+  void (*fixed_vmerge_)(float*) = nullptr;
 };
 
 // --- all eight lanes at once over lane-major sorted values v[k * kLanes + l] ---------------
@@ -183,7 +190,8 @@ inline void LaneMedian(const float* v, const int* lo, const int* hi, double* med
 
 class SortingNetwork;
 // Median absolute deviation from med of each lane's survivors: |x - med| (+inf outside the
-// range) into dev, sorted by the network, middle picked. Returns it in mad.
+// range) into dev, sorted, middle picked. Returns it in mad. Each lane's survivors must be
+// sorted (as LaneGroup keeps them): then dev falls then rises and a merger sorts it.
 void LaneMad(const float* v, float* dev, int n, const int* lo, const int* hi, const double* med,
              const SortingNetwork& network, double* mad);
 
@@ -221,20 +229,25 @@ inline bool ValueOk(float x) { return std::fabs(x) <= std::numeric_limits<float>
 struct BandContext {
   int n = 0;
   int64_t pixels = 0;  // in the band
-  const std::vector<float*>* data;
-  const std::vector<float*>* variance;  // entries null unless read
-  const std::vector<uint16_t*>* dq;     // entries null when the input has none
+  // Per input, the band's first row (in the workspace, or in place in a frame in memory).
+  const std::vector<const float*>* data;
+  const std::vector<const float*>* variance;  // entries null unless read
+  const std::vector<const uint16_t*>* dq;     // entries null when the input has none
   const std::vector<double>* scale;
   std::vector<float> scale_f;
+  bool unit_scale = false;  // every scale factor is 1
+  bool thresholds = false;  // min_value or max_value is set
   float min_value = -std::numeric_limits<float>::infinity();
   float max_value = std::numeric_limits<float>::infinity();
-  bool strict_min = false;  // thresholds compared in double when they are not floats
   double min_d = -HUGE_VAL, max_d = HUGE_VAL;
   uint16_t dq_mask = 0xFFFF;
   internal::ReduceParams params;
   const internal::SortingNetwork* network = nullptr;
   bool identity = false;
   bool unsorted = false;  // mean/sum, no extrema, sigma clip (if any) around the mean with std
+  // A plain median of a small stack: tried first on each group of eight pixels (see
+  // fixed_networks.h); null when it does not apply.
+  MedianGroupFn fixed_median = nullptr;
   // outputs (already offset to the band's first pixel)
   float* out_data = nullptr;
   float* out_var = nullptr;
@@ -255,6 +268,11 @@ void LaneGroup(const BandContext& c, int64_t p, int lanes, float* v, float* dev,
 
 // The same for mean or sum with at most mean/std sigma clipping: no sorting needed.
 void LaneGroupUnsorted(const BandContext& c, int64_t p, int lanes, float* v, Tally& tally);
+
+// Tests: false makes Combine use only the general kernels (to show the fixed-N ones give the
+// same bits). Default true.
+void SetFixedKernelsEnabled(bool enabled);
+bool FixedKernelsEnabled();
 
 // One pixel through the scalar path that keeps each value's frame (weights, propagated
 // variance); `slot` is SlotBytes(n) of scratch past the two lane arrays.

@@ -25,6 +25,7 @@ class MemoryFrameSource : public FrameSource {
   bool has_variance() const override { return frame_->has_variance(); }
   bool has_dq() const override { return frame_->has_dq(); }
   std::string name() const override { return name_; }
+  const CalibratedFrame* in_memory() const override { return frame_.get(); }
 
   absl::Status ReadRows(int y0, int rows, float* data, float* variance,
                         uint16_t* dq) override {

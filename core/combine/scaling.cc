@@ -32,6 +32,13 @@ inline float KeyFloat(uint32_t k) {
 template <typename Fn>
 absl::Status ForEachSectionRow(FrameSource& source, const Section& section, Workspace& ws,
                                Fn fn) {
+  if (const CalibratedFrame* f = source.in_memory(); f != nullptr) {
+    for (int y = section.y0; y < section.y1; ++y) {
+      fn(f->data.row(y) + section.x0, f->has_dq() ? f->dq.row(y) + section.x0 : nullptr,
+         section.width());
+    }
+    return absl::OkStatus();
+  }
   const int w = source.width();
   const bool use_dq = source.has_dq();
   const size_t row_bytes = size_t(w) * (sizeof(float) + (use_dq ? sizeof(uint16_t) : 0));

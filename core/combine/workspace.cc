@@ -47,15 +47,14 @@ int64_t MinimumBudget(const CombineOptions& o, int n, int64_t row_bytes) {
   return (FixedBytes(o, n) + row_bytes) / 8 * 9 + 9;
 }
 
-void Workspace::Carve(int band_rows, int width, const std::vector<bool>& has_variance,
-                      const std::vector<bool>& has_dq, bool with_histogram, int num_slots,
-                      BufferPool* buffers) {
-  const int n = static_cast<int>(has_variance.size());
+void Workspace::Carve(int band_rows, int width, const std::vector<Planes>& planes,
+                      bool with_histogram, int num_slots, BufferPool* buffers) {
+  const int n = static_cast<int>(planes.size());
   const size_t plane = AlignUp(size_t(band_rows) * width * sizeof(float));
   const size_t dq_plane = AlignUp(size_t(band_rows) * width * sizeof(uint16_t));
   size_t total = with_histogram ? kHistogramBytes : 0;
-  for (int i = 0; i < n; ++i) {
-    total += plane + (has_variance[i] ? plane : 0) + (has_dq[i] ? dq_plane : 0);
+  for (const Planes& p : planes) {
+    total += (p.data ? plane : 0) + (p.variance ? plane : 0) + (p.dq ? dq_plane : 0);
   }
   total += size_t(num_slots) * SlotBytes(n);
   bytes = total;
@@ -65,17 +64,19 @@ void Workspace::Carve(int band_rows, int width, const std::vector<bool>& has_var
     histogram = reinterpret_cast<uint32_t*>(p);
     p += kHistogramBytes;
   }
-  data.resize(n);
+  data.assign(n, nullptr);
   variance.assign(n, nullptr);
   dq.assign(n, nullptr);
   for (int i = 0; i < n; ++i) {
-    data[i] = reinterpret_cast<float*>(p);
-    p += plane;
-    if (has_variance[i]) {
+    if (planes[i].data) {
+      data[i] = reinterpret_cast<float*>(p);
+      p += plane;
+    }
+    if (planes[i].variance) {
       variance[i] = reinterpret_cast<float*>(p);
       p += plane;
     }
-    if (has_dq[i]) {
+    if (planes[i].dq) {
       dq[i] = reinterpret_cast<uint16_t*>(p);
       p += dq_plane;
     }

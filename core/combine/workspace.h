@@ -5,7 +5,7 @@
 //   const int64_t row_bytes = BandRowBytes(width, n, /*variance_planes=*/0, /*dq_planes=*/n);
 //   const int rows = PlanRows(options, n, height, row_bytes);      // 0: not even one row fits
 //   Workspace ws;
-//   ws.Carve(rows, width, has_variance, has_dq, /*histogram=*/false, /*slots=*/3, buffers);
+//   ws.Carve(rows, width, planes, /*with_histogram=*/false, /*num_slots=*/3, buffers);
 //   char* slot = ws.AcquireSlot();  ...  ws.ReleaseSlot(slot);
 //
 // Thread safety: Carve before sharing; then AcquireSlot/ReleaseSlot may be called from any
@@ -48,16 +48,22 @@ int64_t MinimumBudget(const CombineOptions& options, int n, int64_t row_bytes);
 struct Workspace {
   Buffer buffer;
   size_t bytes = 0;
-  std::vector<float*> data;      // per input: band_rows × width
+  std::vector<float*> data;      // per input: band_rows × width, or null
   std::vector<float*> variance;  // per input, or null
   std::vector<uint16_t*> dq;     // per input, or null
   std::vector<char*> slots;
   uint32_t* histogram = nullptr;  // kHistogramBytes, when scaling by a median
 
-  // Allocates (from `buffers`, or fresh when null) and lays out the planes.
-  void Carve(int band_rows, int width, const std::vector<bool>& has_variance,
-             const std::vector<bool>& has_dq, bool with_histogram, int num_slots,
-             BufferPool* buffers);
+  // Which band planes one input needs in the workspace (none for a frame read in place).
+  struct Planes {
+    bool data = true;
+    bool variance = false;
+    bool dq = false;
+  };
+  // Allocates (from `buffers`, or fresh when null) and lays out the planes; the pointers of
+  // planes not asked for stay null.
+  void Carve(int band_rows, int width, const std::vector<Planes>& planes, bool with_histogram,
+             int num_slots, BufferPool* buffers);
   // A free slot, or null when every slot is in use.
   char* AcquireSlot();
   void ReleaseSlot(char* slot);

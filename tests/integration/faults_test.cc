@@ -15,10 +15,12 @@
 
 #include "absl/time/time.h"
 #include "core/status/status_matchers.h"
+#include "core/hash/sha256.h"
 #include "core/store/store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/harness.h"
+#include "tests/testing/grpc_matchers.h"
 #include "tests/testing/calibd_process.h"
 
 namespace calibd::integration {
@@ -368,7 +370,7 @@ TEST_F(FaultTest, SigkillMidUploadLeavesNoPartialVersion) {
     req.mutable_header()->set_detector("itest/big");
     req.mutable_header()->set_kind("bias");
     req.mutable_header()->set_total_bytes(static_cast<int64_t>(fits.size()));
-    req.mutable_header()->set_sha256(store::Sha256Bytes(fits));
+    req.mutable_header()->set_sha256(hash::Sha256Hex(fits));
     ASSERT_TRUE(writer->Write(req));
     for (int i = 0; i < 2; ++i) {
       v1::PutMasterRequest chunk;
@@ -378,7 +380,8 @@ TEST_F(FaultTest, SigkillMidUploadLeavesNoPartialVersion) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     calibd_->Kill();
     writer->WritesDone();
-    EXPECT_FALSE(writer->Finish().ok());
+    // The server died mid-upload: the channel reports the broken connection.
+    EXPECT_THAT(writer->Finish(), ::calibd::testing::GrpcIs(grpc::StatusCode::UNAVAILABLE));
   }
   ASSERT_OK(calibd_->Restart());
   client_ = std::make_unique<Client>(calibd_->address());
@@ -395,7 +398,7 @@ TEST_F(FaultTest, SigkillMidUploadLeavesNoPartialVersion) {
                        client_->PutMasterBytes("bias", fits, "itest/big", "", 1 << 20));
   EXPECT_EQ(put.version().version(), 1);
   EXPECT_FALSE(put.already_existed());
-  EXPECT_EQ(put.version().sha256(), store::Sha256Bytes(fits));
+  EXPECT_EQ(put.version().sha256(), hash::Sha256Hex(fits));
   StillServing();
 }
 

@@ -18,6 +18,7 @@
 #include "absl/strings/strip.h"
 #include "core/fits/fits.h"
 #include "core/image/frame.h"
+#include "core/hash/sha256.h"
 #include "core/store/store.h"
 #include "gtest/gtest.h"
 #include "tests/testing/calibd_process.h"
@@ -76,7 +77,7 @@ absl::StatusOr<v1::PutMasterResponse> Client::PutMasterBytes(const std::string& 
                                                              const std::string& bytes,
                                                              const std::string& detector,
                                                              std::string sha256, size_t chunk) {
-  if (sha256.empty()) sha256 = store::Sha256Bytes(bytes);
+  if (sha256.empty()) sha256 = hash::Sha256Hex(bytes);
   auto ctx = Context();
   v1::PutMasterResponse resp;
   auto writer = store_->PutMaster(ctx.get(), &resp);

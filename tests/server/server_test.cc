@@ -8,13 +8,12 @@
 #include <thread>
 #include <vector>
 
-#include <openssl/sha.h>
-
 #include "calibd/v1/builder.grpc.pb.h"
 #include "calibd/v1/calibrator.grpc.pb.h"
 #include "calibd/v1/store.grpc.pb.h"
 #include "core/calib/recipe.h"
 #include "core/combine/combine.h"
+#include "core/hash/sha256.h"
 #include "core/fits/fits.h"
 #include "core/image/section.h"
 #include "core/status/status_matchers.h"
@@ -24,31 +23,22 @@
 #include "gtest/gtest.h"
 #include "server/convert.h"
 #include "server/server.h"
+#include "tests/testing/grpc_matchers.h"
 #include "tests/testing/synthetic.h"
 #include "tests/testing/temp_dir.h"
 
 namespace calibd::server {
 namespace {
 
+using ::calibd::hash::Sha256Hex;
 using ::calibd::testing::CcdModel;
+using ::calibd::testing::GrpcIs;
 using ::calibd::testing::FrameKind;
 using ::calibd::testing::SimulateFrame;
 using ::calibd::testing::TempDir;
 
 constexpr char kDetector[] = "test/ccd";
 constexpr size_t kChunk = 1000;  // small chunks: many per frame, rows split across chunks
-
-std::string Sha256Hex(const std::string& bytes) {
-  unsigned char md[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), md);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : md) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
-}
 
 std::string ReadFile(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
@@ -61,7 +51,7 @@ std::string ReadFile(const std::string& path) {
 }
 
 google::protobuf::Timestamp Ts(const std::string& iso) {
-  return ToTimestamp(*store::ParseTime(iso));
+  return TimeMicrosToProto(*store::ParseTime(iso));
 }
 
 // A trimmed-shape master whose pixel (x, y) is value(x, y), variance `var`, DQ clear.
@@ -172,7 +162,7 @@ class ServerTest : public ::testing::Test {
 
   // Stores and certifies bias, dark, flat masters; keeps them for the oracle.
   void SetUpMasters(bool certify = true) {
-    ASSERT_TRUE(PutDetector(ccd_).ok());
+    ASSERT_GRPC_OK(PutDetector(ccd_));
     bias_ = std::make_shared<CalibratedFrame>(
         MakeMaster(ccd_, [](int x, int y) { return 3.0f + 0.01f * x; }, 0.04f, 0, "bias"));
     dark_ = std::make_shared<CalibratedFrame>(
@@ -184,11 +174,11 @@ class ServerTest : public ::testing::Test {
              {"bias", bias_}, {"dark", dark_}, {"flat", flat_}}) {
       v1::PutMasterResponse resp;
       grpc::Status s = PutMaster(*frame, kind, &resp);
-      ASSERT_TRUE(s.ok()) << kind << ": " << s.error_message();
+      ASSERT_GRPC_OK(s);
       EXPECT_EQ(resp.version().version(), 1);
       if (certify) {
         grpc::Status c = Certify(kind, 1, "2026-01-01T00:00:00");
-        ASSERT_TRUE(c.ok()) << c.error_message();
+        ASSERT_GRPC_OK(c);
       }
     }
   }
@@ -331,7 +321,7 @@ grpc::StatusCode HealthOf(const std::shared_ptr<grpc::Channel>& channel) {
   grpc::health::v1::HealthCheckRequest req;
   grpc::health::v1::HealthCheckResponse resp;
   grpc::Status s = stub->Check(&ctx, req, &resp);
-  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_GRPC_OK(s);
   return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? grpc::StatusCode::OK
                                                                         : grpc::StatusCode::UNAVAILABLE;
 }
@@ -342,7 +332,7 @@ TEST_F(ServerTest, HealthIsNotServingUntilTheStoreOpens) {
   {
     grpc::ClientContext ctx;
     v1::ListDetectorsResponse resp;
-    EXPECT_EQ(store_->ListDetectors(&ctx, {}, &resp).error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_THAT(store_->ListDetectors(&ctx, {}, &resp), GrpcIs(grpc::StatusCode::UNAVAILABLE));
   }
   ASSERT_OK(server_->OpenStore());
   EXPECT_EQ(HealthOf(channel_), grpc::StatusCode::OK);
@@ -358,7 +348,7 @@ TEST_F(ServerTest, CalibrateRoundTripMatchesCoreCalibrate) {
   stream->WritesDone();
   std::vector<Received> got = ReadAll(stream.get());
   grpc::Status s = stream->Finish();
-  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_GRPC_OK(s);
   ASSERT_EQ(got.size(), 1u);
   const v1::ResultHeader& h = got[0].header;
   ASSERT_EQ(h.status().code(), 0) << h.status().message();
@@ -395,7 +385,7 @@ TEST_F(ServerTest, ElectronsAndDataOnly) {
   ASSERT_TRUE(SendFrame(stream.get(), header, light.pixels));
   stream->WritesDone();
   std::vector<Received> got = ReadAll(stream.get());
-  ASSERT_TRUE(stream->Finish().ok());
+  ASSERT_GRPC_OK(stream->Finish());
   ASSERT_EQ(got.size(), 1u);
   ASSERT_EQ(got[0].header.status().code(), 0) << got[0].header.status().message();
   EXPECT_EQ(got[0].header.unit(), v1::OUTPUT_UNIT_ELECTRON);
@@ -421,7 +411,7 @@ TEST_F(ServerTest, OneBadFrameInTheMiddleDoesNotStopTheStream) {
     SendFrame(stream.get(), HeaderRequest(c, "c"), c.pixels);
     SendFrame(stream.get(), HeaderRequest(d, "d"), d.pixels);
   });
-  ASSERT_TRUE(stream->Finish().ok());
+  ASSERT_GRPC_OK(stream->Finish());
   ASSERT_EQ(got.size(), 4u);
   EXPECT_EQ(got[0].header.frame_id(), "a");
   EXPECT_EQ(got[0].header.status().code(), 0);
@@ -449,7 +439,7 @@ TEST_F(ServerTest, StrictWithoutCertifiedMasterFailsAndNearestFallsBack) {
     SendFrame(stream.get(), HeaderRequest(a, "strict"), a.pixels);
     SendFrame(stream.get(), nearest, a.pixels);
   });
-  ASSERT_TRUE(stream->Finish().ok());
+  ASSERT_GRPC_OK(stream->Finish());
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0].header.status().code(), int(grpc::StatusCode::FAILED_PRECONDITION))
       << got[0].header.status().message();
@@ -463,13 +453,13 @@ TEST_F(ServerTest, StrictWithoutCertifiedMasterFailsAndNearestFallsBack) {
 }
 
 TEST_F(ServerTest, ShapeMismatchWithTheMastersIsInvalidArgument) {
-  ASSERT_TRUE(PutDetector(ccd_).ok());
+  ASSERT_GRPC_OK(PutDetector(ccd_));
   // A bias of the wrong shape cannot even be stored.
   CcdModel small = ccd_;
   small.data_width = 32;
   CalibratedFrame wrong = MakeMaster(small, [](int, int) { return 1.0f; }, 0.1f, 0, "bias");
   v1::PutMasterResponse resp;
-  EXPECT_EQ(PutMaster(wrong, "bias", &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(PutMaster(wrong, "bias", &resp), GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
 }
 
 TEST_F(ServerTest, ProtocolErrorsEndTheStream) {
@@ -483,7 +473,7 @@ TEST_F(ServerTest, ProtocolErrorsEndTheStream) {
     stream->Write(c);
     stream->WritesDone();
     ReadAll(stream.get());
-    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(stream->Finish(), GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
   }
   {  // More bytes than the header declared.
     grpc::ClientContext ctx;
@@ -494,7 +484,7 @@ TEST_F(ServerTest, ProtocolErrorsEndTheStream) {
     stream->Write(c);
     stream->WritesDone();
     ReadAll(stream.get());
-    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(stream->Finish(), GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
   }
   {  // A frame that is never completed.
     grpc::ClientContext ctx;
@@ -502,7 +492,7 @@ TEST_F(ServerTest, ProtocolErrorsEndTheStream) {
     stream->Write(HeaderRequest(a, "half"));
     stream->WritesDone();
     ReadAll(stream.get());
-    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(stream->Finish(), GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
   }
   {  // No pixel type.
     grpc::ClientContext ctx;
@@ -512,7 +502,7 @@ TEST_F(ServerTest, ProtocolErrorsEndTheStream) {
     stream->Write(h);
     stream->WritesDone();
     ReadAll(stream.get());
-    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(stream->Finish(), GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
   }
 }
 
@@ -527,7 +517,7 @@ TEST_F(ServerTest, OversizedMessageIsResourceExhausted) {
   stream->Write(c);
   stream->WritesDone();
   ReadAll(stream.get());
-  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(stream->Finish(), GrpcIs(grpc::StatusCode::RESOURCE_EXHAUSTED));
   EXPECT_EQ(HealthOf(channel_), grpc::StatusCode::OK);
 }
 
@@ -545,7 +535,7 @@ TEST_F(ServerTest, LimitsAreResourceExhausted) {
     ASSERT_TRUE(SendFrame(stream.get(), HeaderRequest(a, "big"), a.pixels));
     stream->WritesDone();
     std::vector<Received> got = ReadAll(stream.get());
-    ASSERT_TRUE(stream->Finish().ok());
+    ASSERT_GRPC_OK(stream->Finish());
     ASSERT_EQ(got.size(), 1u);
     EXPECT_EQ(got[0].header.status().code(), int(grpc::StatusCode::RESOURCE_EXHAUSTED));
   }
@@ -556,7 +546,7 @@ TEST_F(ServerTest, LimitsAreResourceExhausted) {
       SendFrame(stream.get(), HeaderRequest(a, "1"), a.pixels);
       SendFrame(stream.get(), HeaderRequest(a, "2"), a.pixels);
     });
-    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_THAT(stream->Finish(), GrpcIs(grpc::StatusCode::RESOURCE_EXHAUSTED));
   }
   {  // Concurrent streams: the second open stream is refused.
     // The slots of the streams above are released in their OnDone, which may run after the
@@ -581,7 +571,7 @@ TEST_F(ServerTest, LimitsAreResourceExhausted) {
     auto second = calibrator_->Calibrate(&ctx2);
     second->WritesDone();
     ReadAll(second.get());
-    EXPECT_EQ(second->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_THAT(second->Finish(), GrpcIs(grpc::StatusCode::RESOURCE_EXHAUSTED));
     attempt_ctx->TryCancel();
     ReadAll(first.get());
     first->Finish();
@@ -604,7 +594,7 @@ TEST_F(ServerTest, ClientCancelMidStreamLeavesTheServerServing) {
   ctx.TryCancel();
   while (stream->Read(&r)) {
   }
-  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_THAT(stream->Finish(), GrpcIs(grpc::StatusCode::CANCELLED));
   EXPECT_EQ(HealthOf(channel_), grpc::StatusCode::OK);
   // And the next stream works.
   grpc::ClientContext ctx2;
@@ -612,7 +602,7 @@ TEST_F(ServerTest, ClientCancelMidStreamLeavesTheServerServing) {
   ASSERT_TRUE(SendFrame(again.get(), HeaderRequest(a, "again"), a.pixels));
   again->WritesDone();
   std::vector<Received> got = ReadAll(again.get());
-  ASSERT_TRUE(again->Finish().ok());
+  ASSERT_GRPC_OK(again->Finish());
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].header.status().code(), 0);
 }
@@ -627,28 +617,24 @@ TEST_F(ServerTest, DeadlineExceededStopsTheStream) {
   v1::CalibrateResponse r;
   while (stream->Read(&r)) {
   }
-  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(stream->Finish(), GrpcIs(grpc::StatusCode::DEADLINE_EXCEEDED));
   EXPECT_EQ(HealthOf(channel_), grpc::StatusCode::OK);
 }
 
 TEST_F(ServerTest, PutMasterChecksItsInput) {
-  ASSERT_TRUE(PutDetector(ccd_).ok());
+  ASSERT_GRPC_OK(PutDetector(ccd_));
   CalibratedFrame bias = MakeMaster(ccd_, [](int, int) { return 2.0f; }, 0.1f, 0, "bias");
   const std::string path = dir_.File("b.fits");
   ASSERT_OK(fits::WriteCalibratedFrame(path, bias));
   v1::PutMasterResponse resp;
   // sha256 differs from the bytes: damaged in transit.
-  EXPECT_EQ(PutMasterFile(path, "bias", &resp, kDetector, std::string(64, 'a')).error_code(),
-            grpc::StatusCode::DATA_LOSS);
+  EXPECT_THAT(PutMasterFile(path, "bias", &resp, kDetector, std::string(64, 'a')), GrpcIs(grpc::StatusCode::DATA_LOSS));
   // More bytes than declared.
-  EXPECT_EQ(PutMasterFile(path, "bias", &resp, kDetector, "", -10).error_code(),
-            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(PutMasterFile(path, "bias", &resp, kDetector, "", -10), GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
   // Fewer bytes than declared (truncated upload).
-  EXPECT_EQ(PutMasterFile(path, "bias", &resp, kDetector, "", +10).error_code(),
-            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(PutMasterFile(path, "bias", &resp, kDetector, "", +10), GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
   // Unknown detector.
-  EXPECT_EQ(PutMasterFile(path, "bias", &resp, "nosuch/detector").error_code(),
-            grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(PutMasterFile(path, "bias", &resp, "nosuch/detector"), GrpcIs(grpc::StatusCode::NOT_FOUND));
   // Not FITS.
   const std::string junk = dir_.File("junk.fits");
   {
@@ -657,11 +643,11 @@ TEST_F(ServerTest, PutMasterChecksItsInput) {
     std::fwrite(text.data(), 1, text.size(), f);
     std::fclose(f);
   }
-  EXPECT_EQ(PutMasterFile(junk, "bias", &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(PutMasterFile(junk, "bias", &resp), GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
   // A NaN not flagged in DQ.
   CalibratedFrame nan_flat = MakeMaster(ccd_, [](int x, int y) {
     return (x == 3 && y == 4) ? std::nanf("") : 1.0f; }, 0.1f, 1, "flat");
-  EXPECT_EQ(PutMaster(nan_flat, "flat", &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(PutMaster(nan_flat, "flat", &resp), GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
   // A chunk before the header.
   {
     grpc::ClientContext ctx;
@@ -670,13 +656,13 @@ TEST_F(ServerTest, PutMasterChecksItsInput) {
     req.set_chunk("SIMPLE");
     w->Write(req);
     w->WritesDone();
-    EXPECT_EQ(w->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(w->Finish(), GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
   }
   // And the good upload works, twice (idempotent).
-  ASSERT_TRUE(PutMasterFile(path, "bias", &resp).ok());
+  ASSERT_GRPC_OK(PutMasterFile(path, "bias", &resp));
   EXPECT_EQ(resp.version().version(), 1);
   EXPECT_FALSE(resp.already_existed());
-  ASSERT_TRUE(PutMasterFile(path, "bias", &resp).ok());
+  ASSERT_GRPC_OK(PutMasterFile(path, "bias", &resp));
   EXPECT_EQ(resp.version().version(), 1);
   EXPECT_TRUE(resp.already_existed());
   // GetMaster returns the same bytes.
@@ -692,16 +678,16 @@ TEST_F(ServerTest, PutMasterChecksItsInput) {
   ASSERT_TRUE(part.has_metadata());
   EXPECT_EQ(part.metadata().sha256(), Sha256Hex(ReadFile(path)));
   while (reader->Read(&part)) bytes += part.chunk();
-  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_GRPC_OK(reader->Finish());
   EXPECT_EQ(bytes, ReadFile(path));
 }
 
 TEST_F(ServerTest, FlatWithZeroMeanIsInvalidArgument) {
-  ASSERT_TRUE(PutDetector(ccd_).ok());
+  ASSERT_GRPC_OK(PutDetector(ccd_));
   CalibratedFrame zero = MakeMaster(ccd_, [](int, int) { return 0.0f; }, 0.0f, 1, "flat");
   v1::PutMasterResponse resp;
-  ASSERT_TRUE(PutMaster(zero, "flat", &resp).ok());
-  ASSERT_TRUE(Certify("flat", 1, "2026-01-01T00:00:00").ok());
+  ASSERT_GRPC_OK(PutMaster(zero, "flat", &resp));
+  ASSERT_GRPC_OK(Certify("flat", 1, "2026-01-01T00:00:00"));
   RawFrame a = SimulateFrame(ccd_, FrameKind::kLight, 13);
   grpc::ClientContext ctx;
   auto stream = calibrator_->Calibrate(&ctx);
@@ -711,7 +697,7 @@ TEST_F(ServerTest, FlatWithZeroMeanIsInvalidArgument) {
   ASSERT_TRUE(SendFrame(stream.get(), h, a.pixels));
   stream->WritesDone();
   std::vector<Received> got = ReadAll(stream.get());
-  ASSERT_TRUE(stream->Finish().ok());
+  ASSERT_GRPC_OK(stream->Finish());
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].header.status().code(), int(grpc::StatusCode::INVALID_ARGUMENT))
       << got[0].header.status().message();
@@ -724,7 +710,7 @@ TEST_F(ServerTest, StoreCallsReportExactCodes) {
     v1::GetDetectorRequest req;
     req.set_name("nosuch/detector");
     v1::DetectorSpec resp;
-    EXPECT_EQ(store_->GetDetector(&ctx, req, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_THAT(store_->GetDetector(&ctx, req, &resp), GrpcIs(grpc::StatusCode::NOT_FOUND));
   }
   {
     grpc::ClientContext ctx;
@@ -732,20 +718,19 @@ TEST_F(ServerTest, StoreCallsReportExactCodes) {
     req.set_detector("nosuch/detector");
     HeaderToProto(SimulateFrame(ccd_, FrameKind::kLight, 1).header, req.mutable_cards());
     v1::SelectResponse resp;
-    EXPECT_EQ(store_->Select(&ctx, req, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_THAT(store_->Select(&ctx, req, &resp), GrpcIs(grpc::StatusCode::NOT_FOUND));
   }
-  ASSERT_TRUE(Certify("bias", 1, "2026-01-01T00:00:00").ok());
+  ASSERT_GRPC_OK(Certify("bias", 1, "2026-01-01T00:00:00"));
   // Overlapping certification of the same series.
-  EXPECT_EQ(Certify("bias", 1, "2026-02-01T00:00:00").error_code(),
-            grpc::StatusCode::ALREADY_EXISTS);
-  EXPECT_EQ(Certify("bias", 7, "2027-01-01T00:00:00").error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(Certify("bias", 1, "2026-02-01T00:00:00"), GrpcIs(grpc::StatusCode::ALREADY_EXISTS));
+  EXPECT_THAT(Certify("bias", 7, "2027-01-01T00:00:00"), GrpcIs(grpc::StatusCode::NOT_FOUND));
   {  // Select explains: bias certified, dark and flat missing under strict.
     grpc::ClientContext ctx;
     v1::SelectRequest req;
     req.set_detector(kDetector);
     HeaderToProto(SimulateFrame(ccd_, FrameKind::kLight, 1).header, req.mutable_cards());
     v1::SelectResponse resp;
-    ASSERT_TRUE(store_->Select(&ctx, req, &resp).ok());
+    ASSERT_GRPC_OK(store_->Select(&ctx, req, &resp));
     ASSERT_EQ(resp.trail_size(), 3);
     EXPECT_EQ(resp.trail(0).kind(), "bias");
     EXPECT_EQ(resp.trail(0).outcome(), v1::SELECTION_OUTCOME_CERTIFIED);
@@ -758,13 +743,13 @@ TEST_F(ServerTest, StoreCallsReportExactCodes) {
     v1::ListMastersRequest req;
     req.set_detector(kDetector);
     v1::ListMastersResponse resp;
-    ASSERT_TRUE(store_->ListMasters(&ctx, req, &resp).ok());
+    ASSERT_GRPC_OK(store_->ListMasters(&ctx, req, &resp));
     EXPECT_EQ(resp.versions_size(), 3);
   }
   {
     grpc::ClientContext ctx;
     v1::GetDqBitsResponse resp;
-    ASSERT_TRUE(store_->GetDqBits(&ctx, {}, &resp).ok());
+    ASSERT_GRPC_OK(store_->GetDqBits(&ctx, {}, &resp));
     ASSERT_GE(resp.bits_size(), 8);
     EXPECT_EQ(resp.bits(0).bit(), 1u);
   }
@@ -784,22 +769,22 @@ TEST_F(ServerTest, TokensGuardReadsAndWrites) {
   EXPECT_EQ(list("wrong"), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(list("r3ad"), grpc::StatusCode::OK);
   EXPECT_EQ(list("adm1n"), grpc::StatusCode::OK);
-  EXPECT_EQ(PutDetector(ccd_, kDetector, "").error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(PutDetector(ccd_, kDetector, "r3ad").error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_EQ(PutDetector(ccd_, kDetector, "adm1n").error_code(), grpc::StatusCode::OK);
+  EXPECT_THAT(PutDetector(ccd_, kDetector, ""), GrpcIs(grpc::StatusCode::UNAUTHENTICATED));
+  EXPECT_THAT(PutDetector(ccd_, kDetector, "r3ad"), GrpcIs(grpc::StatusCode::PERMISSION_DENIED));
+  EXPECT_GRPC_OK(PutDetector(ccd_, kDetector, "adm1n"));
   {  // Streams too.
     grpc::ClientContext ctx;
     auto stream = calibrator_->Calibrate(&ctx);
     stream->WritesDone();
     ReadAll(stream.get());
-    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_THAT(stream->Finish(), GrpcIs(grpc::StatusCode::UNAUTHENTICATED));
   }
   // Health needs no token.
   EXPECT_EQ(HealthOf(channel_), grpc::StatusCode::OK);
 }
 
 TEST_F(ServerTest, BuildMasterCombinesPreprocessedFrames) {
-  ASSERT_TRUE(PutDetector(ccd_).ok());
+  ASSERT_GRPC_OK(PutDetector(ccd_));
   std::vector<RawFrame> raws;
   for (int i = 0; i < 3; ++i) raws.push_back(SimulateFrame(ccd_, FrameKind::kBias, 100 + i));
   grpc::ClientContext ctx;
@@ -828,11 +813,18 @@ TEST_F(ServerTest, BuildMasterCombinesPreprocessedFrames) {
   }
   w->WritesDone();
   grpc::Status s = w->Finish();
-  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_GRPC_OK(s);
   EXPECT_EQ(resp.version().version(), 1);
   EXPECT_EQ(resp.statistics().inputs(), 3);
   EXPECT_EQ(resp.input_sha256_size(), 3);
   EXPECT_TRUE(resp.has_certification());
+  // The stored provenance records the options that ran (no clipping here: it was switched off).
+  const auto& prov = resp.version().provenance().options();
+  ASSERT_EQ(prov.count("combine.method"), 1u);
+  EXPECT_EQ(prov.at("combine.method"), "mean");
+  EXPECT_EQ(prov.at("combine.sigma_clip"), "off");
+  EXPECT_EQ(prov.at("preprocess.masters"), "none");
+  EXPECT_THAT(resp.version().provenance().software_version(), ::testing::StartsWith("calibd "));
 
   // Oracle: overscan-subtract and trim each frame with core, then combine::Combine (mean).
   std::vector<std::unique_ptr<combine::FrameSource>> sources;
@@ -867,7 +859,7 @@ TEST_F(ServerTest, BuildMasterCombinesPreprocessedFrames) {
     if (part.has_metadata()) continue;
     bytes += part.chunk();
   }
-  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_GRPC_OK(reader->Finish());
   const std::string path = dir_.File("built.fits");
   {
     std::FILE* f = std::fopen(path.c_str(), "wb");
@@ -894,9 +886,9 @@ TEST_F(ServerTest, BuildMasterErrors) {
     req.mutable_options()->set_kind("bias");
     w->Write(req);
     w->WritesDone();
-    EXPECT_EQ(w->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_THAT(w->Finish(), GrpcIs(grpc::StatusCode::NOT_FOUND));
   }
-  ASSERT_TRUE(PutDetector(ccd_).ok());
+  ASSERT_GRPC_OK(PutDetector(ccd_));
   {  // No inputs.
     grpc::ClientContext ctx;
     v1::BuildMasterResponse resp;
@@ -906,8 +898,40 @@ TEST_F(ServerTest, BuildMasterErrors) {
     req.mutable_options()->set_kind("bias");
     w->Write(req);
     w->WritesDone();
-    EXPECT_EQ(w->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(w->Finish(), GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
   }
+}
+
+}  // namespace
+}  // namespace calibd::server
+
+namespace calibd::server {
+namespace {
+
+TEST_F(ServerTest, ErrorsCarryTheRequestIdInMessageAndTrailers) {
+  grpc::ClientContext ctx;
+  v1::GetDetectorRequest req;
+  req.set_name("no/such");
+  v1::DetectorSpec resp;
+  const grpc::Status s = store_->GetDetector(&ctx, req, &resp);
+  ASSERT_THAT(s, GrpcIs(grpc::StatusCode::NOT_FOUND));
+  const auto& trailers = ctx.GetServerTrailingMetadata();
+  auto it = trailers.find("calibd-request-id");
+  ASSERT_NE(it, trailers.end());
+  const std::string id(it->second.data(), it->second.size());
+  EXPECT_EQ(id.size(), 16u);
+  EXPECT_THAT(s.error_message(), ::testing::EndsWith("[request id " + id + "]"));
+}
+
+TEST_F(ServerTest, UnavailableIsASentenceWithoutServerDetail) {
+  StartServer(ServerOptions(), /*open_store=*/false);
+  grpc::ClientContext ctx;
+  v1::ListDetectorsResponse resp;
+  const grpc::Status s = store_->ListDetectors(&ctx, {}, &resp);
+  ASSERT_THAT(s, GrpcIs(grpc::StatusCode::UNAVAILABLE));
+  EXPECT_THAT(s.error_message(), ::testing::StartsWith("the calibration service or its store is "
+                                                       "unavailable; retry shortly [request id "));
+  EXPECT_THAT(s.error_message(), ::testing::Not(::testing::HasSubstr(dir_.path())));
 }
 
 }  // namespace

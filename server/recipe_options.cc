@@ -1,4 +1,4 @@
-#include "server/recipe_builder.h"
+#include "server/recipe_options.h"
 
 #include <cmath>
 #include <limits>

@@ -1,0 +1,112 @@
+"""`calibd.reduce`: calibrate an `ccdproc.ImageFileCollection` (or a glob) into a folder.
+
+    summary = calibd.reduce(ImageFileCollection("night/light"), client, "night/reduced",
+                            detector="demo/ccd0", unit="electron")
+    print(summary)          # an astropy Table: file, ok, code, median, flagged, masters
+
+Thread safety: as the client's `calibrate`.
+"""
+from __future__ import annotations
+
+import glob as _glob
+import os
+import sys
+from typing import Any, List, Optional
+
+from astropy.table import Table
+
+from . import _errors
+from ._fitsio import write_calibrated
+
+
+def _files(collection: Any, imagetyp: Optional[str]) -> List[str]:
+    if isinstance(collection, (str, os.PathLike)):
+        path = os.fspath(collection)
+        if os.path.isdir(path):
+            path = os.path.join(path, "*.fits*")
+        files = sorted(_glob.glob(path))
+        if not files:
+            raise _errors.NotFound(f"no files match {path}")
+        return files
+    if hasattr(collection, "files_filtered"):  # ccdproc.ImageFileCollection
+        kw = {"imagetyp": imagetyp} if imagetyp else {}
+        names = collection.files_filtered(include_path=True, **kw)
+        return sorted(str(n) for n in names)
+    return [os.fspath(p) for p in collection]
+
+
+def output_name(out_dir: str, path: str) -> str:
+    """out_dir/<input name>, with a compression suffix (.fz, .gz) dropped (as calibctl)."""
+    name = os.path.basename(path)
+    for suffix in (".fz", ".gz"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if not name.endswith((".fits", ".fit", ".fts")):
+        name += ".fits"
+    return os.path.join(out_dir, name)
+
+
+def reduce(collection: Any, client: Any, output: str, detector: Optional[str] = None,
+           imagetyp: Optional[str] = None, overwrite: bool = False, progress: Optional[bool] = None,
+           **calibrate_options: Any) -> Table:
+    """Calibrates every file of a collection into ``output``, one stream for all.
+
+    Parameters
+    ----------
+    collection : ImageFileCollection, str or sequence of str
+        A ccdproc `~ccdproc.ImageFileCollection` (filtered by ``imagetyp`` when given), a glob
+        pattern, a folder, or a list of paths.
+    client : calibd.Client
+        The connection.
+    output : str
+        Folder for the calibrated files (created; names as calibctl's).
+    detector : str, optional
+        Passed to `Client.calibrate`, with ``calibrate_options`` (unit, policy, pins, ...).
+    overwrite : bool
+        Replace existing outputs; otherwise an existing output fails before anything is sent.
+    progress : bool, optional
+        A tqdm progress bar (when python3-tqdm is installed); default when stderr is a
+        terminal.
+
+    Returns
+    -------
+    astropy.table.Table
+        One row per input: file, output, ok, code, message, median, flagged_fraction, masters.
+    """
+    files = _files(collection, imagetyp)
+    os.makedirs(output, exist_ok=True)
+    outs = [output_name(output, f) for f in files]
+    if not overwrite:
+        for o in outs:
+            if os.path.exists(o):
+                raise _errors.AlreadyExists(f"{o} exists; remove it or pass overwrite=True")
+    bar = None
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if progress:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=len(files), unit="frame", desc="calibrate")
+        except ImportError:
+            bar = None
+    rows = []
+    try:
+        for path, out, r in zip(files, outs, client.calibrate(files, detector=detector,
+                                                               **calibrate_options)):
+            if isinstance(r, _errors.FrameError):
+                rows.append((path, "", False, r.code.name, r.message, float("nan"),
+                             float("nan"), ""))
+            else:
+                write_calibrated(r, out, overwrite=overwrite)
+                masters = ", ".join(f"{m.kind} v{m.version} ({m.outcome})" for m in r.provenance)
+                rows.append((path, out, True, "OK", "", r.statistics.get("median", float("nan")),
+                             r.statistics.get("flagged_fraction", float("nan")), masters))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return Table(rows=rows if rows else None,
+                 names=("file", "output", "ok", "code", "message", "median",
+                        "flagged_fraction", "masters"),
+                 dtype=(str, str, bool, str, str, float, float, str))

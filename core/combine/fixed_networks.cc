@@ -1,0 +1,251 @@
+#include "core/combine/fixed_networks.h"
+
+#include <immintrin.h>
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include "core/combine/kernel.h"
+
+namespace calibd::combine::internal {
+namespace {
+
+struct Comparator {
+  int a, b;
+};
+
+// Batcher's merge exchange (Knuth 5.2.2 M), as SortingNetwork builds it: calls
+// emit(a, b) for each comparator in order.
+template <typename Emit>
+constexpr void Batcher(int n, Emit emit) {
+  for (int p = 1; p < n; p <<= 1) {
+    for (int k = p; k >= 1; k >>= 1) {
+      for (int j = k % p; j + k < n; j += 2 * k) {
+        for (int i = 0; i < k && i + j + k < n; ++i) {
+          if ((i + j) / (2 * p) == (i + j + k) / (2 * p)) emit(i + j, i + j + k);
+        }
+      }
+    }
+  }
+}
+
+// A bitonic merger of n wires padded with +inf to a power of two: half-cleaners of stride
+// P/2, P/4, ..., 1; comparators with a padded partner leave both wires as they are.
+template <typename Emit>
+constexpr void BitonicMerger(int n, Emit emit) {
+  int p = 1;
+  while (p < n) p <<= 1;
+  for (int k = p / 2; k >= 1; k >>= 1) {
+    for (int i = 0; i + k < n; ++i) {
+      if ((i & k) == 0) emit(i, i + k);
+    }
+  }
+}
+
+enum class Kind { kSort, kVMerge };
+
+template <Kind K>
+constexpr void Generate(int n, auto emit) {
+  if constexpr (K == Kind::kSort) {
+    Batcher(n, emit);
+  } else {
+    BitonicMerger(n, emit);
+  }
+}
+
+template <Kind K, int N>
+constexpr int Count() {
+  int c = 0;
+  Generate<K>(N, [&](int, int) { ++c; });
+  return c;
+}
+
+template <Kind K, int N>
+constexpr std::array<Comparator, Count<K, N>()> Comparators() {
+  std::array<Comparator, Count<K, N>()> out{};
+  int c = 0;
+  Generate<K>(N, [&](int a, int b) { out[c++] = Comparator{a, b}; });
+  return out;
+}
+
+template <Kind K, int N>
+inline constexpr auto kComparators = Comparators<K, N>();
+
+// The comparators of network K that the two middle wires ((N-1)/2 and N/2) depend on, in
+// order: walking backwards, a comparator is kept when it writes a wire that a kept comparator
+// (or the output) reads. The middle wires then hold what the whole network would put there.
+template <Kind K, int N>
+constexpr std::array<bool, kComparators<K, N>.size()> MiddleMask() {
+  std::array<bool, kComparators<K, N>.size()> keep{};
+  uint64_t wanted = (uint64_t{1} << ((N - 1) / 2)) | (uint64_t{1} << (N / 2));
+  for (int i = static_cast<int>(keep.size()) - 1; i >= 0; --i) {
+    const Comparator c = kComparators<K, N>[i];
+    if ((wanted >> c.a & 1) || (wanted >> c.b & 1)) {
+      keep[i] = true;
+      wanted |= uint64_t{1} << c.a | uint64_t{1} << c.b;
+    }
+  }
+  return keep;
+}
+
+template <Kind K, int N>
+constexpr int MiddleCount() {
+  int c = 0;
+  for (bool k : MiddleMask<K, N>()) c += k;
+  return c;
+}
+
+template <Kind K, int N>
+constexpr std::array<Comparator, MiddleCount<K, N>()> MiddleComparators() {
+  std::array<Comparator, MiddleCount<K, N>()> out{};
+  constexpr auto keep = MiddleMask<K, N>();
+  int c = 0;
+  for (size_t i = 0; i < keep.size(); ++i) {
+    if (keep[i]) out[c++] = kComparators<K, N>[i];
+  }
+  return out;
+}
+
+template <Kind K, int N>
+inline constexpr auto kMiddleComparators = MiddleComparators<K, N>();
+
+// One comparator over eight pixels: vminps / vmaxps. MINPS(x, y) is x < y ? x : y and
+// MAXPS(y, x) is y > x ? y : x, exactly SortingNetwork::SortLanes's pair, so that equal values
+// (-0 and +0) are exchanged, never duplicated. (GCC compiles the ternaries themselves to a
+// compare and two blends.)
+[[gnu::always_inline]] inline void CompareSwap(v8f& x, v8f& y) {
+  const v8f lo = _mm256_min_ps(x, y);
+  const v8f hi = _mm256_max_ps(y, x);
+  x = lo;
+  y = hi;
+}
+
+template <Kind K, int N, size_t... I>
+[[gnu::always_inline]] inline void Apply(v8f* x, std::index_sequence<I...>) {
+  (CompareSwap(x[kComparators<K, N>[I].a], x[kComparators<K, N>[I].b]), ...);
+}
+
+template <Kind K, int N, size_t... I>
+[[gnu::always_inline]] inline void ApplyMiddle(v8f* x, std::index_sequence<I...>) {
+  (CompareSwap(x[kMiddleComparators<K, N>[I].a], x[kMiddleComparators<K, N>[I].b]), ...);
+}
+
+typedef float v4f_ __attribute__((vector_size(16)));
+
+inline void Widen(v8f x, v4d& lo, v4d& hi) {
+  v4f_ a, b;
+  std::memcpy(&a, &x, sizeof a);
+  std::memcpy(&b, reinterpret_cast<const char*>(&x) + sizeof a, sizeof b);
+  lo = __builtin_convertvector(a, v4d);
+  hi = __builtin_convertvector(b, v4d);
+}
+
+inline v8f Narrow(v4d lo, v4d hi) {
+  const v4f_ a = __builtin_convertvector(lo, v4f_), b = __builtin_convertvector(hi, v4f_);
+  v8f x;
+  std::memcpy(&x, &a, sizeof a);
+  std::memcpy(reinterpret_cast<char*>(&x) + sizeof a, &b, sizeof b);
+  return x;
+}
+
+// |x| by clearing the sign bit (LaneMad's d < 0 ? -d : d, except that -0 becomes +0: the same
+// variance, which squares it).
+inline v4d AbsD(v4d x) {
+  v4l bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  bits &= int64_t{0x7FFFFFFFFFFFFFFF};
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
+
+// The median (and MAD-std variance) of eight pixels whose N values all pass: LaneGroup's
+// arithmetic for lo = 0, hi = N in every lane, with the values kept in registers. false (and
+// nothing written) when some value of some lane does not pass, or fewer than eight lanes.
+template <int N>
+bool MedianGroup(const BandContext& c, int64_t p, int lanes, Tally& tally) {
+  if (lanes != kLanes) return false;
+  const v8f fmax = Splat(std::numeric_limits<float>::max());
+  const v8f minv = Splat(c.min_value), maxv = Splat(c.max_value);
+  const int mask = c.dq_mask;
+  v8i all = {-1, -1, -1, -1, -1, -1, -1, -1};
+  const float* const* data = c.data->data();
+  const uint16_t* const* dq = c.dq->data();
+  v8f x[N];
+#pragma GCC unroll 64
+  for (int i = 0; i < N; ++i) {
+    std::memcpy(&x[i], data[i] + p, sizeof x[i]);
+    v8i ok = Abs(x[i]) <= fmax;
+    if (c.thresholds) ok &= (x[i] >= minv) & (x[i] <= maxv);
+    if (const uint16_t* q = dq[i]; q != nullptr) {
+      v8u16 qq;
+      std::memcpy(&qq, q + p, sizeof qq);
+      ok &= (__builtin_convertvector(qq, v8i) & mask) == 0;
+    }
+    all &= ok;
+    if (!c.unit_scale) x[i] *= Splat(c.scale_f[i]);
+  }
+  for (int l = 0; l < kLanes; ++l) {
+    if (all[l] == 0) return false;
+  }
+  Apply<Kind::kSort, N>(x, std::make_index_sequence<kComparators<Kind::kSort, N>.size()>());
+  v4d a0, a1, b0, b1;
+  Widen(x[(N - 1) / 2], a0, a1);
+  Widen(x[N / 2], b0, b1);
+  const v4d med0 = 0.5 * (a0 + b0), med1 = 0.5 * (a1 + b1);
+  const v8f value = Narrow(med0, med1);
+  std::memcpy(c.out_data + p, &value, sizeof value);
+  if (c.out_var != nullptr) {
+#pragma GCC unroll 64
+    for (int k = 0; k < N; ++k) {  // |x - med|: falls, then rises, over the sorted x
+      v4d d0, d1;
+      Widen(x[k], d0, d1);
+      x[k] = Narrow(AbsD(d0 - med0), AbsD(d1 - med1));
+    }
+    ApplyMiddle<Kind::kVMerge, N>(
+        x, std::make_index_sequence<kMiddleComparators<Kind::kVMerge, N>.size()>());
+    Widen(x[(N - 1) / 2], a0, a1);
+    Widen(x[N / 2], b0, b1);
+    const v4d sd0 = kMadToStd * (0.5 * (a0 + b0)), sd1 = kMadToStd * (0.5 * (a1 + b1));
+    const v8f var = Narrow(sd0 * sd0 / double{N}, sd1 * sd1 / double{N});
+    std::memcpy(c.out_var + p, &var, sizeof var);
+  }
+  const v8u16 count = {N, N, N, N, N, N, N, N}, zero = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::memcpy(c.out_count + p, &count, sizeof count);
+  std::memcpy(c.out_dq + p, &zero, sizeof zero);
+  tally.valid += int64_t{N} * kLanes;
+  tally.used += int64_t{N} * kLanes;
+  return true;
+}
+
+template <Kind K, int N>
+void Run(float* v) {
+  v8f x[N];
+  for (int k = 0; k < N; ++k) std::memcpy(&x[k], v + k * kLanes, sizeof x[k]);
+  Apply<K, N>(x, std::make_index_sequence<kComparators<K, N>.size()>());
+  for (int k = 0; k < N; ++k) std::memcpy(v + k * kLanes, &x[k], sizeof x[k]);
+}
+
+template <Kind K, int... N>
+constexpr std::array<LaneSorter, kMaxFixed + 1> Table(std::integer_sequence<int, N...>) {
+  return {nullptr, nullptr, &Run<K, N + 2>...};
+}
+
+template <int... N>
+constexpr std::array<MedianGroupFn, kMaxFixed + 1> MedianTable(std::integer_sequence<int, N...>) {
+  return {nullptr, nullptr, &MedianGroup<N + 2>...};
+}
+
+constexpr auto kSorters = Table<Kind::kSort>(std::make_integer_sequence<int, kMaxFixed - 1>());
+constexpr auto kMedians = MedianTable(std::make_integer_sequence<int, kMaxFixed - 1>());
+constexpr auto kMergers = Table<Kind::kVMerge>(std::make_integer_sequence<int, kMaxFixed - 1>());
+
+}  // namespace
+
+LaneSorter FixedLaneSorter(int n) { return n >= 2 && n <= kMaxFixed ? kSorters[n] : nullptr; }
+LaneSorter FixedVMerger(int n) { return n >= 2 && n <= kMaxFixed ? kMergers[n] : nullptr; }
+MedianGroupFn FixedMedianGroup(int n) { return n >= 2 && n <= kMaxFixed ? kMedians[n] : nullptr; }
+
+}  // namespace calibd::combine::internal

@@ -1,0 +1,162 @@
+"""The hand-written wire encoding of pixel chunks against protobuf's own, and the header-card
+and time conversions (no server)."""
+import datetime as dt
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+import calibd
+from calibd import _calibrate, _convert, _wire
+from calibd._proto import builder_pb2, calibrator_pb2, types_pb2
+
+
+@pytest.mark.parametrize("n", [0, 1, 127, 128, 300, 16384, 1 << 20])
+def test_chunk_encoding_equals_protobuf(n):
+    data = (np.arange(n, dtype=np.uint32) * 2654435761 % 251).astype(np.uint8)
+    view = memoryview(data)
+    ours = _wire.encode_chunk(_wire.Chunk(view))
+    theirs = calibrator_pb2.CalibrateRequest(chunk=types_pb2.PixelChunk(data=data.tobytes()))
+    # Same message; byte-identical too except that proto3 omits an empty bytes field.
+    assert calibrator_pb2.CalibrateRequest.FromString(ours) == theirs
+    if n:
+        assert ours == theirs.SerializeToString()
+    build = _wire.encode_chunk(_wire.build_chunk(view))
+    assert n == 0 or build == builder_pb2.BuildMasterRequest(
+        chunk=types_pb2.PixelChunk(data=data.tobytes())).SerializeToString()
+
+
+def test_response_decoding_equals_protobuf():
+    payload = bytes(range(256)) * 10
+    msg = calibrator_pb2.CalibrateResponse(
+        chunk=calibrator_pb2.ResultChunk(plane=types_pb2.PLANE_VARIANCE, data=payload))
+    got = _wire.decode_calibrate_response(msg.SerializeToString())
+    assert isinstance(got, _wire.ResultChunk)
+    assert got.plane == types_pb2.PLANE_VARIANCE
+    assert got.data.tobytes() == payload
+    h = calibrator_pb2.CalibrateResponse(header=calibrator_pb2.ResultHeader(
+        frame_id="f", width=3, height=2, planes=[1, 3]))
+    got = _wire.decode_calibrate_response(h.SerializeToString())
+    assert isinstance(got, calibrator_pb2.ResultHeader)
+    assert got == h.header
+
+
+def test_chunks_are_views_of_the_array_at_most_1_mib():
+    a = np.arange(1000 * 700, dtype="<u2").reshape(700, 1000)
+    chunks = list(_calibrate.pixel_chunks(a))
+    assert [c.data.nbytes for c in chunks] == [1 << 20, a.nbytes - (1 << 20)]
+    assert all(c.data.obj is not None for c in chunks)
+    a[0, 0] = 4242  # a view, not a copy: the chunk sees the change
+    assert bytes(chunks[0].data[:2]) == np.uint16(4242).tobytes()
+    assert b"".join(bytes(c.data) for c in chunks) == a.tobytes()
+
+
+def test_big_endian_pixels_become_little_endian():
+    a = np.arange(12, dtype=">i2").reshape(3, 4)
+    le = _convert.little_endian_pixels(a)
+    assert le.dtype == np.dtype("<i2") and np.array_equal(le, a)
+    b = np.zeros((3, 4), dtype="<f4")
+    assert _convert.little_endian_pixels(b) is b  # no copy when already right
+    with pytest.raises(calibd.InvalidArgument):
+        _convert.little_endian_pixels(np.zeros((2, 2), dtype=np.complex64))
+    with pytest.raises(calibd.InvalidArgument):
+        _convert.little_endian_pixels(np.zeros(4, dtype=np.uint16))
+
+
+def test_header_cards_round_trip():
+    h = fits.Header()
+    h["SIMPLE"] = True
+    h["NAXIS"] = 2
+    h["NAXIS1"] = 10
+    h["EXPTIME"] = (120.0, "exposure [s]")
+    h["GAINMODE"] = 2
+    h["FILTER"] = "R"
+    h["FLAG"] = False
+    h["HIERARCH ESO DET CHIP NAME"] = "chip0"
+    h.add_history("raw frame")
+    cards = _convert.header_to_cards(h)
+    keys = [c.key for c in cards]
+    assert "SIMPLE" not in keys and "NAXIS" not in keys and "NAXIS1" not in keys
+    by_key = {c.key: c for c in cards}
+    assert by_key["EXPTIME"].double_value == 120.0 and by_key["EXPTIME"].comment == "exposure [s]"
+    assert by_key["GAINMODE"].int_value == 2
+    assert by_key["FILTER"].string_value == "R"
+    assert by_key["FLAG"].WhichOneof("value") == "bool_value" and not by_key["FLAG"].bool_value
+    assert by_key["ESO DET CHIP NAME"].string_value == "chip0"
+    assert by_key["HISTORY"].comment == "raw frame"
+    back = _convert.cards_to_header(cards)
+    assert back["EXPTIME"] == 120.0 and back["FILTER"] == "R" and back["FLAG"] is False
+    assert back["ESO DET CHIP NAME"] == "chip0"
+    assert list(back["HISTORY"]) == ["raw frame"]
+
+
+def test_times():
+    ts = types_pb2.Certification().begin
+    _convert.set_timestamp(ts, "2026-03-01T00:00:00Z")
+    assert ts.seconds == 1772323200 and ts.nanos == 0
+    assert _convert.from_timestamp(ts) == dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
+    _convert.set_timestamp(ts, dt.datetime(2026, 3, 1, 0, 0, 1, 500000))  # naive = UTC
+    assert (ts.seconds, ts.nanos) == (1772323201, 500000000)
+    assert _convert.from_timestamp(types_pb2.Certification().end) is None
+    with pytest.raises(calibd.InvalidArgument):
+        _convert.to_datetime("yesterday")
+
+
+def test_options_are_checked_locally():
+    with pytest.raises(calibd.InvalidArgument, match="unit="):
+        _calibrate.frame_template("d/x", unit="photons")
+    with pytest.raises(calibd.InvalidArgument, match="policy="):
+        _calibrate.frame_template("d/x", policy="loose")
+    with pytest.raises(calibd.InvalidArgument, match="planes="):
+        _calibrate.frame_template("d/x", planes=["data", "noise"])
+    t = _calibrate.frame_template("d/x", unit="electron", planes="data,dq", policy="nearest",
+                                  pins={"bias": 3, "flat": "a" * 64}, max_age=86400,
+                                  dark_policy="skip", recipe={"flat_norm": "clipped_mean"})
+    assert t.unit == types_pb2.OUTPUT_UNIT_ELECTRON
+    assert list(t.planes) == [types_pb2.PLANE_DATA, types_pb2.PLANE_DQ]
+    assert t.selection.policy == types_pb2.SELECTION_POLICY_NEAREST
+    assert t.selection.max_age.seconds == 86400
+    assert [(p.kind, p.version, p.sha256) for p in t.selection.pins] == [
+        ("bias", 3, ""), ("flat", 0, "a" * 64)]
+    assert t.recipe.HasField("dark") and not t.recipe.dark
+    assert t.recipe.flat_norm == "clipped_mean"
+
+
+def test_errors_carry_codes():
+    import grpc
+    e = calibd._errors.error_for(5, "no such version")
+    assert isinstance(e, calibd.NotFound) and e.code == grpc.StatusCode.NOT_FOUND
+    fe = calibd.FrameError("no flat", 9, "light_000.fits", 0)
+    assert fe.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert isinstance(fe.error, calibd.FailedPrecondition)
+    assert isinstance(fe, calibd.Error)
+
+
+def test_fast_checksums_verify_with_astropy(tmp_path):
+    """calibd.reduce's writer patches CHECKSUM/DATASUM itself; astropy must agree with them."""
+    import warnings
+    from astropy.nddata import CCDData, StdDevUncertainty
+    from calibd._fitsio import encode_checksum, write_calibrated
+    rng = np.random.default_rng(3)
+    data = rng.normal(100, 5, size=(37, 53)).astype(np.float32)
+    ccd = CCDData(data, unit="electron", uncertainty=StdDevUncertainty(np.sqrt(data)),
+                  meta=fits.Header({"EXPTIME": 3.0, "CHECKSUM": "stale", "DATASUM": "1"}))
+    ccd.dq = (rng.random((37, 53)) > 0.9).astype(np.uint16) * 8
+    path = str(tmp_path / "out.fits")
+    write_calibrated(ccd, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with fits.open(path, checksum=True) as hdul:
+            assert [h.name for h in hdul] == ["PRIMARY", "UNCERT", "MASK", "DQ"]
+            for h in hdul:
+                assert h.verify_checksum() == 1 and h.verify_datasum() == 1, h.name
+            np.testing.assert_array_equal(hdul["DQ"].data, ccd.dq)
+            np.testing.assert_array_equal(hdul["MASK"].data, ccd.dq != 0)
+    back = CCDData.read(path, unit="electron")
+    np.testing.assert_array_equal(back.data, data)
+    # The encoding equals astropy's own (its private encoder as the oracle).
+    from astropy.io.fits.hdu.base import _ValidHDU
+    theirs = _ValidHDU.__new__(_ValidHDU)
+    for v in [0, 0xFFFFFFFF, 1, 0x3A3A3A3A, *rng.integers(0, 2**32, size=50)]:
+        assert encode_checksum(int(v)) == theirs._char_encode(~np.uint32(v)), v
+    assert encode_checksum(0xFFFFFFFF) == "0000000000000000"
