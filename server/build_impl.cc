@@ -112,7 +112,7 @@ absl::Status BuildSession::PrepareRaw(FrameRequest request, PreparedFrame& prepa
   request.unit = calib::RecipeOptions::Unit::kAdu;
   request.want_variance = request_.combine.variance == combine::CombineOptions::Variance::kPropagated ||
                           NoiseKindWantsVariance(request_.kind);
-  return calibrate_->Prepare(std::move(request), prepared, request_.kind);
+  return calibrate_->Prepare(std::move(request), prepared, PreprocessKindFor(request_.kind));
 }
 
 absl::Status BuildSession::AddRaw(const PreparedFrame& prepared, RawImage pixels,

@@ -71,6 +71,12 @@ bool NoiseKindWantsVariance(absl::string_view kind) {
   return kind == noise::kKindDarkCurrent || kind == noise::kKindNoiseModel;
 }
 
+std::string PreprocessKindFor(absl::string_view kind) {
+  if (kind == noise::kKindReadNoise || kind == noise::kKindGain) return "bias";
+  if (kind == noise::kKindDarkCurrent || kind == noise::kKindNoiseModel) return "dark";
+  return std::string(kind);
+}
+
 absl::StatusOr<noise::NoiseProduct> BuildNoiseProductFromFiles(
     const store::DetectorSpec& spec, const BuildRequest& request,
     const std::vector<std::string>& paths, int64_t memory_budget_bytes, ThreadPool* pool) {

@@ -45,6 +45,12 @@ bool IsNoiseKind(absl::string_view kind);
 // Kinds whose inputs should carry variance planes (the fits weigh sub-stacks by them).
 bool NoiseKindWantsVariance(absl::string_view kind);
 
+// The frame type whose recipe pre-processes the inputs of `kind` (the kind hint of
+// CalibrateImpl::Prepare): read_noise and gain → "bias" (overscan and trim only: the photon
+// transfer subtracts its own biases), dark_current and noise_model → "dark" (also the master
+// bias); any other kind unchanged.
+std::string PreprocessKindFor(absl::string_view kind);
+
 // Builds the product of `request.kind` from `paths` (no store access).
 absl::StatusOr<noise::NoiseProduct> BuildNoiseProductFromFiles(
     const store::DetectorSpec& spec, const BuildRequest& request,

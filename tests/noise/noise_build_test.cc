@@ -136,6 +136,10 @@ TEST_F(NoiseBuildTest, Errors) {
   request.kind = "gain_normalisation";
   EXPECT_THAT(FinishNoiseBuild(&backend_, request, {dir_.File("x.fits")}, {""}, dir_.path()),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("table product")));
+  EXPECT_EQ(PreprocessKindFor("read_noise"), "bias");
+  EXPECT_EQ(PreprocessKindFor("gain"), "bias");
+  EXPECT_EQ(PreprocessKindFor("noise_model"), "dark");
+  EXPECT_EQ(PreprocessKindFor("flat"), "flat");
   EXPECT_TRUE(IsNoiseKind("read_noise"));
   EXPECT_FALSE(IsNoiseKind("bias"));
 }
