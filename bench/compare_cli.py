@@ -49,7 +49,8 @@ class Calibctl:
         if r.returncode != 0:
             sys.exit(f"calibctl {' '.join(args[:2])} failed ({r.returncode}): {r.stderr.strip()}")
         if not quiet and r.stderr.strip():
-            print("   ", r.stderr.strip().splitlines()[-1], file=sys.stderr)
+            for line in r.stderr.strip().splitlines()[-2:]:
+                print("   ", line, file=sys.stderr)
         return json.loads(r.stdout) if json_out else r.stdout
 
 

@@ -45,15 +45,8 @@ absl::StatusOr<std::string> ReadTextFile(const std::string& path, const char* wh
 // The page fields of a list request (AIP-158).
 template <typename Request>
 void SetPage(const PageRequest& page, Request* req) {
-  if constexpr (requires {
-                  req->set_page_size(0);
-                  req->set_page_token("");
-                }) {
-    req->set_page_size(page.page_size);
-    req->set_page_token(page.page_token);
-  } else if (page.page_size != 0 || !page.page_token.empty()) {
-    (void)req;  // the server's API has no paging on this call yet: one response holds all
-  }
+  req->set_page_size(page.page_size);
+  req->set_page_token(page.page_token);
 }
 
 }  // namespace
