@@ -10,6 +10,8 @@
 //   /tmp/night/light/*.fits
 //
 // Errors are one line on stderr: "calibctl: <what failed>: <CODE>: <message>".
+#include <malloc.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -141,4 +143,10 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace calibd::client
 
-int main(int argc, char** argv) { return calibd::client::Main(argc, argv); }
+int main(int argc, char** argv) {
+  // Keep freed frame-sized blocks in the process: first touch of fresh memory is slow (see
+  // ../shared/PERFORMANCE.md), and gRPC's 1 MiB message buffers would otherwise be mmapped anew.
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  return calibd::client::Main(argc, argv);
+}

@@ -1,26 +1,38 @@
 #include "client/client.h"
 
+#include <arpa/inet.h>
+
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <sstream>
 #include <thread>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "client/convert.h"
+#include "client/wire.h"
 #include "core/fits/fits.h"
 #include "core/hash/sha256.h"
 #include "core/status/macros.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/sync_stream.h"
 
 namespace calibd::client {
 namespace {
+
+constexpr int kBuildChunkField = 3;  // BuildMasterRequest.chunk
 
 absl::StatusOr<std::string> ReadTextFile(const std::string& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
@@ -33,12 +45,8 @@ absl::StatusOr<std::string> ReadTextFile(const std::string& path, const char* wh
 // The page fields of a list request (AIP-158).
 template <typename Request>
 void SetPage(const PageRequest& page, Request* req) {
-  if constexpr (requires { req->set_page_size(0); req->set_page_token(""); }) {
-    req->set_page_size(page.page_size);
-    req->set_page_token(page.page_token);
-  } else if (page.page_size != 0 || !page.page_token.empty()) {
-    (void)req;  // the server's API has no paging on this call yet: one response holds all
-  }
+  req->set_page_size(page.page_size);
+  req->set_page_token(page.page_token);
 }
 
 }  // namespace
@@ -50,6 +58,44 @@ CalibdClient::CalibdClient(ClientOptions options, std::shared_ptr<grpc::Channel>
       calibrator_(v1::Calibrator::NewStub(channel_)),
       builder_(v1::Builder::NewStub(channel_)),
       health_(grpc::health::v1::Health::NewStub(channel_)) {}
+
+absl::StatusOr<std::string> ChannelTarget(const std::string& server, bool* round_robin) {
+  *round_robin = false;
+  if (absl::StartsWith(server, "dns:")) {
+    *round_robin = true;
+    return server;
+  }
+  if (server.find(',') == std::string::npos) return server;
+  // A list: gRPC's ipv4:/ipv6: resolvers take comma-separated literal addresses.
+  std::vector<std::string> parts = absl::StrSplit(server, ',');
+  bool v4 = false, v6 = false;
+  for (const std::string& p : parts) {
+    const size_t colon = p.rfind(':');
+    if (p.empty() || colon == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--server ", server, ": each entry of a list is IP:PORT"));
+    }
+    const std::string host = p.substr(0, colon);
+    in6_addr a6;
+    in_addr a4;
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']' &&
+        inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &a6) == 1) {
+      v6 = true;
+    } else if (inet_pton(AF_INET, host.c_str(), &a4) == 1) {
+      v4 = true;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--server ", server, ": '", p,
+          "' is not an IP:PORT; a list takes IP literals, a name takes dns:///NAME:PORT"));
+    }
+  }
+  if (v4 && v6) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--server ", server, ": a list is all IPv4 or all IPv6"));
+  }
+  *round_robin = true;
+  return absl::StrCat(v6 ? "ipv6:" : "ipv4:", server);
+}
 
 absl::StatusOr<std::unique_ptr<CalibdClient>> CalibdClient::Connect(const ClientOptions& options) {
   if (options.server.empty()) {
@@ -72,11 +118,44 @@ absl::StatusOr<std::unique_ptr<CalibdClient>> CalibdClient::Connect(const Client
     }
     creds = grpc::SslCredentials(ssl);
   }
+  bool round_robin = false;
+  CALIBD_ASSIGN_OR_RETURN(std::string target, ChannelTarget(options.server, &round_robin));
   grpc::ChannelArguments args;
-  // Never raise the 4 MiB default; results of up to 1 MiB per message fit well.
+  // Never raise the 4 MiB default; results of up to 1 MiB per message fit well. Retries are
+  // ours (counted, and Calibrate re-sends only the frames without a result).
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
-  auto channel = grpc::CreateCustomChannel(options.server, creds, args);
+  // Reconnect to a restarted or failed-over replica within our retry budget (gRPC's default
+  // backoff grows from 1 s to 120 s, and calls fail fast meanwhile).
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  if (round_robin) {
+    args.SetServiceConfigJSON(R"({"loadBalancingConfig": [{"round_robin": {}}]})");
+  }
+  auto channel = grpc::CreateCustomChannel(target, creds, args);
   return std::unique_ptr<CalibdClient>(new CalibdClient(options, std::move(channel)));
+}
+
+void CalibdClient::Backoff(int attempt) {
+  absl::Duration d = options_.retry_backoff;
+  for (int i = 1; i < attempt && d < absl::Seconds(2); ++i) d *= 2;
+  // Wait for the channel to be READY again (a replica back, another one picked), at most the
+  // backoff: the next attempt then does not fail fast on a channel still in backoff.
+  const absl::Time deadline = absl::Now() + std::min(d, absl::Seconds(2));
+  if (!channel_->WaitForConnected(absl::ToChronoTime(deadline))) return;
+}
+
+template <typename T>
+absl::StatusOr<T> CalibdClient::WithRetry(const std::function<absl::StatusOr<T>()>& call) {
+  for (int attempt = 1;; ++attempt) {
+    absl::StatusOr<T> r = call();
+    if (r.ok() || r.status().code() != absl::StatusCode::kUnavailable ||
+        attempt >= options_.max_attempts) {
+      return r;
+    }
+    ++retries_;
+    Backoff(attempt);
+  }
 }
 
 void CalibdClient::Prepare(grpc::ClientContext* context, bool stream) const {
@@ -112,37 +191,46 @@ absl::StatusOr<v1::DetectorSpec> CalibdClient::PutDetector(const v1::DetectorSpe
 
 absl::StatusOr<v1::DetectorSpec> CalibdClient::GetDetector(const std::string& name,
                                                            int64_t version) {
-  grpc::ClientContext ctx;
-  Prepare(&ctx, false);
-  v1::GetDetectorRequest req;
-  req.set_name(name);
-  req.set_version(version);
-  v1::DetectorSpec resp;
-  grpc::Status s = store_->GetDetector(&ctx, req, &resp);
-  if (!s.ok()) return FromGrpc(s, ctx);
-  return resp;
+  // Read-only: safe to try again after UNAVAILABLE.
+  return WithRetry<v1::DetectorSpec>([&]() -> absl::StatusOr<v1::DetectorSpec> {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, false);
+    v1::GetDetectorRequest req;
+    req.set_name(name);
+    req.set_version(version);
+    v1::DetectorSpec resp;
+    grpc::Status s = store_->GetDetector(&ctx, req, &resp);
+    if (!s.ok()) return FromGrpc(s, ctx);
+    return resp;
+  });
 }
 
 absl::StatusOr<v1::ListDetectorsResponse> CalibdClient::ListDetectors(const PageRequest& page) {
-  grpc::ClientContext ctx;
-  Prepare(&ctx, false);
-  v1::ListDetectorsRequest req;
-  SetPage(page, &req);
-  v1::ListDetectorsResponse resp;
-  grpc::Status s = store_->ListDetectors(&ctx, req, &resp);
-  if (!s.ok()) return FromGrpc(s, ctx);
-  return resp;
+  // Read-only: safe to try again after UNAVAILABLE.
+  return WithRetry<v1::ListDetectorsResponse>([&]() -> absl::StatusOr<v1::ListDetectorsResponse> {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, false);
+    v1::ListDetectorsRequest req;
+    SetPage(page, &req);
+    v1::ListDetectorsResponse resp;
+    grpc::Status s = store_->ListDetectors(&ctx, req, &resp);
+    if (!s.ok()) return FromGrpc(s, ctx);
+    return resp;
+  });
 }
 
 absl::StatusOr<v1::GetDqBitsResponse> CalibdClient::GetDqBits(const std::string& detector) {
-  grpc::ClientContext ctx;
-  Prepare(&ctx, false);
-  v1::GetDqBitsRequest req;
-  req.set_detector(detector);
-  v1::GetDqBitsResponse resp;
-  grpc::Status s = store_->GetDqBits(&ctx, req, &resp);
-  if (!s.ok()) return FromGrpc(s, ctx);
-  return resp;
+  // Read-only: safe to try again after UNAVAILABLE.
+  return WithRetry<v1::GetDqBitsResponse>([&]() -> absl::StatusOr<v1::GetDqBitsResponse> {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, false);
+    v1::GetDqBitsRequest req;
+    req.set_detector(detector);
+    v1::GetDqBitsResponse resp;
+    grpc::Status s = store_->GetDqBits(&ctx, req, &resp);
+    if (!s.ok()) return FromGrpc(s, ctx);
+    return resp;
+  });
 }
 
 absl::StatusOr<v1::PutMasterResponse> CalibdClient::PutMaster(const std::string& path,
@@ -156,8 +244,7 @@ absl::StatusOr<v1::PutMasterResponse> CalibdClient::PutMaster(const std::string&
   grpc::ClientContext ctx;
   Prepare(&ctx, true);
   v1::PutMasterResponse resp;
-  std::unique_ptr<grpc::ClientWriter<v1::PutMasterRequest>> writer =
-      store_->PutMaster(&ctx, &resp);
+  std::unique_ptr<grpc::ClientWriter<v1::PutMasterRequest>> writer = store_->PutMaster(&ctx, &resp);
   v1::PutMasterRequest req;
   v1::PutMasterHeader* h = req.mutable_header();
   h->set_detector(options.detector);
@@ -199,31 +286,37 @@ absl::StatusOr<v1::PutMasterResponse> CalibdClient::PutMaster(const std::string&
 absl::StatusOr<v1::ListMastersResponse> CalibdClient::ListMasters(const std::string& detector,
                                                                   const std::string& kind,
                                                                   const PageRequest& page) {
-  grpc::ClientContext ctx;
-  Prepare(&ctx, false);
-  v1::ListMastersRequest req;
-  req.set_detector(detector);
-  req.set_kind(kind);
-  SetPage(page, &req);
-  v1::ListMastersResponse resp;
-  grpc::Status s = store_->ListMasters(&ctx, req, &resp);
-  if (!s.ok()) return FromGrpc(s, ctx);
-  return resp;
+  // Read-only: safe to try again after UNAVAILABLE.
+  return WithRetry<v1::ListMastersResponse>([&]() -> absl::StatusOr<v1::ListMastersResponse> {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, false);
+    v1::ListMastersRequest req;
+    req.set_detector(detector);
+    req.set_kind(kind);
+    SetPage(page, &req);
+    v1::ListMastersResponse resp;
+    grpc::Status s = store_->ListMasters(&ctx, req, &resp);
+    if (!s.ok()) return FromGrpc(s, ctx);
+    return resp;
+  });
 }
 
 absl::StatusOr<v1::HistoryResponse> CalibdClient::History(const std::string& detector,
                                                           const std::string& kind,
                                                           const PageRequest& page) {
-  grpc::ClientContext ctx;
-  Prepare(&ctx, false);
-  v1::HistoryRequest req;
-  req.set_detector(detector);
-  req.set_kind(kind);
-  SetPage(page, &req);
-  v1::HistoryResponse resp;
-  grpc::Status s = store_->History(&ctx, req, &resp);
-  if (!s.ok()) return FromGrpc(s, ctx);
-  return resp;
+  // Read-only: safe to try again after UNAVAILABLE.
+  return WithRetry<v1::HistoryResponse>([&]() -> absl::StatusOr<v1::HistoryResponse> {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, false);
+    v1::HistoryRequest req;
+    req.set_detector(detector);
+    req.set_kind(kind);
+    SetPage(page, &req);
+    v1::HistoryResponse resp;
+    grpc::Status s = store_->History(&ctx, req, &resp);
+    if (!s.ok()) return FromGrpc(s, ctx);
+    return resp;
+  });
 }
 
 absl::StatusOr<v1::MasterVersion> CalibdClient::GetMaster(const std::string& detector,
@@ -231,64 +324,69 @@ absl::StatusOr<v1::MasterVersion> CalibdClient::GetMaster(const std::string& det
                                                           const VersionChoice& which,
                                                           const std::string& out_path,
                                                           ProgressFn progress) {
-  grpc::ClientContext ctx;
-  Prepare(&ctx, true);
-  v1::GetMasterRequest req;
-  req.set_detector(detector);
-  req.set_kind(kind);
-  if (which.version > 0) {
-    req.set_version(which.version);
-  } else {
-    *req.mutable_at() = TimeToProto(which.at);
-  }
-  std::unique_ptr<grpc::ClientReader<v1::GetMasterResponse>> reader = store_->GetMaster(&ctx, req);
-  const std::string part = out_path + ".part";
-  std::FILE* f = std::fopen(part.c_str(), "wb");
-  if (f == nullptr) {
-    ctx.TryCancel();
-    (void)reader->Finish();
-    return absl::InvalidArgumentError(absl::StrCat("cannot write ", part));
-  }
-  bool closed = false;
-  absl::Cleanup cleanup = [&] {
-    if (!closed) std::fclose(f);
-    std::remove(part.c_str());
-  };
-  v1::GetMasterResponse resp;
-  v1::MasterVersion meta;
-  bool have_meta = false;
-  hash::Sha256 h;
-  int64_t got = 0;
-  while (reader->Read(&resp)) {
-    if (resp.has_metadata()) {
-      meta = resp.metadata();
-      have_meta = true;
-      continue;
+  // Read-only: safe to try again after UNAVAILABLE.
+  return WithRetry<v1::MasterVersion>([&]() -> absl::StatusOr<v1::MasterVersion> {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, true);
+    v1::GetMasterRequest req;
+    req.set_detector(detector);
+    req.set_kind(kind);
+    if (which.version > 0) {
+      req.set_version(which.version);
+    } else {
+      *req.mutable_at() = TimeToProto(which.at);
     }
-    const std::string& c = resp.chunk();
-    h.Update(c.data(), c.size());
-    if (std::fwrite(c.data(), 1, c.size(), f) != c.size()) {
+    std::unique_ptr<grpc::ClientReader<v1::GetMasterResponse>> reader =
+        store_->GetMaster(&ctx, req);
+    const std::string part = out_path + ".part";
+    std::FILE* f = std::fopen(part.c_str(), "wb");
+    if (f == nullptr) {
       ctx.TryCancel();
       (void)reader->Finish();
-      return absl::InternalError(absl::StrCat("cannot write ", part, " (disk full?)"));
+      return absl::InvalidArgumentError(absl::StrCat("cannot write ", part));
     }
-    got += static_cast<int64_t>(c.size());
-    if (progress) progress(got, meta.size_bytes());
-  }
-  grpc::Status s = reader->Finish();
-  if (!s.ok()) return FromGrpc(s, ctx);
-  closed = true;
-  if (std::fclose(f) != 0) return absl::InternalError(absl::StrCat("cannot write ", part));
-  if (!have_meta) return absl::InternalError("the server sent no metadata for the master");
-  const std::string digest = h.HexDigest();
-  if (digest != meta.sha256()) {
-    return absl::DataLossError(absl::StrCat("downloaded bytes hash to ", digest, ", not ",
-                                            meta.sha256(), "; retry the download"));
-  }
-  std::error_code ec;
-  std::filesystem::rename(part, out_path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot rename to ", out_path, ": ", ec.message()));
-  return meta;
+    bool closed = false;
+    absl::Cleanup cleanup = [&] {
+      if (!closed) std::fclose(f);
+      std::remove(part.c_str());
+    };
+    v1::GetMasterResponse resp;
+    v1::MasterVersion meta;
+    bool have_meta = false;
+    hash::Sha256 h;
+    int64_t got = 0;
+    while (reader->Read(&resp)) {
+      if (resp.has_metadata()) {
+        meta = resp.metadata();
+        have_meta = true;
+        continue;
+      }
+      const std::string& c = resp.chunk();
+      h.Update(c.data(), c.size());
+      if (std::fwrite(c.data(), 1, c.size(), f) != c.size()) {
+        ctx.TryCancel();
+        (void)reader->Finish();
+        return absl::InternalError(absl::StrCat("cannot write ", part, " (disk full?)"));
+      }
+      got += static_cast<int64_t>(c.size());
+      if (progress) progress(got, meta.size_bytes());
+    }
+    grpc::Status s = reader->Finish();
+    if (!s.ok()) return FromGrpc(s, ctx);
+    closed = true;
+    if (std::fclose(f) != 0) return absl::InternalError(absl::StrCat("cannot write ", part));
+    if (!have_meta) return absl::InternalError("the server sent no metadata for the master");
+    const std::string digest = h.HexDigest();
+    if (digest != meta.sha256()) {
+      return absl::DataLossError(absl::StrCat("downloaded bytes hash to ", digest, ", not ",
+                                              meta.sha256(), "; retry the download"));
+    }
+    std::error_code ec;
+    std::filesystem::rename(part, out_path, ec);
+    if (ec)
+      return absl::InternalError(absl::StrCat("cannot rename to ", out_path, ": ", ec.message()));
+    return meta;
+  });
 }
 
 absl::StatusOr<v1::CertifyResponse> CalibdClient::Certify(const v1::CertifyRequest& request) {
@@ -310,12 +408,15 @@ absl::StatusOr<v1::DecertifyResponse> CalibdClient::Decertify(const v1::Decertif
 }
 
 absl::StatusOr<v1::SelectResponse> CalibdClient::Select(const v1::SelectRequest& request) {
-  grpc::ClientContext ctx;
-  Prepare(&ctx, false);
-  v1::SelectResponse resp;
-  grpc::Status s = store_->Select(&ctx, request, &resp);
-  if (!s.ok()) return FromGrpc(s, ctx);
-  return resp;
+  // Read-only: safe to try again after UNAVAILABLE.
+  return WithRetry<v1::SelectResponse>([&]() -> absl::StatusOr<v1::SelectResponse> {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, false);
+    v1::SelectResponse resp;
+    grpc::Status s = store_->Select(&ctx, request, &resp);
+    if (!s.ok()) return FromGrpc(s, ctx);
+    return resp;
+  });
 }
 
 absl::StatusOr<v1::BuildMasterResponse> CalibdClient::BuildMaster(
@@ -330,209 +431,58 @@ absl::StatusOr<v1::BuildMasterResponse> CalibdClient::BuildMaster(
   }
   grpc::ClientContext ctx;
   Prepare(&ctx, true);
-  v1::BuildMasterResponse resp;
-  std::unique_ptr<grpc::ClientWriter<v1::BuildMasterRequest>> writer =
-      builder_->BuildMaster(&ctx, &resp);
+  // Over ByteBuffers, as Calibrate: chunks go out over the frames' pooled memory (client/wire.h).
+  grpc::ByteBuffer response;
+  std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
+      grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(
+          channel_.get(),
+          grpc::internal::RpcMethod("/calibd.v1.Builder/BuildMaster",
+                                    grpc::internal::RpcMethod::CLIENT_STREAMING),
+          &ctx, &response));
   v1::BuildMasterRequest req;
   *req.mutable_options() = options;
-  bool ok = writer->Write(req);
+  bool ok = writer->Write(SerializeMessage(req));
   BufferPool pool(size_t{1} << 28);
-  int64_t done = 0;
-  for (size_t i = 0; ok && i < paths.size(); ++i) {
+  auto read = [&pool, &paths](size_t i) -> absl::StatusOr<std::shared_ptr<RawFrame>> {
     fits::ReadOptions ro;
     ro.pool = &pool;
-    absl::StatusOr<RawFrame> raw = fits::ReadRawFrame(paths[i], ro);
+    CALIBD_ASSIGN_OR_RETURN(RawFrame raw, fits::ReadRawFrame(paths[i], ro));
+    return std::make_shared<RawFrame>(std::move(raw));
+  };
+  // The next file is read while this one is sent.
+  std::future<absl::StatusOr<std::shared_ptr<RawFrame>>> next;
+  if (!paths.empty()) next = std::async(std::launch::async, read, 0);
+  int64_t done = 0;
+  for (size_t i = 0; ok && i < paths.size(); ++i) {
+    absl::StatusOr<std::shared_ptr<RawFrame>> raw = next.get();
+    if (i + 1 < paths.size()) next = std::async(std::launch::async, read, i + 1);
     if (!raw.ok()) {
       ctx.TryCancel();
       (void)writer->Finish();
+      if (next.valid()) next.wait();
       return raw.status();
     }
     req.Clear();
-    FillFrameHeader(*raw, options.detector(), std::filesystem::path(paths[i]).filename().string(),
+    FillFrameHeader(**raw, options.detector(), std::filesystem::path(paths[i]).filename().string(),
                     req.mutable_frame());
-    ok = writer->Write(req);
-    const char* bytes = static_cast<const char*>(raw->pixels.data());
-    const size_t n = raw->pixels.size_bytes();
+    ok = writer->Write(SerializeMessage(req));
+    const char* bytes = static_cast<const char*>((*raw)->pixels.data());
+    const size_t n = (*raw)->pixels.size_bytes();
     for (size_t off = 0; ok && off < n; off += kMaxChunkBytes) {
       const size_t len = std::min(kMaxChunkBytes, n - off);
-      req.mutable_chunk()->set_data(bytes + off, len);
-      ok = writer->Write(req);
+      ok = writer->Write(ChunkRequest(kBuildChunkField, bytes + off, len, *raw));
     }
     std::error_code ec;
     done += static_cast<int64_t>(std::filesystem::file_size(paths[i], ec));
     if (progress) progress(done, total);
   }
+  if (next.valid()) next.wait();
   if (ok) writer->WritesDone();
   grpc::Status s = writer->Finish();
   if (!s.ok()) return FromGrpc(s, ctx);
+  v1::BuildMasterResponse resp;
+  CALIBD_RETURN_IF_ERROR(ParseMessage(response, &resp));
   return resp;
-}
-
-absl::Status CalibdClient::Calibrate(const std::vector<std::string>& paths,
-                                     const CalibrateOptions& options,
-                                     const std::function<void(CalibrateResult)>& on_result) {
-  grpc::ClientContext ctx;
-  Prepare(&ctx, true);
-  std::unique_ptr<grpc::ClientReaderWriter<v1::CalibrateRequest, v1::CalibrateResponse>> stream =
-      calibrator_->Calibrate(&ctx);
-
-  // What the writer did with each path, in order: sent (a result will come back) or failed
-  // locally (reported without a server round trip).
-  struct Item {
-    std::string path;
-    absl::Status local;
-  };
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<Item> items;
-  bool writer_done = false;
-  bool stop = false;  // the reader gave up: the writer stops too
-
-  int64_t total = 0;
-  for (const std::string& p : paths) {
-    std::error_code ec;
-    total += static_cast<int64_t>(std::filesystem::file_size(p, ec));
-  }
-  BufferPool pool(size_t{1} << 30);
-
-  std::thread writer([&] {
-    v1::CalibrateRequest req;
-    bool ok = true;
-    int64_t done = 0;
-    for (size_t i = 0; ok && i < paths.size(); ++i) {
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        if (stop) break;
-      }
-      fits::ReadOptions ro;
-      ro.pool = &pool;
-      absl::StatusOr<RawFrame> raw = fits::ReadRawFrame(paths[i], ro);
-      if (!raw.ok()) {
-        std::lock_guard<std::mutex> lock(mu);
-        items.push_back({paths[i], raw.status()});
-        cv.notify_all();
-        continue;
-      }
-      req.Clear();
-      v1::FrameHeader* h = req.mutable_header();
-      FillFrameHeader(*raw, options.detector, paths[i], h);
-      *h->mutable_recipe() = options.recipe;
-      *h->mutable_selection() = options.selection;
-      h->set_unit(options.unit);
-      for (v1::Plane p : options.planes) h->add_planes(p);
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        items.push_back({paths[i], absl::OkStatus()});
-        cv.notify_all();
-      }
-      ok = stream->Write(req);
-      std::error_code ec;
-      const double file_bytes = static_cast<double>(std::filesystem::file_size(paths[i], ec));
-      const char* bytes = static_cast<const char*>(raw->pixels.data());
-      const size_t n = raw->pixels.size_bytes();
-      for (size_t off = 0; ok && off < n; off += kMaxChunkBytes) {
-        const size_t len = std::min(kMaxChunkBytes, n - off);
-        req.mutable_chunk()->set_data(bytes + off, len);
-        ok = stream->Write(req);
-        // Progress in file bytes (what the user sees on disk), pro rata of the pixels sent.
-        if (options.progress && !ec) {
-          options.progress(done + static_cast<int64_t>((off + len) * file_bytes / n), total);
-        }
-      }
-      if (!ec) done += static_cast<int64_t>(file_bytes);
-    }
-    if (ok) stream->WritesDone();
-    std::lock_guard<std::mutex> lock(mu);
-    writer_done = true;
-    cv.notify_all();
-  });
-
-  ResultAssembler assembler(&pool);
-  v1::CalibrateResponse resp;
-  std::vector<Item> unfinished;  // items without a result when the stream broke
-  absl::Status protocol_error;
-  while (true) {
-    Item item;
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] { return !items.empty() || writer_done; });
-      if (items.empty()) break;
-      item = std::move(items.front());
-      items.pop_front();
-    }
-    CalibrateResult result;
-    result.path = item.path;
-    if (!item.local.ok()) {
-      result.status = item.local;
-      on_result(std::move(result));
-      continue;
-    }
-    // Read this frame's result header and its planes.
-    bool started = false, broken = false;
-    while (true) {
-      if (!stream->Read(&resp)) {
-        broken = true;
-        break;
-      }
-      if (resp.has_header()) {
-        if (started) {
-          protocol_error = absl::InternalError(
-              "protocol error from the server: a result header arrived before the previous "
-              "result was complete");
-          broken = true;
-          break;
-        }
-        started = true;
-        absl::Status s = assembler.Start(resp.header());
-        if (!s.ok()) {
-          result.header = resp.header();
-          result.status = s;
-          break;
-        }
-      } else if (resp.has_chunk()) {
-        absl::Status s = assembler.AddChunk(resp.chunk());
-        if (!s.ok()) {
-          protocol_error = Annotate(s, "protocol error from the server");
-          broken = true;
-          break;
-        }
-      }
-      if (started && assembler.complete()) {
-        result.header = assembler.header();
-        result.frame = assembler.Take();
-        break;
-      }
-    }
-    if (broken) {
-      unfinished.push_back(std::move(item));
-      break;
-    }
-    on_result(std::move(result));
-  }
-  if (!unfinished.empty()) {
-    // Stop the writer (its writes fail once the call is over), then learn why it ended.
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      stop = true;
-    }
-    if (!protocol_error.ok()) ctx.TryCancel();
-  }
-  writer.join();
-  while (stream->Read(&resp)) {
-  }
-  absl::Status final_status = FromGrpc(stream->Finish(), ctx);
-  if (!protocol_error.ok()) final_status = protocol_error;
-  if (!unfinished.empty() && final_status.ok()) {
-    final_status = absl::UnavailableError("the stream ended before every result came back");
-  }
-  for (Item& item : items) unfinished.push_back(std::move(item));
-  for (Item& item : unfinished) {
-    CalibrateResult result;
-    result.path = item.path;
-    result.status = item.local.ok() ? final_status : item.local;
-    on_result(std::move(result));
-  }
-  return final_status;
 }
 
 }  // namespace calibd::client

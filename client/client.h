@@ -22,6 +22,7 @@
 #ifndef CALIBD_CLIENT_CLIENT_H_
 #define CALIBD_CLIENT_CLIENT_H_
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -34,6 +35,7 @@
 #include "calibd/v1/builder.grpc.pb.h"
 #include "calibd/v1/calibrator.grpc.pb.h"
 #include "calibd/v1/store.grpc.pb.h"
+#include "core/image/buffer_pool.h"
 #include "core/image/frame.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/channel.h"
@@ -44,6 +46,8 @@ namespace calibd::client {
 inline constexpr size_t kMaxChunkBytes = size_t{1} << 20;  // 1 MiB, under gRPC's 4 MiB cap
 
 struct ClientOptions {
+  // One HOST:PORT; a list "10.0.0.1:50051,10.0.0.2:50051" (IP literals) or "dns:///NAME:PORT",
+  // both balanced round-robin over the replicas; or any gRPC target ("unix:/path", ...).
   std::string server = "127.0.0.1:50051";
   std::string token;  // sent as "authorization: Bearer <token>"
   // PEM files: a CA → TLS; plus cert and key → mutual TLS. All empty → plaintext.
@@ -53,6 +57,24 @@ struct ClientOptions {
   // Deadline of unary calls; streams get `stream_timeout` (0 = none).
   absl::Duration timeout = absl::Seconds(60);
   absl::Duration stream_timeout = absl::ZeroDuration();
+  // Idempotent calls (reads; Calibrate's frames, re-sent on a new stream) that end UNAVAILABLE
+  // are tried up to `max_attempts` times in all, `retry_backoff` apart, doubling up to 2 s.
+  int max_attempts = 5;
+  absl::Duration retry_backoff = absl::Milliseconds(100);
+};
+
+// Where one Calibrate call's time went, summed over frames (threads overlap, so the parts may
+// add up to more than the wall time). Seconds.
+struct CalibrateStats {
+  double read_seconds = 0;     // FITS read + decode of the raw files (reader thread)
+  double send_seconds = 0;     // blocked in Write: flow control, the transport (sender thread)
+  double receive_seconds = 0;  // waiting for and placing results (calling thread)
+  double deliver_seconds = 0;  // in on_result (calling thread)
+  int64_t frames = 0;          // results delivered (ok or not)
+  int64_t bytes_sent = 0;      // pixel bytes
+  int64_t bytes_received = 0;  // result bytes
+  int streams = 0;             // streams opened (1 + retries of the stream)
+  int64_t frames_resent = 0;   // frames sent again after the stream broke with UNAVAILABLE
 };
 
 // Called with (bytes done, bytes total) as an upload or download proceeds.
@@ -66,7 +88,7 @@ struct PutMasterOptions {
 };
 
 struct VersionChoice {
-  int64_t version = 0;                  // > 0: this version
+  int64_t version = 0;                   // > 0: this version
   absl::Time at = absl::InfinitePast();  // else: the one certified at this time
 };
 
@@ -82,8 +104,9 @@ struct CalibrateOptions {
   v1::SelectionOptions selection;
   v1::RecipeOverrides recipe;
   v1::OutputUnit unit = v1::OUTPUT_UNIT_UNSPECIFIED;
-  std::vector<v1::Plane> planes;  // empty = all
-  ProgressFn progress;            // bytes sent over all files
+  std::vector<v1::Plane> planes;    // empty = all
+  ProgressFn progress;              // bytes sent over all files
+  CalibrateStats* stats = nullptr;  // filled when set
 };
 
 // One file's outcome: either the calibrated frame with the server's result header, or why it
@@ -132,18 +155,32 @@ class CalibdClient {
                                                       const std::vector<std::string>& paths,
                                                       ProgressFn progress = nullptr);
 
-  // Calibrates every file over ONE stream: a writer thread reads and sends file n+1 while
-  // results of file n come back. `on_result` is called once per file, in order. The returned
-  // status is the stream's (a protocol error, a lost connection); per-file failures go to
-  // `on_result` only.
+  // Calibrates every file over one stream: a reader thread reads file n+2 while a sender
+  // thread sends file n+1 and results of file n come back; pixels go out over the frames' own
+  // pooled memory and results land in their rows without protobuf copies (client/wire.h).
+  // `on_result` is called once per file, in order. When the stream ends UNAVAILABLE (a replica
+  // died, the connection broke), the files without a result are sent again on a new stream
+  // (up to max_attempts streams). The returned status is the last stream's (a protocol error,
+  // a lost connection beyond the retries); per-file failures go to `on_result` only.
   absl::Status Calibrate(const std::vector<std::string>& paths, const CalibrateOptions& options,
                          const std::function<void(CalibrateResult)>& on_result);
 
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  // Calls and frames tried again after UNAVAILABLE, since Connect.
+  int64_t retries() const { return retries_.load(); }
 
  private:
+  struct StreamOutcome;
   CalibdClient(ClientOptions options, std::shared_ptr<grpc::Channel> channel);
   void Prepare(grpc::ClientContext* context, bool stream) const;
+  // Runs `call` (one attempt: its own context) until it is not UNAVAILABLE, max_attempts times.
+  template <typename T>
+  absl::StatusOr<T> WithRetry(const std::function<absl::StatusOr<T>()>& call);
+  void Backoff(int attempt);
+  StreamOutcome CalibrateStream(const std::vector<std::string>& paths,
+                                const std::vector<size_t>& indices, const CalibrateOptions& options,
+                                const std::function<void(CalibrateResult)>& on_result,
+                                BufferPool& pool, CalibrateStats& stats);
 
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
@@ -151,7 +188,12 @@ class CalibdClient {
   std::unique_ptr<v1::Calibrator::Stub> calibrator_;
   std::unique_ptr<v1::Builder::Stub> builder_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+  std::atomic<int64_t> retries_{0};
 };
+
+// The gRPC target and whether to balance round-robin for a --server value (see ClientOptions).
+// INVALID_ARGUMENT for a list with a host name or an empty entry.
+absl::StatusOr<std::string> ChannelTarget(const std::string& server, bool* round_robin);
 
 }  // namespace calibd::client
 

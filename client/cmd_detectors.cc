@@ -79,7 +79,7 @@ int DetectorLs(Context& c) {
               TimeText(d.has_created_at(), d.created_at())});
   }
   std::cout << t.Render();
-  PrintNextPage(NextPageToken(*r), c.json);
+  PrintNextPage(r->next_page_token(), c.json);
   return 0;
 }
 

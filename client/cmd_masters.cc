@@ -62,7 +62,7 @@ int Ls(Context& c) {
               certs.empty() ? "-" : absl::StrJoin(certs, " ")});
   }
   std::cout << t.Render();
-  PrintNextPage(NextPageToken(*r), c.json);
+  PrintNextPage(r->next_page_token(), c.json);
   return 0;
 }
 
@@ -86,7 +86,7 @@ int History(Context& c) {
               e.subject(), OneLine(e.details())});
   }
   std::cout << t.Render();
-  PrintNextPage(NextPageToken(*r), c.json);
+  PrintNextPage(r->next_page_token(), c.json);
   return 0;
 }
 

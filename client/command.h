@@ -78,15 +78,6 @@ std::string TimeText(bool present, const google::protobuf::Timestamp& t);
 std::string CertificationText(const v1::Certification& c);
 // "k1=v1,k2=v2" sorted by key, or "-".
 std::string MapText(const google::protobuf::Map<std::string, std::string>& m);
-// The next_page_token of a list response ("" on the last page).
-template <typename Response>
-std::string NextPageToken(const Response& r) {
-  if constexpr (requires { r.next_page_token(); }) {
-    return r.next_page_token();
-  } else {
-    return "";  // a list RPC without paging yet: everything came in one response
-  }
-}
 // After a page of a list command: "next page: --page-token TOKEN" on stderr when there is one.
 void PrintNextPage(const std::string& next_page_token, bool json);
 

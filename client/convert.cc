@@ -123,43 +123,50 @@ absl::Status ResultAssembler::Start(const v1::ResultHeader& header) {
 
 bool ResultAssembler::complete() const { return active_ && plane_index_ >= header_.planes_size(); }
 
-absl::Status ResultAssembler::AddChunk(const v1::ResultChunk& chunk) {
+absl::StatusOr<char*> ResultAssembler::Reserve(int chunk_plane, size_t n) {
   if (!active_ || complete()) {
     return absl::InvalidArgumentError("result chunk without a result in progress");
   }
   const int plane = header_.planes(plane_index_);
-  if (chunk.plane() != plane) {
-    return absl::InvalidArgumentError(absl::StrCat("result chunk of plane ", chunk.plane(),
+  if (chunk_plane != plane) {
+    return absl::InvalidArgumentError(absl::StrCat("result chunk of plane ", chunk_plane,
                                                    " while plane ", plane, " is incomplete"));
   }
   char* dest = nullptr;
   size_t size = 0;
-  const size_t n = size_t(header_.width()) * header_.height();
+  const size_t pixels = size_t(header_.width()) * header_.height();
   switch (plane) {
     case v1::PLANE_DATA:
       dest = reinterpret_cast<char*>(frame_.data.data());
-      size = n * sizeof(float);
+      size = pixels * sizeof(float);
       break;
     case v1::PLANE_VARIANCE:
       dest = reinterpret_cast<char*>(frame_.variance.data());
-      size = n * sizeof(float);
+      size = pixels * sizeof(float);
       break;
     default:
       dest = reinterpret_cast<char*>(frame_.dq.data());
-      size = n * sizeof(uint16_t);
+      size = pixels * sizeof(uint16_t);
       break;
   }
-  const std::string& bytes = chunk.data();
-  if (plane_filled_ + bytes.size() > size) {
+  if (plane_filled_ + n > size) {
     return absl::InvalidArgumentError(absl::StrCat(
         "result plane ", plane, " of '", header_.frame_id(), "' exceeds ", size, " bytes"));
   }
-  std::memcpy(dest + plane_filled_, bytes.data(), bytes.size());
-  plane_filled_ += bytes.size();
+  dest += plane_filled_;
+  plane_filled_ += n;
   if (plane_filled_ == size) {
     ++plane_index_;
     plane_filled_ = 0;
   }
+  return dest;
+}
+
+absl::Status ResultAssembler::AddChunk(const v1::ResultChunk& chunk) {
+  const std::string& bytes = chunk.data();
+  absl::StatusOr<char*> dest = Reserve(chunk.plane(), bytes.size());
+  if (!dest.ok()) return dest.status();
+  std::memcpy(*dest, bytes.data(), bytes.size());
   return absl::OkStatus();
 }
 

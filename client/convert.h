@@ -76,6 +76,9 @@ class ResultAssembler {
   // Starts a result. A header with a non-OK status returns that status (no chunks follow).
   absl::Status Start(const v1::ResultHeader& header);
   absl::Status AddChunk(const v1::ResultChunk& chunk);
+  // Where the next `n` bytes of `plane` go (the caller copies them there), after the same
+  // checks as AddChunk: a chunk received without protobuf's copy (client/wire.h).
+  absl::StatusOr<char*> Reserve(int plane, size_t n);
   bool active() const { return active_; }
   // Every announced plane is complete.
   bool complete() const;

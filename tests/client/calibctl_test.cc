@@ -132,5 +132,48 @@ TEST(CalibctlAuthTest, MissingTokenAndReadTokenWritingExit77) {
   EXPECT_THAT(r.out, HasSubstr("demo/ccd0"));
 }
 
+// DISABLED until the server passes page_size/page_token of ListDetectors (and ListMasters,
+// History) to the store: today server/store_service.cc answers every list in one response, so
+// calibctl's --limit reaches the server and is ignored. Enable it when that lands.
+TEST(CalibctlPagingTest, DISABLED_LimitAndPageTokenWalkTheDetectors) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<CalibdProcess> server, CalibdProcess::Start());
+  const std::string at = server->address();
+  for (const char* name : {"cam/a", "cam/b", "cam/c"}) {
+    const std::string samples = dir.File(absl::StrCat("s_", std::string(1, name[4])));
+    ASSERT_EQ(Calibctl(dir, {"make-samples", "-o", samples, "--small", "--frames", "1", "--lights",
+                             "0", "--detector", name})
+                  .exit_code,
+              0);
+    ASSERT_EQ(Calibctl(dir, {"--server", at, "detector", "put", samples + "/SPEC.json"}).exit_code,
+              0);
+  }
+  // Three detectors, pages of two: two rows and the token on stderr, then the last row.
+  CliRun r = Calibctl(dir, {"--server", at, "detector", "ls", "--limit", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("cam/a"));
+  EXPECT_THAT(r.out, HasSubstr("cam/b"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("cam/c")));
+  const std::string prefix = "more: continue with --page-token ";
+  const size_t at_token = r.err.find(prefix);
+  ASSERT_NE(at_token, std::string::npos) << r.err;
+  std::string token = r.err.substr(at_token + prefix.size());
+  token = token.substr(0, token.find('\n'));
+  ASSERT_FALSE(token.empty());
+  r = Calibctl(dir, {"--server", at, "detector", "ls", "--limit", "2", "--page-token", token});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("cam/c"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("cam/a")));
+  EXPECT_THAT(r.err, ::testing::Not(HasSubstr("more:")));
+  // --json carries the token in the response itself.
+  r = Calibctl(dir, {"--server", at, "--json", "detector", "ls", "--limit", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"next_page_token\":\""));
+  // A token that is not the server's is the caller's mistake.
+  r = Calibctl(dir, {"--server", at, "detector", "ls", "--page-token", "bogus"});
+  EXPECT_EQ(r.exit_code, 65) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("INVALID_ARGUMENT"));
+}
+
 }  // namespace
 }  // namespace calibd::testing

@@ -6,6 +6,7 @@
 // Also the CLI's error contract: the exit code of the failure's class (client/exit_codes.h) and
 // ONE stderr line naming the gRPC code.
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -185,6 +186,26 @@ TEST_F(WalkthroughTest, RawFramesToCalibratedFramesMatchCcdproc) {
                                                 {samples, reduced})));
   EXPECT_EQ(oracle.exit_code, 0) << oracle.output;
   EXPECT_THAT(oracle.output, HasSubstr("\"frames\": 3, \"ok\": true")) << oracle.output;
+
+  // --compress-masks: the same frames with MASK/DQ tile-compressed read back identical.
+  args = {"calibrate", "--detector", "demo/ccd0", "-o", dir_.File("reduced_z"), "--unit",
+          "electron", "--compress-masks"};
+  args.insert(args.end(), lights.begin(), lights.end());
+  r = Calibctl(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err << Diagnostics();
+  for (const std::string& light : lights) {
+    std::string name = std::filesystem::path(light).filename().string();
+    if (absl::EndsWith(name, ".fz")) name.resize(name.size() - 3);
+    ASSERT_OK_AND_ASSIGN(CalibratedFrame plain, fits::ReadCalibratedFrame(reduced + "/" + name));
+    ASSERT_OK_AND_ASSIGN(CalibratedFrame z,
+                         fits::ReadCalibratedFrame(dir_.File("reduced_z") + "/" + name));
+    ASSERT_TRUE(z.has_dq());
+    const size_t n = size_t(plain.width()) * plain.height();
+    EXPECT_EQ(std::memcmp(plain.dq.data(), z.dq.data(), n * sizeof(uint16_t)), 0) << name;
+    EXPECT_EQ(std::memcmp(plain.data.data(), z.data.data(), n * sizeof(float)), 0) << name;
+    EXPECT_LT(std::filesystem::file_size(dir_.File("reduced_z") + "/" + name),
+              std::filesystem::file_size(reduced + "/" + name));
+  }
 
   // `get` downloads a master that reads back as FITS with the stored sha256.
   r = Calibctl({"get", "--detector", "demo/ccd0", "--kind", "bias", "--at", "2026-03-01T21:00:00Z",

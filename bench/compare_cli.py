@@ -1,0 +1,205 @@
+#!/usr/bin/python3
+"""What a user feels: files in -> files out through calibctl and a real calibd, vs ccdproc, one run.
+
+  /usr/bin/python3 bench/compare_cli.py --build build [--lights 4] [--size 4096]
+      [--build-frames 20] [--build-size 2048] [--work DIR] [--skip-ccdproc] [--skip-build]
+
+On the same files, in one run (absolute times drift on a shared machine; ratios hold):
+  1. `calibctl make-samples` writes raw uint16 frames (SIZE x SIZE including 32 overscan
+     columns): 3 biases, darks and flats and LIGHTS lights; and BUILD_FRAMES biases of
+     BUILD_SIZE^2 for the combine benchmark.
+  2. a real calibd (embedded store in WORK, free 127.0.0.1 ports) gets the detector and
+     certified bias/dark/flat masters built from the raw frames (`calibctl build`).
+  3. calibrate: `calibctl calibrate` of the lights, all planes (data, UNCERT, MASK, DQ) and
+     data only (`--planes data`), after one warm-up frame (the server's master cache is then
+     warm, as ccdproc's masters are in memory). ccdproc 2.4: per light `CCDData.read` +
+     `ccd_process` (per-row median overscan, trim, bias, exposure-scaled dark, flat, variance
+     from gain and read noise) + `write` with uncertainty and mask, masters read once.
+  4. build: `calibctl build --method median --no-clip` of the BUILD_FRAMES biases vs ccdproc
+     (`subtract_overscan` + `trim_image` per frame, `combine(method='median')`, `write`).
+Prints seconds, frames/s and ratios against issue 9's targets (calibrate >= 10x ccdproc and
+>= 4 frames/s; data only >= 10 frames/s; build >= 30x), and one JSON line for scripts.
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+OSCAN = 32
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Calibctl:
+    def __init__(self, binary, server):
+        self.binary, self.server = binary, server
+
+    def __call__(self, *args, json_out=False, quiet=False):
+        cmd = [self.binary, "--server", self.server] + (["--json"] if json_out else []) + list(args)
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"calibctl {' '.join(args[:2])} failed ({r.returncode}): {r.stderr.strip()}")
+        if not quiet and r.stderr.strip():
+            for line in r.stderr.strip().splitlines()[-2:]:
+                print("   ", line, file=sys.stderr)
+        return json.loads(r.stdout) if json_out else r.stdout
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def ccdproc_calibrate(lights, masters, out_dir):
+    """ccdproc on the same files; returns seconds for read + process + write of every light."""
+    import astropy.units as u
+    import ccdproc
+    from astropy.nddata import CCDData
+    import warnings
+    warnings.simplefilter("ignore")
+    bias = CCDData.read(masters["bias"], unit="adu")
+    dark = CCDData.read(masters["dark"], unit="adu")
+    flat = CCDData.read(masters["flat"], unit="adu")
+    os.makedirs(out_dir, exist_ok=True)
+    t0 = time.perf_counter()
+    for path in lights:
+        raw = CCDData.read(path, unit="adu")
+        h = raw.header
+        out = ccdproc.ccd_process(
+            raw, oscan=h["BIASSEC"], oscan_median=True, trim=h["TRIMSEC"], error=True,
+            gain=h["GAIN"] * u.electron / u.adu, readnoise=h["RDNOISE"] * u.electron,
+            master_bias=bias, dark_frame=dark, exposure_key="EXPTIME", exposure_unit=u.s,
+            dark_scale=True, master_flat=flat, gain_corrected=False)
+        out.write(os.path.join(out_dir, os.path.basename(path)), overwrite=True,
+                  hdu_mask="MASK", hdu_uncertainty="UNCERT")
+    return time.perf_counter() - t0
+
+
+def ccdproc_build(files, out_path):
+    import ccdproc
+    from astropy.nddata import CCDData
+    import warnings
+    warnings.simplefilter("ignore")
+    t0 = time.perf_counter()
+    frames = []
+    for path in files:
+        raw = CCDData.read(path, unit="adu")
+        c = ccdproc.subtract_overscan(raw, fits_section=raw.header["BIASSEC"], median=True,
+                                      overscan_axis=1)
+        frames.append(ccdproc.trim_image(c, fits_section=raw.header["TRIMSEC"]))
+    master = ccdproc.combine(frames, method="median", sigma_clip=False, dtype="float32")
+    master.write(out_path, overwrite=True)
+    return time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default="build", help="CMake build directory")
+    ap.add_argument("--lights", type=int, default=4)
+    ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--build-frames", type=int, default=20)
+    ap.add_argument("--build-size", type=int, default=2048)
+    ap.add_argument("--work", help="work directory (default a temporary one, removed)")
+    ap.add_argument("--skip-ccdproc", action="store_true")
+    ap.add_argument("--skip-build", action="store_true", help="skip the combine benchmark")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args()
+
+    calibctl_bin = os.path.abspath(os.path.join(args.build, "client", "calibctl"))
+    calibd_bin = os.path.abspath(os.path.join(args.build, "server", "calibd"))
+    work = args.work or tempfile.mkdtemp(prefix="compare_cli_")
+    os.makedirs(work, exist_ok=True)
+    port, mport = free_port(), free_port()
+    server = f"127.0.0.1:{port}"
+    ctl = Calibctl(calibctl_bin, server)
+    log = open(os.path.join(work, "calibd.log"), "w")
+    calibd = subprocess.Popen([calibd_bin, "--listen", server, "--metrics-listen",
+                               f"127.0.0.1:{mport}", "--store", os.path.join(work, "store")],
+                              stdout=log, stderr=subprocess.STDOUT)
+    results = {}
+    try:
+        print(f"samples in {work} ...", file=sys.stderr)
+        night = ctl("make-samples", "-o", os.path.join(work, "night"), "--width",
+                    str(args.size - OSCAN), "--height", str(args.size), "--overscan", str(OSCAN),
+                    "--frames", "3", "--lights", str(args.lights), "--overwrite", json_out=True)
+        for _ in range(100):
+            r = subprocess.run([calibctl_bin, "--server", server, "health"], capture_output=True)
+            if r.returncode == 0:
+                break
+            time.sleep(0.1)
+        ctl("detector", "put", night["spec"])
+        detector = night["detector"]
+        for kind in ("bias", "dark", "flat"):
+            ctl("build", "--detector", detector, "--kind", kind, "--method", "median", "--no-clip",
+                "--certify-from", night["certify_from"], *night[kind], quiet=True)
+        masters = {}
+        for kind in ("bias", "dark", "flat"):
+            masters[kind] = os.path.join(work, f"master_{kind}.fits")
+            ctl("get", "--detector", detector, "--kind", kind, "--version", "1", "-o",
+                masters[kind], quiet=True)
+        lights = night["light"]
+        out_all, out_data = os.path.join(work, "out_all"), os.path.join(work, "out_data")
+        # Warm-up: the server loads and prepares the masters once.
+        ctl("calibrate", "--detector", detector, "-o", os.path.join(work, "warm"), "--overwrite",
+            lights[0], quiet=True)
+        t_all = timed(lambda: ctl("calibrate", "--detector", detector, "-o", out_all,
+                                  "--overwrite", "--stats", *lights))
+        t_data = timed(lambda: ctl("calibrate", "--detector", detector, "-o", out_data,
+                                   "--overwrite", "--planes", "data", "--stats", *lights))
+        n = len(lights)
+        results.update(calibrate_all_s=t_all, calibrate_data_s=t_data,
+                       calibrate_all_fps=n / t_all, calibrate_data_fps=n / t_data)
+        if not args.skip_ccdproc:
+            print("ccdproc calibrate ...", file=sys.stderr)
+            t_cp = ccdproc_calibrate(lights, masters, os.path.join(work, "out_ccdproc"))
+            results.update(ccdproc_calibrate_s=t_cp, calibrate_ratio=t_cp / t_all)
+
+        if not args.skip_build:
+            b2k = ctl("make-samples", "-o", os.path.join(work, "b2k"), "--width",
+                      str(args.build_size - OSCAN), "--height", str(args.build_size),
+                      "--overscan", str(OSCAN), "--frames", str(args.build_frames), "--lights",
+                      "0", "--detector", "bench/b2k", "--overwrite", json_out=True)
+            ctl("detector", "put", b2k["spec"])
+            t_build = timed(lambda: ctl("build", "--detector", "bench/b2k", "--kind", "bias",
+                                        "--method", "median", "--no-clip", *b2k["bias"]))
+            results.update(build_s=t_build)
+            if not args.skip_ccdproc:
+                print("ccdproc combine ...", file=sys.stderr)
+                t_cb = ccdproc_build(b2k["bias"], os.path.join(work, "ccdproc_bias.fits"))
+                results.update(ccdproc_build_s=t_cb, build_ratio=t_cb / t_build)
+    finally:
+        calibd.terminate()
+        calibd.wait(timeout=30)
+        if not args.keep and not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+
+    n = args.lights
+    print(f"\ncalibrate {n} x {args.size}^2 uint16, files -> files, one run:")
+    print(f"  calibctl all planes  {results['calibrate_all_s']:7.2f} s  "
+          f"{results['calibrate_all_fps']:5.2f} frames/s  (target >= 4)")
+    print(f"  calibctl data only   {results['calibrate_data_s']:7.2f} s  "
+          f"{results['calibrate_data_fps']:5.2f} frames/s  (target >= 10)")
+    if "ccdproc_calibrate_s" in results:
+        print(f"  ccdproc all planes   {results['ccdproc_calibrate_s']:7.2f} s  "
+              f"ratio {results['calibrate_ratio']:.1f}x  (target >= 10x)")
+    if "build_s" in results:
+        print(f"build median of {args.build_frames} x {args.build_size}^2:")
+        print(f"  calibctl build       {results['build_s']:7.2f} s")
+        if "ccdproc_build_s" in results:
+            print(f"  ccdproc combine      {results['ccdproc_build_s']:7.2f} s  "
+                  f"ratio {results['build_ratio']:.1f}x  (target >= 30x)")
+    print(json.dumps({k: round(v, 4) for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+    main()
