@@ -140,6 +140,7 @@ class CalibrateReactor final
         }
         absl::StatusOr<FrameRequest> req = FrameRequestFromProto(request_.header());
         if (!req.ok()) return req.status();
+        if (absl::Status s = CheckDetector(start_.who, req->detector); !s.ok()) return s;
         *header = *std::move(req);
         return std::nullopt;
       }

@@ -41,7 +41,8 @@ ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
 ABSL_FLAG(std::string, store, "./var/calibd",
           "store: a directory (embedded SQLite store) or postgresql://… (shared store)");
 ABSL_FLAG(std::string, tokens, "",
-          "bearer-token file, lines '<token> read|admin [name]'; empty = no authentication");
+          "bearer-token file, lines '<token> read|write|admin [name] [detector-pattern ...]'; "
+          "empty = no authentication");
 ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate (TLS)");
 ABSL_FLAG(std::string, tls_key, "", "PEM server key (TLS)");
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA for client certificates (mutual TLS)");
