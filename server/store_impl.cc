@@ -1,10 +1,10 @@
 #include "server/store_impl.h"
 
-#include <cmath>
+#include <algorithm>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "core/fits/fits.h"
 #include "core/status/macros.h"
 #include "server/metrics.h"
 
@@ -63,42 +63,11 @@ absl::StatusOr<store::MasterVersion> StoreImpl::PutMaster(const PutMasterInput& 
         "sha256 of the received bytes is ", in.received_sha256, " but the client sent ",
         in.client_sha256, ": the upload was damaged on the way; retry it"));
   }
-  CALIBD_ASSIGN_OR_RETURN(store::DetectorRecord det, st->GetDetector(in.detector));
-  fits::ReadOptions ro;
-  ro.verify_checksum = true;
-  // Masters are bounded by --max-master-bytes; fits' own pixel cap guards the allocation.
-  ro.pool = backend_->buffers;
-  absl::StatusOr<CalibratedFrame> frame = fits::ReadCalibratedFrame(in.spooled_path, ro);
-  if (!frame.ok()) {
-    absl::Status s = frame.status();
-    if (absl::IsNotFound(s) || absl::IsInternal(s) || absl::IsUnknown(s)) {
-      s = absl::InvalidArgumentError(s.message());
-    }
-    return Annotate(s, "the uploaded master is not a usable FITS image");
-  }
-  CALIBD_ASSIGN_OR_RETURN(auto shape, TrimmedShape(det.spec));
-  if (frame->width() != shape.first || frame->height() != shape.second) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the master is ", frame->width(), "x", frame->height(), " but detector ", in.detector,
-        " calibrates to ", shape.first, "x", shape.second, " (its trimmed shape)"));
-  }
-  for (int y = 0; y < frame->height(); ++y) {
-    const float* d = frame->data.row(y);
-    const uint16_t* q = frame->has_dq() ? frame->dq.row(y) : nullptr;
-    for (int x = 0; x < frame->width(); ++x) {
-      if (!std::isfinite(d[x]) && (q == nullptr || q[x] == 0)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "the master has a non-finite value at pixel (", x + 1, ", ", y + 1,
-            ") not flagged in its DQ plane; fix or flag it before uploading"));
-      }
-    }
-  }
   store::PutMasterRequest req;
   req.detector = in.detector;
   req.kind = in.kind;
   req.configuration = in.configuration;
   req.attributes = in.attributes;
-  req.header = frame->header;
   req.fits_path = in.spooled_path;
   req.client_sha256 = in.received_sha256;
   req.obs_time = in.obs_time;
@@ -112,17 +81,23 @@ absl::StatusOr<store::MasterVersion> StoreImpl::ResolveMaster(
   CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
   CALIBD_ASSIGN_OR_RETURN(store::SeriesInfo series, ResolveSeries(key));
   if (at.has_value()) {
-    CALIBD_ASSIGN_OR_RETURN(std::vector<store::Certification> certs,
-                            st->ListCertifications(series.id));
-    const store::Certification* best = nullptr;
-    for (const store::Certification& c : certs) {
-      if (c.Holds(*at) && (best == nullptr || c.begin > best->begin)) best = &c;
-    }
-    if (best == nullptr) {
-      return absl::NotFoundError(absl::StrCat("no ", key.kind, " version of ", key.detector,
+    CALIBD_ASSIGN_OR_RETURN(store::DetectorRecord det, st->GetDetector(key.detector, 0));
+    store::KindRequest k;
+    k.detector = key.detector;
+    k.kind = key.kind;
+    k.configuration = series.configuration;
+    k.time = *at;
+    k.policy = store::SelectionPolicy::kStrict;
+    CALIBD_ASSIGN_OR_RETURN(store::SelectionCandidates c,
+                            st->FetchCandidates(det.spec, k, series.id));
+    store::KindSelection sel = store::SelectKind(det.spec, c, k);
+    if (!sel.status.ok()) {
+      if (!absl::IsFailedPrecondition(sel.status)) return sel.status;
+      return absl::NotFoundError(absl::StrCat("no ", key.kind, " version of ", key.detector, " ",
+                                              FormatConfiguration(series.configuration),
                                               " is certified at ", store::FormatTime(*at)));
     }
-    return st->GetVersion(series.id, best->version);
+    return *std::move(sel.chosen);
   }
   return st->GetVersion(series.id, version > 0 ? version : series.latest_version);
 }
@@ -144,21 +119,16 @@ absl::StatusOr<MasterWithCerts> StoreImpl::WithCertifications(const store::Maste
   return out;
 }
 
-absl::StatusOr<std::vector<MasterWithCerts>> StoreImpl::ListMasters(const std::string& detector,
-                                                                    const std::string& kind) const {
-  CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
-  store::MasterFilter f;
-  f.detector = detector;
-  f.kind = kind;
-  f.limit = 100000;
-  CALIBD_ASSIGN_OR_RETURN(std::vector<store::MasterVersion> versions, st->ListMasters(f));
+// The page's versions with their certifications (one ListCertifications per series).
+absl::StatusOr<std::vector<MasterWithCerts>> StoreImpl::AttachCertifications(
+    store::CalibrationStore& st, std::vector<store::MasterVersion> versions) {
   std::map<int64_t, std::vector<store::Certification>> certs;
   std::vector<MasterWithCerts> out;
   for (store::MasterVersion& v : versions) {
     auto it = certs.find(v.series_id);
     if (it == certs.end()) {
       CALIBD_ASSIGN_OR_RETURN(std::vector<store::Certification> c,
-                              st->ListCertifications(v.series_id));
+                              st.ListCertifications(v.series_id));
       it = certs.emplace(v.series_id, std::move(c)).first;
     }
     MasterWithCerts m;
@@ -171,43 +141,82 @@ absl::StatusOr<std::vector<MasterWithCerts>> StoreImpl::ListMasters(const std::s
   return out;
 }
 
-absl::StatusOr<HistoryResult> StoreImpl::History(const SeriesKey& key) const {
+absl::StatusOr<MasterPage> StoreImpl::ListMasters(const std::string& detector,
+                                                  const std::string& kind,
+                                                  const store::PageRequest& page) const {
   CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
+  store::MasterFilter f;
+  f.detector = detector;
+  f.kind = kind;
+  CALIBD_ASSIGN_OR_RETURN(store::Page<store::MasterVersion> versions, st->ListMasters(f, page));
+  MasterPage out;
+  CALIBD_ASSIGN_OR_RETURN(out.masters, AttachCertifications(*st, std::move(versions.items)));
+  out.next_page_token = std::move(versions.next_page_token);
+  return out;
+}
+
+absl::StatusOr<std::vector<MasterWithCerts>> StoreImpl::ListMasters(const std::string& detector,
+                                                                    const std::string& kind) const {
+  std::vector<MasterWithCerts> all;
+  store::PageRequest page;
+  page.page_size = store::kMaxPageSize;
+  do {
+    CALIBD_ASSIGN_OR_RETURN(MasterPage p, ListMasters(detector, kind, page));
+    for (MasterWithCerts& m : p.masters) all.push_back(std::move(m));
+    page.page_token = std::move(p.next_page_token);
+  } while (!page.page_token.empty());
+  return all;
+}
+
+absl::StatusOr<HistoryResult> StoreImpl::History(const SeriesKey& key,
+                                                 const store::PageRequest& page) const {
+  CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
+  if (key.detector.empty() || key.kind.empty()) {
+    return absl::InvalidArgumentError("detector and kind are required");
+  }
   store::MasterFilter f;
   f.detector = key.detector;
   f.kind = key.kind;
   f.configuration = key.configuration;
-  CALIBD_ASSIGN_OR_RETURN(std::vector<store::SeriesInfo> series, st->ListSeries(f));
-  if (series.empty()) {
+  CALIBD_ASSIGN_OR_RETURN(store::Page<store::MasterVersion> versions, st->ListMasters(f, page));
+  if (versions.items.empty() && page.page_token.empty()) {
     return absl::NotFoundError(absl::StrCat("no ", key.kind, " series for detector ",
                                             key.detector, " with configuration ",
                                             FormatConfiguration(key.configuration)));
   }
+  // The audit entries of exactly this page's versions, keyed by (series id, version).
+  std::map<int64_t, std::pair<int64_t, int64_t>> ranges;  // series → [min, max] version
+  for (const store::MasterVersion& v : versions.items) {
+    auto [it, fresh] = ranges.emplace(v.series_id, std::make_pair(v.version, v.version));
+    if (!fresh) {
+      it->second.first = std::min(it->second.first, v.version);
+      it->second.second = std::max(it->second.second, v.version);
+    }
+  }
   HistoryResult out;
-  std::vector<std::string> subjects;
-  for (const store::SeriesInfo& s : series) {
-    CALIBD_ASSIGN_OR_RETURN(std::vector<store::MasterVersion> versions, st->History(s.id));
-    CALIBD_ASSIGN_OR_RETURN(std::vector<store::Certification> certs, st->ListCertifications(s.id));
-    for (store::MasterVersion& v : versions) {
-      MasterWithCerts m;
-      for (const store::Certification& c : certs) {
-        if (c.version == v.version) m.certifications.push_back(c);
-      }
-      m.version = std::move(v);
-      out.versions.push_back(std::move(m));
-    }
-    subjects.push_back(absl::StrCat("series ", s.id, " "));
+  for (const auto& [series_id, range] : ranges) {
+    CALIBD_ASSIGN_OR_RETURN(std::vector<store::AuditEntry> log,
+                            st->SeriesAudit(series_id, range.first, range.second));
+    for (store::AuditEntry& e : log) out.events.push_back(std::move(e));
   }
-  CALIBD_ASSIGN_OR_RETURN(std::vector<store::AuditEntry> log, st->AuditLog(0, 100000));
-  for (store::AuditEntry& e : log) {
-    const std::string subject = e.subject + " ";
-    bool mine = false;
-    for (const std::string& s : subjects) {
-      if (subject.find(s) != std::string::npos) mine = true;
-    }
-    if (mine) out.events.push_back(std::move(e));
-  }
+  std::sort(out.events.begin(), out.events.end(),
+            [](const store::AuditEntry& a, const store::AuditEntry& b) { return a.id < b.id; });
+  CALIBD_ASSIGN_OR_RETURN(out.versions, AttachCertifications(*st, std::move(versions.items)));
+  out.next_page_token = std::move(versions.next_page_token);
   return out;
+}
+
+absl::StatusOr<HistoryResult> StoreImpl::History(const SeriesKey& key) const {
+  HistoryResult all;
+  store::PageRequest page;
+  page.page_size = store::kMaxPageSize;
+  do {
+    CALIBD_ASSIGN_OR_RETURN(HistoryResult p, History(key, page));
+    for (MasterWithCerts& m : p.versions) all.versions.push_back(std::move(m));
+    for (store::AuditEntry& e : p.events) all.events.push_back(std::move(e));
+    page.page_token = std::move(p.next_page_token);
+  } while (!page.page_token.empty());
+  return all;
 }
 
 absl::StatusOr<store::Certification> StoreImpl::Certify(const SeriesKey& key, int64_t version,
@@ -281,9 +290,22 @@ absl::StatusOr<store::DetectorRecord> StoreImpl::GetDetector(const std::string& 
   return st->GetDetector(name, version);
 }
 
-absl::StatusOr<std::vector<store::DetectorRecord>> StoreImpl::ListDetectors() const {
+absl::StatusOr<store::Page<store::DetectorRecord>> StoreImpl::ListDetectors(
+    const store::PageRequest& page) const {
   CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
-  return st->ListDetectors();
+  return st->ListDetectors(page);
+}
+
+absl::StatusOr<std::vector<store::DetectorRecord>> StoreImpl::ListDetectors() const {
+  std::vector<store::DetectorRecord> all;
+  store::PageRequest page;
+  page.page_size = store::kMaxPageSize;
+  do {
+    CALIBD_ASSIGN_OR_RETURN(store::Page<store::DetectorRecord> p, ListDetectors(page));
+    for (store::DetectorRecord& d : p.items) all.push_back(std::move(d));
+    page.page_token = std::move(p.next_page_token);
+  } while (!page.page_token.empty());
+  return all;
 }
 
 absl::StatusOr<std::vector<DqBitEntry>> StoreImpl::DqBits(const std::string& detector) const {
@@ -304,13 +326,11 @@ void StoreImpl::UpdateVersionMetrics() const {
   if (backend_->metrics == nullptr) return;
   absl::StatusOr<std::shared_ptr<store::CalibrationStore>> st = backend_->store.Get();
   if (!st.ok()) return;
-  store::MasterFilter f;
-  f.limit = 1000000;
-  absl::StatusOr<std::vector<store::MasterVersion>> all = (*st)->ListMasters(f);
-  if (!all.ok()) return;
-  std::map<std::pair<std::string, std::string>, int> counts;
-  for (const store::MasterVersion& v : *all) ++counts[{v.detector, v.kind}];
-  for (const auto& [k, n] : counts) backend_->metrics->SetStoreVersions(k.first, k.second, n);
+  absl::StatusOr<std::vector<store::VersionCount>> counts = (*st)->CountVersions();
+  if (!counts.ok()) return;
+  for (const store::VersionCount& c : *counts) {
+    backend_->metrics->SetStoreVersions(c.detector, c.kind, static_cast<double>(c.versions));
+  }
 }
 
 }  // namespace calibd::server

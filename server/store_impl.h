@@ -10,11 +10,14 @@
 //
 // A series is named by (detector, kind, configuration); an empty configuration means "the only
 // series of this detector and kind" (none → NOT_FOUND, several → INVALID_ARGUMENT naming them).
-// PutMaster checks, in this order: byte count equals the declared total (INVALID_ARGUMENT), the
-// sha256 computed while streaming equals the client's (DATA_LOSS: the bytes were damaged on the
-// way; retry), the file is a FITS image in the calibrated layout (INVALID_ARGUMENT), its shape is
-// the detector's trimmed shape (INVALID_ARGUMENT), its data are finite where DQ is 0
-// (INVALID_ARGUMENT); then the store's own checks.
+// PutMaster checks only the transport, in this order: byte count equals the declared total
+// (INVALID_ARGUMENT), the sha256 computed while streaming equals the client's (DATA_LOSS: the
+// bytes were damaged on the way; retry). The content (FITS, CHECKSUM, shape, finite values where
+// DQ is 0) is checked once, by core's CalibrationStore::PutMaster (codes in core/store/store.h).
+// The spooled file is read once there; the server need not parse it.
+//
+// Lists page (AIP-158): pass a store::PageRequest (page_size 0 = 1000, at most 10000;
+// page_token from the previous next_page_token) and get next_page_token back ("" = last page).
 //
 // Thread safety: every method may be called concurrently from any thread.
 #ifndef CALIBD_SERVER_STORE_IMPL_H_
@@ -61,7 +64,14 @@ struct MasterWithCerts {
 
 struct HistoryResult {
   std::vector<MasterWithCerts> versions;
+  // The audit entries about the versions of this page (by series id and version), by id.
   std::vector<store::AuditEntry> events;
+  std::string next_page_token;  // "" = the last page
+};
+
+struct MasterPage {
+  std::vector<MasterWithCerts> masters;
+  std::string next_page_token;  // "" = the last page
 };
 
 struct DqBitEntry {
@@ -75,14 +85,22 @@ class StoreImpl {
   explicit StoreImpl(const Backend* backend) : backend_(backend) {}
 
   absl::StatusOr<store::MasterVersion> PutMaster(const PutMasterInput& input) const;
-  // By number (version > 0), by certification at `at`, else the latest.
+  // By number (version > 0), by certification at `at` (the pure store::SelectKind on this
+  // series' candidates; none certified → NOT_FOUND), else the latest.
   absl::StatusOr<store::MasterVersion> ResolveMaster(const SeriesKey& key, int64_t version,
                                                      std::optional<store::TimeMicros> at) const;
   // A local path to the verified blob of `sha256`.
   absl::StatusOr<std::string> BlobPath(const std::string& sha256) const;
+  absl::StatusOr<MasterPage> ListMasters(const std::string& detector, const std::string& kind,
+                                         const store::PageRequest& page) const;
+  // Transitional (every page; services.cc moves to the paged call): do not add callers.
   absl::StatusOr<std::vector<MasterWithCerts>> ListMasters(const std::string& detector,
                                                            const std::string& kind) const;
   absl::StatusOr<MasterWithCerts> WithCertifications(const store::MasterVersion& v) const;
+  // The versions of the series matching `key` (its configuration entries as a filter; empty =
+  // every series of detector and kind), ordered by (series id, version). NOT_FOUND when none.
+  absl::StatusOr<HistoryResult> History(const SeriesKey& key, const store::PageRequest& page) const;
+  // Transitional (every page): do not add callers.
   absl::StatusOr<HistoryResult> History(const SeriesKey& key) const;
   absl::StatusOr<store::Certification> Certify(const SeriesKey& key, int64_t version,
                                                store::TimeMicros begin,
@@ -103,15 +121,21 @@ class StoreImpl {
                                                     const std::string& actor) const;
   absl::StatusOr<store::DetectorRecord> GetDetector(const std::string& name,
                                                     int64_t version) const;
+  absl::StatusOr<store::Page<store::DetectorRecord>> ListDetectors(
+      const store::PageRequest& page) const;
+  // Transitional (every page): do not add callers.
   absl::StatusOr<std::vector<store::DetectorRecord>> ListDetectors() const;
   absl::StatusOr<std::vector<DqBitEntry>> DqBits(const std::string& detector) const;
 
   // The series of `key` (see the header comment).
   absl::StatusOr<store::SeriesInfo> ResolveSeries(const SeriesKey& key) const;
-  // Refreshes the store-versions gauge (after start-up and each put).
+  // Refreshes the store-versions gauge (after start-up and each put): one GROUP BY query.
   void UpdateVersionMetrics() const;
 
  private:
+  static absl::StatusOr<std::vector<MasterWithCerts>> AttachCertifications(
+      store::CalibrationStore& st, std::vector<store::MasterVersion> versions);
+
   const Backend* backend_;
 };
 

@@ -33,6 +33,28 @@
 // cannot retry → ABORTED; corrupt data → DATA_LOSS; database unreachable → UNAVAILABLE; blob
 // larger than StoreOptions::max_blob_bytes → RESOURCE_EXHAUSTED.
 //
+// PutMaster is the one validator of a master's content (the server checks only transport: byte
+// count and sha256 in transit). In this order, one code per failure:
+//   - not a FITS file in the calibrated layout (SCI [+ VAR] [+ DQ] float/uint16 images)
+//                                                              → INVALID_ARGUMENT
+//   - a CHECKSUM/DATASUM card that does not match the bytes     → DATA_LOSS (the file is
+//     damaged; sending the same bytes again cannot help)
+//   - configuration: given, or extracted from the request's and the file's header cards
+//     (a missing keyword)                                        → INVALID_ARGUMENT
+//   - shape: the detector's raw or trimmed shape divided by the master's binning (its
+//     configuration's "binning" NxM, 1..8; 1x1 when it has none), VAR/DQ planes of the data's
+//     shape                                                      → INVALID_ARGUMENT
+//   - values: every data and variance pixel finite, except where DQ ≠ 0 (a flagged pixel may be
+//     NaN/Inf; without a DQ plane every pixel must be finite)    → INVALID_ARGUMENT
+//   - client_sha256 given and not the blob's sha256             → INVALID_ARGUMENT
+//   - larger than max_blob_bytes                                 → RESOURCE_EXHAUSTED
+//
+// Errors are safe to show a client: messages are short sentences without SQL text, connection
+// strings or server file paths. Where there is more to know (the SQL error, the path, the errno)
+// the status carries it as a payload under kInternalDetailPayload (UTF-8 text) for the server's
+// log; `InternalDetail(status)` reads it. INTERNAL/UNAVAILABLE from the database read e.g.
+// "catalog database unavailable".
+//
 // Thread safety: every method may be called concurrently from any thread; several processes
 // may open the same store. Within one instance catalog calls share one connection (a mutex;
 // a selection costs ~0.1 ms of CPU on 100 000 versions), blob reads/writes and decoding run
@@ -53,6 +75,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "core/hash/sha256.h"
 #include "core/image/buffer_pool.h"
 #include "core/image/frame.h"
 #include "core/image/header.h"
@@ -75,6 +98,9 @@ struct StoreOptions {
   // Shared store only: a local directory for materialised blobs (MaterializeBlob, LoadMaster).
   // "" = a private directory under $TMPDIR, removed when the store closes.
   std::string spool_dir;
+  // Shared store only: bytes of materialised blobs kept in the spool for reuse (least recently
+  // used evicted beyond it; the newest is always kept).
+  int64_t spool_bytes = int64_t{2} << 30;
   // SQLite busy timeout / PostgreSQL statement retries on lock contention.
   int busy_timeout_ms = 10000;
 };
@@ -107,7 +133,33 @@ struct MasterFilter {
   std::string kind;      // "" = all
   int64_t series_id = 0; // 0 = all
   Configuration configuration;  // every entry given must match exactly
-  int limit = 1000;
+  int limit = 1000;      // ListSeries only (ListMasters pages instead)
+};
+
+// A page of a list (AIP-158). page_size 0 = kDefaultPageSize; above kMaxPageSize it is capped;
+// negative is INVALID_ARGUMENT. page_token "" = the first page, else a next_page_token from an
+// earlier call of the same list (a token from another list, or garbage, is INVALID_ARGUMENT).
+// Tokens are opaque (base64url of the last key returned) and stable under concurrent inserts:
+// pages never repeat or skip an item that existed when the first page was read; items added
+// later appear on a later page or not at all.
+struct PageRequest {
+  int32_t page_size = 0;
+  std::string page_token;
+};
+constexpr int32_t kDefaultPageSize = 1000;
+constexpr int32_t kMaxPageSize = 10000;
+
+template <typename T>
+struct Page {
+  std::vector<T> items;
+  std::string next_page_token;  // "" = this was the last page
+};
+
+// Versions per (detector, kind), for metrics (one GROUP BY, not a listing).
+struct VersionCount {
+  std::string detector;
+  std::string kind;
+  int64_t versions = 0;
 };
 
 struct CertifyRequest {
@@ -159,31 +211,34 @@ class CalibrationStore {
   // version 0 = the latest. NOT_FOUND for an unknown name or version.
   virtual absl::StatusOr<DetectorRecord> GetDetector(const std::string& name,
                                                      int64_t version = 0) = 0;
-  // The latest version of every detector, by name.
-  virtual absl::StatusOr<std::vector<DetectorRecord>> ListDetectors() = 0;
+  // The latest version of every detector, by name, a page at a time.
+  virtual absl::StatusOr<Page<DetectorRecord>> ListDetectors(const PageRequest& page) = 0;
 
   // ---- masters ----
   virtual absl::StatusOr<MasterVersion> PutMaster(const PutMasterRequest& request,
                                                   const std::string& actor) = 0;
-  virtual absl::StatusOr<std::vector<MasterVersion>> ListMasters(const MasterFilter& filter) = 0;
+  // Versions matching the filter, ordered by (series id, version), a page at a time.
+  virtual absl::StatusOr<Page<MasterVersion>> ListMasters(const MasterFilter& filter,
+                                                          const PageRequest& page) = 0;
   virtual absl::StatusOr<std::vector<SeriesInfo>> ListSeries(const MasterFilter& filter) = 0;
-  // Every version of a series, oldest first.
-  virtual absl::StatusOr<std::vector<MasterVersion>> History(int64_t series_id) = 0;
+  // The versions of a series, oldest first, a page at a time. NOT_FOUND for an unknown series.
+  virtual absl::StatusOr<Page<MasterVersion>> History(int64_t series_id,
+                                                      const PageRequest& page) = 0;
+  // Number of versions per (detector, kind), ordered by detector, kind.
+  virtual absl::StatusOr<std::vector<VersionCount>> CountVersions() = 0;
   virtual absl::StatusOr<MasterVersion> GetVersion(int64_t series_id, int64_t version) = 0;
   // The version `version` of the series (detector, kind, configuration); 0 = the latest.
   virtual absl::StatusOr<MasterVersion> GetMaster(const std::string& detector,
                                                   const std::string& kind,
                                                   const Configuration& configuration,
                                                   int64_t version = 0) = 0;
-  // Versions (in any series) whose blob has this sha256.
-  virtual absl::StatusOr<std::vector<MasterVersion>> FindBySha256(const std::string& sha256) = 0;
-
   // The decoded master, from the cache or the blob (sha256 verified first: DATA_LOSS on a
   // mismatch, and nothing is cached). NOT_FOUND for an unknown sha256.
   virtual absl::StatusOr<std::shared_ptr<const CalibratedFrame>> LoadMaster(
       const std::string& sha256) = 0;
   // A local path to the verified blob file (embedded: the blob itself; shared: a copy in the
-  // spool directory). The file stays until the store is closed.
+  // spool directory, reused by sha256 and evicted beyond StoreOptions::spool_bytes — open it
+  // promptly: an open descriptor survives eviction).
   virtual absl::StatusOr<std::string> MaterializeBlob(const std::string& sha256) = 0;
   // Streams the blob's bytes to `sink` in chunks of at most `chunk_bytes`. The sha256 is
   // verified before the first byte is passed on (DATA_LOSS otherwise). A sink error stops the
@@ -200,12 +255,20 @@ class CalibrationStore {
   // ---- selection ----
   virtual absl::StatusOr<SelectionResult> Select(const SelectionRequest& request) = 0;
 
+  // ---- selection candidates (what Select runs the pure SelectKind on) ----
+  // The series of (request.detector, request.kind) with the certifications and versions that
+  // can decide `request` (see SeriesCandidate). `only_series` ≠ 0 restricts it to that series.
+  virtual absl::StatusOr<SelectionCandidates> FetchCandidates(const DetectorSpec& spec,
+                                                              const KindRequest& request,
+                                                              int64_t only_series = 0) = 0;
+
   // ---- audit and impact ----
   virtual absl::StatusOr<std::vector<AuditEntry>> AuditLog(TimeMicros since, int limit = 1000) = 0;
-  // Versions superseded (a replacing certification cut their range) or decertified at or
-  // after `since`, oldest change first.
-  virtual absl::StatusOr<std::vector<VersionChange>> ChangedSince(TimeMicros since) = 0;
-
+  // The audit entries about versions [min_version, max_version] of a series (puts,
+  // certifications, decertifications), by id. Keyed by series id and version, not by text.
+  virtual absl::StatusOr<std::vector<AuditEntry>> SeriesAudit(int64_t series_id,
+                                                              int64_t min_version,
+                                                              int64_t max_version) = 0;
   // ---- change notification (for replicas and caches of selections) ----
   // A counter that grows with every committed change (the latest audit id).
   virtual absl::StatusOr<int64_t> ChangeCounter() = 0;
@@ -221,9 +284,17 @@ class CalibrationStore {
 absl::StatusOr<std::unique_ptr<CalibrationStore>> OpenStore(const std::string& url,
                                                             const StoreOptions& options = {});
 
-// sha256 of a file's bytes, lowercase hex. NOT_FOUND when missing.
-absl::StatusOr<std::string> Sha256File(const std::string& path);
-std::string Sha256Bytes(absl::string_view bytes);
+// The status payload type URL holding an error's internal detail (for logs, never for clients).
+inline constexpr char kInternalDetailPayload[] = "calibd.internal_detail";
+// The detail of `status` ("" when none).
+std::string InternalDetail(const absl::Status& status);
+
+// Transitional forwarders to core/hash (calibd::hash::Sha256File / Sha256Hex): callers outside
+// core/store still use them; they go once those have switched. Do not add callers.
+inline absl::StatusOr<std::string> Sha256File(const std::string& path) {
+  return hash::Sha256File(path);
+}
+inline std::string Sha256Bytes(absl::string_view bytes) { return hash::Sha256Hex(bytes); }
 
 }  // namespace calibd::store
 

@@ -1,5 +1,4 @@
-// The catalog's record types: a master version, a certification, an audit entry, a change
-// (for the impact query). Shared by the CalibrationStore interface, the selection and the
+// The catalog's record types: a master version, a series, a certification, an audit entry. Shared by the CalibrationStore interface, the selection and the
 // server's conversion code.
 //
 //   ASSIGN_OR_RETURN(MasterVersion v, store->PutMaster(request, "alice"));
@@ -88,16 +87,10 @@ struct AuditEntry {
   std::string action;   // "put_detector", "put_master", "certify", "decertify", …
   std::string subject;  // "lfc/chip0 dark series 12 v3"
   std::string details;  // human-readable: ranges, reasons
+  int64_t series_id = 0;  // the series and version it is about (0 = not about a version)
+  int64_t version = 0;
 };
 
-// For the impact query (CalibrationStore::ChangedSince).
-struct VersionChange {
-  MasterVersion version;
-  std::string change;  // "superseded" or "decertified"
-  TimeMicros at = 0;
-  std::optional<TimeMicros> range_begin;  // the range that was cut or removed
-  std::optional<TimeMicros> range_end;
-};
 
 }  // namespace calibd::store
 

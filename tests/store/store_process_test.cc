@@ -81,7 +81,7 @@ TEST_P(StoreProcessTest, ConcurrentWritersGetDenseUniqueVersions) {
     }));
   }
   for (pid_t pid : pids) EXPECT_EQ(WaitExit(pid), 0);
-  ASSERT_OK_AND_ASSIGN(std::vector<MasterVersion> all, h_.store->ListMasters({}));
+  ASSERT_OK_AND_ASSIGN(std::vector<MasterVersion> all, AllMasters(*h_.store, {}));
   ASSERT_THAT(all, SizeIs(2 * kPerWriter));
   std::set<std::string> shas;
   for (size_t i = 0; i < all.size(); ++i) {
@@ -128,7 +128,7 @@ TEST_P(StoreProcessTest, KilledWriterLeavesWholeVersionsOnly) {
     EXPECT_EQ(WaitExit(pid), 100 + SIGKILL);
 
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<CalibrationStore> store, OpenStore(url));
-    ASSERT_OK_AND_ASSIGN(std::vector<MasterVersion> all, store->ListMasters({}));
+    ASSERT_OK_AND_ASSIGN(std::vector<MasterVersion> all, AllMasters(*store, {}));
     ASSERT_GE(static_cast<int64_t>(all.size()), expected_min);
     std::set<std::string> shas;
     for (size_t i = 0; i < all.size(); ++i) {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -87,6 +88,48 @@ struct StoreHandle {
   std::unique_ptr<calibd::testing::TempDir> dir;
   std::unique_ptr<CalibrationStore> store;
 };
+
+// Every page of a list, concatenated (page_size small enough to exercise the tokens).
+inline absl::StatusOr<std::vector<MasterVersion>> AllMasters(CalibrationStore& store,
+                                                             const MasterFilter& filter,
+                                                             int32_t page_size = 7) {
+  std::vector<MasterVersion> all;
+  PageRequest page{page_size, ""};
+  do {
+    absl::StatusOr<Page<MasterVersion>> p = store.ListMasters(filter, page);
+    if (!p.ok()) return p.status();
+    for (MasterVersion& v : p->items) all.push_back(std::move(v));
+    page.page_token = p->next_page_token;
+  } while (!page.page_token.empty());
+  return all;
+}
+
+inline absl::StatusOr<std::vector<MasterVersion>> AllHistory(CalibrationStore& store,
+                                                             int64_t series_id,
+                                                             int32_t page_size = 7) {
+  std::vector<MasterVersion> all;
+  PageRequest page{page_size, ""};
+  do {
+    absl::StatusOr<Page<MasterVersion>> p = store.History(series_id, page);
+    if (!p.ok()) return p.status();
+    for (MasterVersion& v : p->items) all.push_back(std::move(v));
+    page.page_token = p->next_page_token;
+  } while (!page.page_token.empty());
+  return all;
+}
+
+inline absl::StatusOr<std::vector<DetectorRecord>> AllDetectors(CalibrationStore& store,
+                                                                int32_t page_size = 7) {
+  std::vector<DetectorRecord> all;
+  PageRequest page{page_size, ""};
+  do {
+    absl::StatusOr<Page<DetectorRecord>> p = store.ListDetectors(page);
+    if (!p.ok()) return p.status();
+    for (DetectorRecord& d : p->items) all.push_back(std::move(d));
+    page.page_token = p->next_page_token;
+  } while (!page.page_token.empty());
+  return all;
+}
 
 inline absl::StatusOr<StoreHandle> OpenTestStore(Backend backend) {
   StoreHandle h;
