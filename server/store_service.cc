@@ -24,6 +24,15 @@ absl::StatusOr<std::optional<store::TimeMicros>> OptionalTime(const Request& r,
   return std::optional<store::TimeMicros>(*t);
 }
 
+// The AIP-158 fields of a list request.
+template <typename Request>
+store::PageRequest PageOf(const Request& r) {
+  store::PageRequest p;
+  p.page_size = r.page_size();
+  p.page_token = r.page_token();
+  return p;
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* StoreService::ListMasters(grpc::CallbackServerContext* context,
@@ -35,10 +44,11 @@ grpc::ServerUnaryReactor* StoreService::ListMasters(grpc::CallbackServerContext*
     if (!request->detector().empty()) {
       if (absl::Status s = CheckDetector(who, request->detector()); !s.ok()) return s;
     }
-    absl::StatusOr<std::vector<MasterWithCerts>> list =
-        store->ListMasters(request->detector(), request->kind());
+    absl::StatusOr<MasterPage> list = store->ListMasters(
+        request->detector(), request->kind(), PageOf(*request));
     if (!list.ok()) return list.status();
-    for (const MasterWithCerts& m : *list) {
+    response->set_next_page_token(list->next_page_token);
+    for (const MasterWithCerts& m : list->masters) {
       if (!who.MayUse(m.version.detector)) continue;  // lists show only what it may read
       MasterVersionToProto(m.version, m.certifications, response->add_versions());
     }
@@ -53,8 +63,10 @@ grpc::ServerUnaryReactor* StoreService::History(grpc::CallbackServerContext* con
   return RunUnary(env_, context, "History", Scope::kRead, [=](const Principal& who) -> absl::Status {
     if (absl::Status s = CheckDetector(who, request->detector()); !s.ok()) return s;
     absl::StatusOr<HistoryResult> h = store->History(
-        SeriesKeyFromProto(request->detector(), request->kind(), request->configuration()));
+        SeriesKeyFromProto(request->detector(), request->kind(), request->configuration()),
+        PageOf(*request));
     if (!h.ok()) return h.status();
+    response->set_next_page_token(h->next_page_token);
     for (const MasterWithCerts& m : h->versions) {
       MasterVersionToProto(m.version, m.certifications, response->add_versions());
     }
@@ -161,9 +173,10 @@ grpc::ServerUnaryReactor* StoreService::ListDetectors(grpc::CallbackServerContex
   const StoreImpl* store = env_->store;
   return RunUnary(env_, context, "ListDetectors", Scope::kRead,
                   [=](const Principal& who) -> absl::Status {
-    absl::StatusOr<std::vector<store::DetectorRecord>> r = store->ListDetectors();
+    absl::StatusOr<store::Page<store::DetectorRecord>> r = store->ListDetectors(PageOf(*request));
     if (!r.ok()) return r.status();
-    for (const store::DetectorRecord& d : *r) {
+    response->set_next_page_token(r->next_page_token);
+    for (const store::DetectorRecord& d : r->items) {
       if (who.MayUse(d.spec.name)) DetectorRecordToProto(d, response->add_detectors());
     }
     return absl::OkStatus();
