@@ -24,7 +24,6 @@ then prints times, peak RSS, the ratios and each side's summary figure (they mus
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -109,6 +108,15 @@ def stacks(files):
 
 
 # ---- NumPy side (runs in its own process) -------------------------------------------------
+
+def peak_rss_mb():
+    """VmHWM: this process image's peak (ru_maxrss would carry the parent's across exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return -1
+
 
 def np_worker(kind, paths, extra):
     import numpy as np
@@ -224,7 +232,7 @@ def np_worker(kind, paths, extra):
                                                    a[1] * a[2] * m["COV_D_C"]))
         out["center"] = float(data[data.shape[0] // 2, data.shape[1] // 2])
     out["seconds"] = time.perf_counter() - t0
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(out))
 
 

@@ -12,8 +12,6 @@
 // Prints one JSON line: {"product", "frames", "width", "height", "threads", "seconds",
 // "peak_rss_mb", and a summary figure of the product}. Frames are opened as
 // combine::FitsSource (a path may repeat: each occurrence is its own source).
-#include <sys/resource.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -33,10 +31,17 @@
 namespace calibd::noise {
 namespace {
 
+// VmHWM of this process image (ru_maxrss would carry the forking parent's peak across exec).
 double PeakRssMb() {
-  struct rusage u;
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_maxrss / 1024.0;
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return -1;
+  char line[256];
+  double kb = -1;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    if (std::strncmp(line, "VmHWM:", 6) == 0) kb = std::atof(line + 6);
+  }
+  std::fclose(f);
+  return kb / 1024.0;
 }
 
 int Fail(const absl::Status& s) {

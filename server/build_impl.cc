@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "core/fits/fits.h"
 #include "core/status/macros.h"
+#include "server/noise_build.h"
 #include "server/spool.h"
 #include "server/version.h"
 
@@ -109,8 +110,9 @@ absl::Status BuildSession::PrepareRaw(FrameRequest request, PreparedFrame& prepa
   request.recipe = request_.preprocess;
   request.selection = request_.selection;
   request.unit = calib::RecipeOptions::Unit::kAdu;
-  request.want_variance = request_.combine.variance == combine::CombineOptions::Variance::kPropagated;
-  return calibrate_->Prepare(std::move(request), prepared, request_.kind);
+  request.want_variance = request_.combine.variance == combine::CombineOptions::Variance::kPropagated ||
+                          NoiseKindWantsVariance(request_.kind);
+  return calibrate_->Prepare(std::move(request), prepared, PreprocessKindFor(request_.kind));
 }
 
 absl::Status BuildSession::AddRaw(const PreparedFrame& prepared, RawImage pixels,
@@ -142,6 +144,9 @@ absl::Status BuildSession::AddStored(const SeriesKey& key, int64_t version) {
 }
 
 absl::StatusOr<BuildResult> BuildSession::Finish() {
+  if (IsNoiseKind(request_.kind)) {  // noise products: server/noise_build.cc
+    return FinishNoiseBuild(backend_, request_, paths_, sha256_, dir_);
+  }
   CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
   if (paths_.empty()) {
     return absl::InvalidArgumentError("a build needs at least one input frame");

@@ -6,9 +6,10 @@
 # 1. builds the image from a clean tree of HEAD (`scripts/build-image --rev HEAD`: git
 #    archive, no build directories in the context), timed;
 # 2. ldd of both binaries inside the runtime stage finds every library;
-# 3. runs it with a named volume for the embedded store, a read-only root filesystem and a
-#    tmpfs spool, on free 127.0.0.1 ports (host network); waits for the container's own
-#    HEALTHCHECK to report healthy, with `SERVING` in its output;
+# 3. runs it with the Kubernetes ConfigMap's flags (deploy/components/flags/calibd.env), a
+#    named volume for the embedded store, a read-only root filesystem and a tmpfs spool, on
+#    free 127.0.0.1 ports (host network); waits for the container's own HEALTHCHECK to
+#    report healthy, with `SERVING` in its output; readiness and liveness on the health port;
 # 4. the process runs as the non-root user (uid/gid 10001 in /proc/1/status), cannot write
 #    the root filesystem;
 # 5. `calibctl make-samples` frames: masters built and lights calibrated through the
@@ -83,12 +84,14 @@ fi
 log "ldd: every library of calibd and calibctl found"
 
 # ---- 3. run: volume store, read-only root, tmpfs spool, own HEALTHCHECK ----
-run_container() {  # name, grpc port, metrics port
-  docker run -d --name "$1" --network host --read-only \
+run_container() {  # name, grpc port, metrics port, more docker run options...
+  local name=$1 port=$2 mport=$3
+  shift 3
+  docker run -d --name "$name" --network host --read-only "$@" \
     --tmpfs /var/spool/calibd:rw,uid=10001,gid=10001,mode=0700,size=512m \
     -v "$vol:/var/lib/calibd" \
-    -e "CALIBD_LISTEN=127.0.0.1:$2" -e "CALIBD_METRICS_LISTEN=127.0.0.1:$3" \
-    -e "CALIBD_SERVER=127.0.0.1:$2" \
+    -e "CALIBD_LISTEN=127.0.0.1:$port" -e "CALIBD_METRICS_LISTEN=127.0.0.1:$mport" \
+    -e "CALIBD_SERVER=127.0.0.1:$port" \
     --health-interval 1s --health-start-period 30s \
     "$tag" >/dev/null
 }
@@ -103,15 +106,27 @@ wait_healthy() {  # name
   docker logs "$1" 2>&1 | tail -n 20 >&2
   fail "$1 did not become healthy (last: $s)"
 }
+# With the Kubernetes flags (deploy/components/flags/calibd.env: every value must parse, or
+# calibd exits 2), but free ports, no token file, and the image's store and spool paths.
 port=$(free_port)
 mport=$(free_port)
-run_container "$ctr" "$port" "$mport"
+hport=$(free_port)
+run_container "$ctr" "$port" "$mport" --env-file "$root/deploy/components/flags/calibd.env" \
+  -e "CALIBD_HEALTH_LISTEN=127.0.0.1:$hport" -e CALIBD_TOKENS=
 wait_healthy "$ctr"
 probe=$(docker inspect -f '{{range .State.Health.Log}}{{.ExitCode}} {{.Output}}{{end}}' "$ctr")
 grep -q 'SERVING' <<<"$probe" || fail "HEALTHCHECK output has no SERVING: $probe"
 log "HEALTHCHECK: healthy ($(tr -s '\n' ' ' <<<"$probe" | cut -c1-60))"
 curl_metrics=$("$python" -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$mport/metrics', timeout=5).read().decode())")
 grep -q '^calibd_' <<<"$curl_metrics" || fail "no calibd_ metrics on the metrics port"
+grep -q '^calibd_store_up 1' <<<"$curl_metrics" || fail "calibd_store_up is not 1"
+# The kubelet's probes: readiness ("") and liveness on the plaintext health port.
+for svc in "" liveness; do
+  out=$("$calibctl" --server "127.0.0.1:$hport" health ${svc:+--service "$svc"} 2>&1) ||
+    fail "health port, service '$svc': $out"
+  grep -q SERVING <<<"$out" || fail "health port, service '$svc': $out"
+done
+log "health port: readiness and liveness SERVING; calibd_store_up 1"
 
 # ---- 4. non-root, read-only root ----
 uids=$(docker exec "$ctr" sh -c 'grep -E "^(Uid|Gid):" /proc/1/status; cat /proc/1/comm')

@@ -19,6 +19,20 @@ for n in ("calibd-a", "calibd-b"):
         fail.append(f"{n}: no tmpfs spool")
     if "postgres" not in d.get("depends_on", {}):
         fail.append(f"{n}: does not wait for postgres")
+# Memory: the budgets the flags set (combine's default 256 MiB when unset) plus 512 MiB for
+# the process fit mem_limit, as in the Kubernetes manifests.
+units = {"k": 2**10, "m": 2**20, "g": 2**30}
+for n in ("calibd-a", "calibd-b"):
+    d = s.get(n, {})
+    env = d.get("environment", {})
+    lim = str(d.get("mem_limit", ""))
+    limit = int(lim[:-1]) * units[lim[-1].lower()] if lim[-1:].lower() in units else int(lim or 0)
+    budgets = [int(env.get(k, 0)) for k in ("CALIBD_CACHE_BYTES", "CALIBD_BUFFER_POOL_BYTES", "CALIBD_FRAME_MEMORY_BYTES")]
+    if not all(budgets):
+        fail.append(f"{n}: memory budgets not all set")
+    total = sum(budgets) + int(env.get("CALIBD_COMBINE_MEMORY_BYTES", 256 * 2**20)) + 512 * 2**20
+    if not limit or total > limit:
+        fail.append(f"{n}: memory budgets {total / 2**30:.2f} GiB exceed mem_limit {lim}")
 prom = yaml.safe_load(open(f"{root}/docker/prometheus.yml"))
 targets = [t for job in prom["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]]
 for n in ("calibd-a", "calibd-b"):

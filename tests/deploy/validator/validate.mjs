@@ -185,7 +185,7 @@ for (const w of calibdWorkloads) {
     if (c[p] && !c[p].grpc) fail(where, `${p} is not a native gRPC probe`);
     if (c[p]?.grpc && c[p].grpc.port !== healthPort) fail(where, `${p} is not on the health port ${healthPort}`);
   }
-  if (!flags.CALIBD_MAX_CONNECTION_AGE) fail(where, "no CALIBD_MAX_CONNECTION_AGE (connections never rebalance)");
+  if (!(Number(flags.CALIBD_MAX_CONNECTION_AGE_SECONDS) > 0)) fail(where, "no CALIBD_MAX_CONNECTION_AGE_SECONDS (connections never rebalance)");
   // Memory: every budget the flags set, plus 512 MiB for the process, fits the limit, and
   // the budget for frames in flight is set explicitly.
   const limit = bytes(c.resources?.limits?.memory);
