@@ -31,6 +31,7 @@
 
 namespace calibd::server {
 
+class FrameMemory;
 class Metrics;
 
 // Limits; exceeding one is RESOURCE_EXHAUSTED.
@@ -42,6 +43,8 @@ struct ServerLimits {
   int max_build_inputs = 512;                         // frames in one BuildMaster
   int64_t combine_memory_bytes = int64_t{256} << 20;  // combine's working buffers
   size_t chunk_bytes = size_t{1} << 20;               // outgoing chunk size (≤ 1 MiB)
+  // Longest wait for frame memory (capped by the call's deadline), then RESOURCE_EXHAUSTED.
+  int64_t frame_memory_wait_ms = 60000;
 };
 
 // The store, once open.
@@ -72,6 +75,7 @@ struct Backend {
   ThreadPool* blob_pool = nullptr;   // GetMaster downloads (a slow reader holds one thread)
   BufferPool* buffers = nullptr;
   Metrics* metrics = nullptr;  // may be null (tests)
+  FrameMemory* frame_memory = nullptr;  // the budget of frames in flight; null = none
   ServerLimits limits;
   // Where uploads and build inputs are spooled ("" = $TMPDIR or /tmp).
   std::string spool_dir;

@@ -83,6 +83,7 @@ class BuildReactor final : public grpc::ServerReadReactor<v1::BuildMasterRequest
         if (session_ != nullptr) return absl::InvalidArgumentError("a second BuildOptions");
         absl::StatusOr<BuildRequest> req = BuildRequestFromProto(request_.options());
         if (!req.ok()) return req.status();
+        if (absl::Status s = CheckDetector(start_.who, req->detector); !s.ok()) return s;
         req->actor = start_.who.name;
         session_ = std::make_unique<BuildSession>(env_->backend, env_->calibrate, *std::move(req));
         return session_->Begin();
@@ -109,6 +110,7 @@ class BuildReactor final : public grpc::ServerReadReactor<v1::BuildMasterRequest
       case v1::BuildMasterRequest::kStored: {
         if (session_ == nullptr) return absl::InvalidArgumentError("an input before BuildOptions");
         const v1::StoredFrameRef& r = request_.stored();
+        if (absl::Status s = CheckDetector(start_.who, r.detector()); !s.ok()) return s;
         return session_->AddStored(SeriesKeyFromProto(r.detector(), r.kind(), r.configuration()),
                                    r.version());
       }
@@ -185,7 +187,7 @@ class BuildReactor final : public grpc::ServerReadReactor<v1::BuildMasterRequest
 grpc::ServerReadReactor<v1::BuildMasterRequest>* BuilderService::BuildMaster(
     grpc::CallbackServerContext* context, v1::BuildMasterResponse* response) {
   return OpenStream<FailedRead<v1::BuildMasterRequest>>(
-      env_, context, "BuildMaster", Scope::kAdmin,
+      env_, context, "BuildMaster", Scope::kWrite,
       [&](StreamStart s) { return new BuildReactor(env_, response, std::move(s)); });
 }
 

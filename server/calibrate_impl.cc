@@ -116,7 +116,9 @@ absl::Status CalibrateImpl::Prepare(FrameRequest request, PreparedFrame& out,
     if (backend_->metrics) {
       for (const store::KindSelection& k : out.selection->kinds) {
         backend_->metrics->SelectionOutcome(
-            k.status.ok() ? (k.method == "nearest" ? "fallback" : k.method) : "miss");
+            k.status.ok() && k.chosen_by.has_value()
+                ? std::string(store::SelectionMethodName(*k.chosen_by))
+                : std::string("miss"));
       }
     }
     for (const store::KindSelection& k : out.selection->kinds) {
@@ -132,7 +134,7 @@ absl::Status CalibrateImpl::Prepare(FrameRequest request, PreparedFrame& out,
       a.kind = k.kind;
       a.version = v.version;
       a.sha256 = v.sha256;
-      a.method = k.method;
+      a.method = k.chosen_by.value_or(store::SelectionMethod::kCertified);
       a.age_seconds = double(out.selection->time - v.obs_time) / store::kMicrosPerSecond;
       out.applied.push_back(a);
       if (backend_->metrics) backend_->metrics->MasterAge(k.kind, a.age_seconds);
@@ -206,7 +208,8 @@ absl::Status CalibrateImpl::Run(const PreparedFrame& prep, RawImage raw, FrameRe
     const std::string stem = KindStem(a.kind);
     h.Set(absl::StrCat(stem, "VER"), a.version, absl::StrCat("calibd master ", a.kind, " version"));
     h.Set(absl::StrCat(stem, "SHA"), a.sha256, absl::StrCat("calibd master ", a.kind, " sha256"));
-    h.AddHistory(absl::StrCat("calibd: ", a.kind, " v", a.version, " (", a.method, ") sha256 ",
+    h.AddHistory(absl::StrCat("calibd: ", a.kind, " v", a.version, " (",
+                              store::SelectionMethodName(a.method), ") sha256 ",
                               a.sha256));
   }
   if (!req.want_variance) out.frame.variance = Image<float>();

@@ -49,7 +49,7 @@ struct AppliedMaster {
   std::string kind;
   int64_t version = 0;
   std::string sha256;
-  std::string method;  // "certified" | "pinned" | "nearest"
+  store::SelectionMethod method = store::SelectionMethod::kCertified;
   double age_seconds = 0;  // frame time − master obs_time
 };
 

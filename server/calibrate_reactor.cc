@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "server/convert.h"
+#include "server/frame_memory.h"
 #include "server/metrics.h"
 #include "server/reactor_base.h"
 #include "server/status_util.h"
@@ -82,11 +83,14 @@ class CalibrateReactor final
 
   void OnCancel() override {
     Actions a;
+    uint64_t ticket;
     {
       absl::MutexLock lock(&mu_);
       cancelled_ = true;
+      ticket = memory_ticket_;
       a = StepLocked({});
     }
+    if (ticket != 0) env_->backend->frame_memory->Cancel(ticket);  // answers CANCELLED
     Execute(std::move(a));
   }
 
@@ -101,13 +105,17 @@ class CalibrateReactor final
  private:
   struct Job {
     std::unique_ptr<PreparedFrame> prepared;  // null when the frame already failed
+    FrameMemory::Lease lease;                 // the frame's bytes in the budget
     RawImage raw;
+    PixelType type = PixelType::kUint16;
+    int width = 0, height = 0;
     FrameResult result;  // frame_id, and status when failed
     int64_t expected = 0;
     int64_t received = 0;
   };
   struct Output {
     FrameResult result;
+    FrameMemory::Lease lease;  // given back when the last chunk is sent
     bool header_sent = false;
     struct PlaneBytes {
       v1::Plane plane;
@@ -140,6 +148,7 @@ class CalibrateReactor final
         }
         absl::StatusOr<FrameRequest> req = FrameRequestFromProto(request_.header());
         if (!req.ok()) return req.status();
+        if (absl::Status s = CheckDetector(start_.who, req->detector); !s.ok()) return s;
         *header = *std::move(req);
         return std::nullopt;
       }
@@ -175,11 +184,20 @@ class CalibrateReactor final
     }
   }
 
-  // On the worker pool: selection, masters, options; then the frame's buffer.
+  // Bytes a frame holds in flight: its raw buffer and its result planes (data, variance, DQ).
+  static int64_t FrameBytes(const Job& job) {
+    return int64_t{job.width} * job.height *
+           (static_cast<int64_t>(PixelSize(job.type)) + 4 + 4 + 2);
+  }
+
+  // On the worker pool: selection, masters, options; then memory for the frame and its buffer.
   void PrepareFrame(FrameRequest req) {
     auto job = std::make_unique<Job>();
     job->result.frame_id = req.frame_id;
     job->expected = req.num_bytes();
+    job->type = req.pixel_type;
+    job->width = req.width;
+    job->height = req.height;
     bool skip;
     {
       absl::MutexLock lock(&mu_);
@@ -187,17 +205,83 @@ class CalibrateReactor final
     }
     if (!skip) {
       auto prepared = std::make_unique<PreparedFrame>();
-      const PixelType type = req.pixel_type;
-      const int w = req.width, h = req.height;
       absl::Status s = env_->calibrate->Prepare(std::move(req), *prepared);
       if (s.ok()) {
-        job->raw = RawImage::Allocate(type, w, h, env_->backend->buffers);
         job->prepared = std::move(prepared);
+        if (env_->backend->frame_memory != nullptr) {
+          RequestMemory(std::move(job));  // continues in MemoryAnswered
+          return;
+        }
+        job->raw = RawImage::Allocate(job->type, job->width, job->height, env_->backend->buffers);
       } else {
         job->result.status = s;
         job->result.selection = std::move(prepared->selection);
       }
     }
+    FinishPreparing(std::move(job), skip);
+  }
+
+  // Asks the budget for the frame's bytes; the stream reads nothing more until the answer.
+  void RequestMemory(std::unique_ptr<Job> job) {
+    FrameMemory* memory = env_->backend->frame_memory;
+    const int64_t bytes = FrameBytes(*job);
+    // Refuse a little before the client's deadline, so it gets RESOURCE_EXHAUSTED rather
+    // than DEADLINE_EXCEEDED.
+    const absl::Time client = start_.call->deadline();
+    absl::Time deadline = absl::Now() + absl::Milliseconds(env_->backend->limits.frame_memory_wait_ms);
+    if (client != absl::InfiniteFuture()) {
+      deadline = std::min(deadline, client - std::min(absl::Milliseconds(500),
+                                                      (client - absl::Now()) / 10));
+    }
+    Job* pending = job.release();
+    const uint64_t ticket = memory->Acquire(bytes, deadline, [this, pending, bytes](absl::Status s) {
+      env_->backend->pool->Schedule([this, pending, bytes, s = std::move(s)]() mutable {
+        MemoryAnswered(std::unique_ptr<Job>(pending), bytes, std::move(s));
+      });
+    });
+    if (ticket == 0) return;  // answered already
+    bool cancel;
+    {
+      absl::MutexLock lock(&mu_);
+      memory_ticket_ = ticket;
+      cancel = cancelled_;
+    }
+    if (cancel) memory->Cancel(ticket);
+  }
+
+  // On the worker pool, with the budget's answer.
+  void MemoryAnswered(std::unique_ptr<Job> job, int64_t bytes, absl::Status s) {
+    FrameMemory* memory = env_->backend->frame_memory;
+    {
+      absl::MutexLock lock(&mu_);
+      memory_ticket_ = 0;
+    }
+    if (s.ok()) {
+      job->lease = FrameMemory::Lease(memory, bytes);
+      job->raw = RawImage::Allocate(job->type, job->width, job->height, env_->backend->buffers);
+      FinishPreparing(std::move(job), false);
+      return;
+    }
+    if (absl::IsResourceExhausted(s) && bytes > memory->budget()) {
+      // This frame can never fit: it fails alone, its bytes are consumed, the stream goes on.
+      const std::optional<store::SelectionResult> selection = job->prepared->selection;
+      job->prepared.reset();
+      job->result.status = s;
+      job->result.selection = selection;
+      FinishPreparing(std::move(job), false);
+      return;
+    }
+    Actions a;
+    {
+      absl::MutexLock lock(&mu_);
+      preparing_ = false;
+      if (!cancelled_ && !stream_error_) stream_error_ = s;  // no memory before the deadline
+      a = StepLocked({});
+    }
+    Execute(std::move(a));
+  }
+
+  void FinishPreparing(std::unique_ptr<Job> job, bool skip) {
     Actions a;
     {
       absl::MutexLock lock(&mu_);
@@ -233,7 +317,7 @@ class CalibrateReactor final
       std::unique_ptr<Job> job = std::move(queued_.front());
       queued_.pop_front();
       if (job->prepared == nullptr) {
-        AddOutputLocked(std::move(job->result));
+        AddOutputLocked(std::move(job->result), FrameMemory::Lease());
       } else {
         computing_ = true;
         a.compute = std::move(job);
@@ -260,9 +344,11 @@ class CalibrateReactor final
     return a;
   }
 
-  void AddOutputLocked(FrameResult result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void AddOutputLocked(FrameResult result, FrameMemory::Lease lease)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto out = std::make_unique<Output>();
     out->result = std::move(result);
+    out->lease = std::move(lease);
     FrameResult& r = out->result;
     if (r.status.ok()) {
       auto add = [&](v1::Plane plane, const void* data, size_t size) {
@@ -347,12 +433,13 @@ class CalibrateReactor final
         result.selection = job->prepared->selection;
       }
     }
+    FrameMemory::Lease lease = std::move(job->lease);
     job.reset();  // frees the raw frame before the result is queued
     Actions a;
     {
       absl::MutexLock lock(&mu_);
       computing_ = false;
-      if (!skip) AddOutputLocked(std::move(result));
+      if (!skip) AddOutputLocked(std::move(result), std::move(lease));
       a = StepLocked({});
     }
     Execute(std::move(a));
@@ -373,6 +460,7 @@ class CalibrateReactor final
   std::deque<std::unique_ptr<Output>> outputs_ ABSL_GUARDED_BY(mu_);
   bool mid_frame_ ABSL_GUARDED_BY(mu_) = false;
   bool preparing_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t memory_ticket_ ABSL_GUARDED_BY(mu_) = 0;  // waiting for frame memory
   bool computing_ ABSL_GUARDED_BY(mu_) = false;
   bool read_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;

@@ -171,16 +171,17 @@ void AuditEntryToProto(const store::AuditEntry& e, v1::HistoryEvent* p) {
 }
 
 namespace {
-v1::SelectionOutcome OutcomeOf(const store::KindSelection& k) {
-  if (!k.status.ok()) return v1::SELECTION_OUTCOME_MISS;
-  if (k.method == "pinned") return v1::SELECTION_OUTCOME_PINNED;
-  if (k.method == "nearest") return v1::SELECTION_OUTCOME_FALLBACK;
+v1::SelectionOutcome OutcomeOf(store::SelectionMethod method) {
+  switch (method) {
+    case store::SelectionMethod::kPinned: return v1::SELECTION_OUTCOME_PINNED;
+    case store::SelectionMethod::kNearest: return v1::SELECTION_OUTCOME_NEAREST;
+    case store::SelectionMethod::kCertified: return v1::SELECTION_OUTCOME_CERTIFIED;
+  }
   return v1::SELECTION_OUTCOME_CERTIFIED;
 }
-v1::SelectionOutcome OutcomeOf(const std::string& method) {
-  if (method == "pinned") return v1::SELECTION_OUTCOME_PINNED;
-  if (method == "nearest") return v1::SELECTION_OUTCOME_FALLBACK;
-  return v1::SELECTION_OUTCOME_CERTIFIED;
+v1::SelectionOutcome OutcomeOf(const store::KindSelection& k) {
+  if (!k.status.ok() || !k.chosen_by.has_value()) return v1::SELECTION_OUTCOME_MISS;
+  return OutcomeOf(*k.chosen_by);
 }
 }  // namespace
 

@@ -72,6 +72,7 @@ class GetMasterReactor final : public grpc::ServerWriteReactor<v1::GetMasterResp
 
   absl::Status Stream() {
     const v1::GetMasterRequest& r = request_;
+    if (absl::Status s = CheckDetector(start_.who, r.detector()); !s.ok()) return s;
     std::optional<store::TimeMicros> at;
     if (r.version_choice_case() == v1::GetMasterRequest::kAt) {
       absl::StatusOr<store::TimeMicros> t = TimeMicrosFromProto(r.at(), "at");

@@ -41,7 +41,8 @@ ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
 ABSL_FLAG(std::string, store, "./var/calibd",
           "store: a directory (embedded SQLite store) or postgresql://… (shared store)");
 ABSL_FLAG(std::string, tokens, "",
-          "bearer-token file, lines '<token> read|admin [name]'; empty = no authentication");
+          "bearer-token file, lines '<token> read|write|admin [name] [detector-pattern ...]'; "
+          "empty = no authentication");
 ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate (TLS)");
 ABSL_FLAG(std::string, tls_key, "", "PEM server key (TLS)");
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA for client certificates (mutual TLS)");
@@ -63,6 +64,11 @@ ABSL_FLAG(double, max_connection_age_seconds, 0,
           "close connections older than this so clients rebalance across replicas; 0 = never");
 ABSL_FLAG(double, max_connection_age_grace_seconds, 60,
           "how long calls on an aged-out connection may still run");
+ABSL_FLAG(int64_t, frame_memory_bytes, 0,
+          "bytes of frames in flight (raw + result planes) over all streams; beyond it frames "
+          "wait, then RESOURCE_EXHAUSTED; 0 = half the cgroup memory limit (or of RAM)");
+ABSL_FLAG(double, frame_memory_wait_seconds, 60,
+          "longest wait for frame memory (capped by the call's deadline)");
 ABSL_FLAG(double, store_check_seconds, 2,
           "how often the store is pinged for readiness (health service \"\" / \"readiness\")");
 
@@ -237,6 +243,9 @@ int main(int argc, char** argv) {
   options.cache_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_cache_bytes));
   options.spool_dir = absl::GetFlag(FLAGS_spool_dir);
   options.health_listen = absl::GetFlag(FLAGS_health_listen);
+  options.frame_memory_bytes = absl::GetFlag(FLAGS_frame_memory_bytes);
+  options.limits.frame_memory_wait_ms =
+      static_cast<int64_t>(absl::GetFlag(FLAGS_frame_memory_wait_seconds) * 1000);
   options.max_connection_age = absl::Seconds(absl::GetFlag(FLAGS_max_connection_age_seconds));
   options.max_connection_age_grace =
       absl::Seconds(absl::GetFlag(FLAGS_max_connection_age_grace_seconds));

@@ -44,7 +44,7 @@ Metrics::Metrics()
                   .Register(*registry_)),
       selections_(prometheus::BuildCounter()
                       .Name("calibd_selections_total")
-                      .Help("Master selections per kind: certified, pinned, fallback, miss")
+                      .Help("Master selections per kind: certified, pinned, nearest, miss")
                       .Register(*registry_)),
       cache_requests_(prometheus::BuildCounter()
                           .Name("calibd_cache_requests_total")

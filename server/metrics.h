@@ -10,7 +10,7 @@
 // Names: calibd_rpcs_total{method,code}, calibd_rpc_duration_seconds{method},
 // calibd_received_bytes_total{method}, calibd_sent_bytes_total{method},
 // calibd_frames_calibrated_total{detector}, calibd_selections_total{outcome} (certified,
-// pinned, fallback, miss), calibd_cache_requests_total{cache,result} (hit/miss),
+// pinned, nearest — store::SelectionMethodName — or miss), calibd_cache_requests_total{cache,result} (hit/miss),
 // calibd_cache_bytes{cache}, calibd_store_versions{detector,kind},
 // calibd_master_age_seconds{kind}, calibd_inflight_streams{method}, calibd_queue_depth,
 // calibd_store_up (1 while the store answers its health ping), calibd_frame_memory_bytes{state}

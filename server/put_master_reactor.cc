@@ -52,6 +52,7 @@ class PutMasterReactor final : public grpc::ServerReadReactor<v1::PutMasterReque
     if (request_.msg_case() == v1::PutMasterRequest::kHeader) {
       if (have_header_) return absl::InvalidArgumentError("a second PutMasterHeader");
       const v1::PutMasterHeader& h = request_.header();
+      if (absl::Status s = CheckDetector(start_.who, h.detector()); !s.ok()) return s;
       if (h.total_bytes() <= 0) {
         return absl::InvalidArgumentError("total_bytes must be the size of the FITS file (> 0)");
       }
@@ -136,7 +137,7 @@ class PutMasterReactor final : public grpc::ServerReadReactor<v1::PutMasterReque
 grpc::ServerReadReactor<v1::PutMasterRequest>* StoreService::PutMaster(
     grpc::CallbackServerContext* context, v1::PutMasterResponse* response) {
   return OpenStream<FailedRead<v1::PutMasterRequest>>(
-      env_, context, "PutMaster", Scope::kAdmin,
+      env_, context, "PutMaster", Scope::kWrite,
       [&](StreamStart s) { return new PutMasterReactor(env_, response, std::move(s)); });
 }
 

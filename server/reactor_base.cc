@@ -38,6 +38,12 @@ grpc::Status Call::Conclude(const absl::Status& status) {
   return wire;
 }
 
+absl::Time Call::deadline() const {
+  const auto d = ctx_->deadline();
+  if (d == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
+  return absl::FromChrono(d);
+}
+
 absl::StatusOr<Principal> Authorize(const ServiceEnv* env, const grpc::CallbackServerContext* ctx,
                                     Scope scope) {
   return env->auth->Authorize(AuthorizationOf(ctx), scope);

@@ -39,6 +39,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "server/auth.h"
 #include "server/services.h"
@@ -57,6 +58,8 @@ class Call {
   const std::string& request_id() const { return request_id_; }
   const char* method() const { return method_; }
   ServiceEnv* env() const { return env_; }
+  // The client's deadline (absl::InfiniteFuture() when none).
+  absl::Time deadline() const;
 
   // The status as the client gets it (server/status_util.h). Adds the request id to the
   // trailing metadata, records the RPC in metrics and logs it with the full detail. Call once,

@@ -11,6 +11,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "prometheus/exposer.h"
 #include "server/calibrate_impl.h"
+#include "server/frame_memory.h"
 #include "server/health.h"
 #include "server/log.h"
 #include "server/metrics.h"
@@ -49,6 +50,9 @@ absl::StatusOr<std::unique_ptr<CalibdServer>> CalibdServer::Start(ServerOptions 
     s->backend_->limits.chunk_bytes = size_t{1} << 20;
   }
   s->backend_->spool_dir = s->options_.spool_dir;
+  s->frame_memory_ =
+      std::make_unique<FrameMemory>(s->options_.frame_memory_bytes, s->metrics_.get());
+  s->backend_->frame_memory = s->frame_memory_.get();
   CALIBD_RETURN_IF_ERROR(s->Build());
   return s;
 }
@@ -141,6 +145,7 @@ absl::Status CalibdServer::Build() {
                                                        health_port_)},
                          {"metrics", options_.metrics_listen},
                          {"workers", absl::StrCat(pool_->num_threads())},
+                         {"frame_memory_bytes", absl::StrCat(frame_memory_->budget())},
                          {"auth", options_.auth.enabled() ? "tokens" : "none"},
                          {"tls", options_.tls_cert.empty() ? "off"
                                  : options_.tls_ca.empty() ? "tls" : "mtls"}});
@@ -212,6 +217,7 @@ CalibdServer::~CalibdServer() {
   blob_pool_.reset();
   store_pool_.reset();
   pool_.reset();
+  frame_memory_.reset();  // after every reactor and task that could hold a lease
 }
 
 }  // namespace calibd::server

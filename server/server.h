@@ -37,6 +37,7 @@ namespace calibd::server {
 
 class Metrics;
 class HealthReporter;
+class FrameMemory;
 class CalibrateImpl;
 class StoreImpl;
 struct ServiceEnv;
@@ -59,6 +60,9 @@ struct ServerOptions {
   // A plaintext port serving only grpc.health.v1 (kubelet probes when `listen` uses TLS);
   // "" = none.
   std::string health_listen;
+  // Bytes of frames in flight (raw buffers and result planes) across all Calibrate streams;
+  // 0 = DefaultFrameMemoryBytes() (half the cgroup limit or of physical memory).
+  int64_t frame_memory_bytes = 0;
   // Connections older than this are closed (GOAWAY) so clients reconnect and rebalance across
   // replicas; in-flight calls get max_connection_age_grace to finish. Zero = never.
   absl::Duration max_connection_age = absl::ZeroDuration();
@@ -87,6 +91,7 @@ class CalibdServer {
   std::shared_ptr<grpc::Channel> InProcessChannel(const grpc::ChannelArguments& args = {});
   Metrics* metrics() const { return metrics_.get(); }
   const Backend& backend() const { return *backend_; }
+  FrameMemory* frame_memory() const { return frame_memory_.get(); }
 
   // Health NOT_SERVING, stop accepting calls, let in-flight calls finish for at most `grace`
   // (then they are cancelled), stop the workers.
@@ -112,6 +117,7 @@ class CalibdServer {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> health_server_;
   std::unique_ptr<HealthReporter> health_;
+  std::unique_ptr<FrameMemory> frame_memory_;
   int port_ = 0;
   int health_port_ = 0;
   bool probing_ = false;

@@ -24,6 +24,15 @@ absl::StatusOr<std::optional<store::TimeMicros>> OptionalTime(const Request& r,
   return std::optional<store::TimeMicros>(*t);
 }
 
+// The AIP-158 fields of a list request.
+template <typename Request>
+store::PageRequest PageOf(const Request& r) {
+  store::PageRequest p;
+  p.page_size = r.page_size();
+  p.page_token = r.page_token();
+  return p;
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* StoreService::ListMasters(grpc::CallbackServerContext* context,
@@ -31,11 +40,16 @@ grpc::ServerUnaryReactor* StoreService::ListMasters(grpc::CallbackServerContext*
                                                     v1::ListMastersResponse* response) {
   const StoreImpl* store = env_->store;
   return RunUnary(env_, context, "ListMasters", Scope::kRead,
-                  [=](const Principal&) -> absl::Status {
-    absl::StatusOr<std::vector<MasterWithCerts>> list =
-        store->ListMasters(request->detector(), request->kind());
+                  [=](const Principal& who) -> absl::Status {
+    if (!request->detector().empty()) {
+      if (absl::Status s = CheckDetector(who, request->detector()); !s.ok()) return s;
+    }
+    absl::StatusOr<MasterPage> list = store->ListMasters(
+        request->detector(), request->kind(), PageOf(*request));
     if (!list.ok()) return list.status();
-    for (const MasterWithCerts& m : *list) {
+    response->set_next_page_token(list->next_page_token);
+    for (const MasterWithCerts& m : list->masters) {
+      if (!who.MayUse(m.version.detector)) continue;  // lists show only what it may read
       MasterVersionToProto(m.version, m.certifications, response->add_versions());
     }
     return absl::OkStatus();
@@ -46,10 +60,13 @@ grpc::ServerUnaryReactor* StoreService::History(grpc::CallbackServerContext* con
                                                 const v1::HistoryRequest* request,
                                                 v1::HistoryResponse* response) {
   const StoreImpl* store = env_->store;
-  return RunUnary(env_, context, "History", Scope::kRead, [=](const Principal&) -> absl::Status {
+  return RunUnary(env_, context, "History", Scope::kRead, [=](const Principal& who) -> absl::Status {
+    if (absl::Status s = CheckDetector(who, request->detector()); !s.ok()) return s;
     absl::StatusOr<HistoryResult> h = store->History(
-        SeriesKeyFromProto(request->detector(), request->kind(), request->configuration()));
+        SeriesKeyFromProto(request->detector(), request->kind(), request->configuration()),
+        PageOf(*request));
     if (!h.ok()) return h.status();
+    response->set_next_page_token(h->next_page_token);
     for (const MasterWithCerts& m : h->versions) {
       MasterVersionToProto(m.version, m.certifications, response->add_versions());
     }
@@ -63,6 +80,7 @@ grpc::ServerUnaryReactor* StoreService::Certify(grpc::CallbackServerContext* con
                                                 v1::CertifyResponse* response) {
   const StoreImpl* store = env_->store;
   return RunUnary(env_, context, "Certify", Scope::kAdmin, [=](const Principal& who) -> absl::Status {
+    if (absl::Status s = CheckDetector(who, request->detector()); !s.ok()) return s;
     if (!request->has_begin()) {
       return absl::InvalidArgumentError("certify needs begin (the first instant of validity)");
     }
@@ -88,6 +106,7 @@ grpc::ServerUnaryReactor* StoreService::Decertify(grpc::CallbackServerContext* c
   const StoreImpl* store = env_->store;
   return RunUnary(env_, context, "Decertify", Scope::kAdmin,
                   [=](const Principal& who) -> absl::Status {
+    if (absl::Status s = CheckDetector(who, request->detector()); !s.ok()) return s;
     absl::StatusOr<std::optional<store::TimeMicros>> begin = OptionalTime(*request, "begin");
     if (!begin.ok()) return begin.status();
     absl::StatusOr<std::optional<store::TimeMicros>> end = OptionalTime(*request, "end");
@@ -105,7 +124,8 @@ grpc::ServerUnaryReactor* StoreService::Select(grpc::CallbackServerContext* cont
                                                const v1::SelectRequest* request,
                                                v1::SelectResponse* response) {
   const StoreImpl* store = env_->store;
-  return RunUnary(env_, context, "Select", Scope::kRead, [=](const Principal&) -> absl::Status {
+  return RunUnary(env_, context, "Select", Scope::kRead, [=](const Principal& who) -> absl::Status {
+    if (absl::Status s = CheckDetector(who, request->detector()); !s.ok()) return s;
     absl::StatusOr<SelectionSpec> sel = SelectionFromProto(request->selection());
     if (!sel.ok()) return sel.status();
     absl::StatusOr<store::SelectionResult> r = store->Select(
@@ -124,6 +144,7 @@ grpc::ServerUnaryReactor* StoreService::PutDetector(grpc::CallbackServerContext*
   const StoreImpl* store = env_->store;
   return RunUnary(env_, context, "PutDetector", Scope::kAdmin,
                   [=](const Principal& who) -> absl::Status {
+    if (absl::Status s = CheckDetector(who, request->spec().name()); !s.ok()) return s;
     absl::StatusOr<store::DetectorRecord> r =
         store->PutDetector(DetectorSpecFromProto(request->spec()), who.name);
     if (!r.ok()) return r.status();
@@ -136,7 +157,9 @@ grpc::ServerUnaryReactor* StoreService::GetDetector(grpc::CallbackServerContext*
                                                     const v1::GetDetectorRequest* request,
                                                     v1::DetectorSpec* response) {
   const StoreImpl* store = env_->store;
-  return RunUnary(env_, context, "GetDetector", Scope::kRead, [=](const Principal&) -> absl::Status {
+  return RunUnary(env_, context, "GetDetector", Scope::kRead,
+                  [=](const Principal& who) -> absl::Status {
+    if (absl::Status s = CheckDetector(who, request->name()); !s.ok()) return s;
     absl::StatusOr<store::DetectorRecord> r = store->GetDetector(request->name(), request->version());
     if (!r.ok()) return r.status();
     DetectorRecordToProto(*r, response);
@@ -149,10 +172,13 @@ grpc::ServerUnaryReactor* StoreService::ListDetectors(grpc::CallbackServerContex
                                                       v1::ListDetectorsResponse* response) {
   const StoreImpl* store = env_->store;
   return RunUnary(env_, context, "ListDetectors", Scope::kRead,
-                  [=](const Principal&) -> absl::Status {
-    absl::StatusOr<std::vector<store::DetectorRecord>> r = store->ListDetectors();
+                  [=](const Principal& who) -> absl::Status {
+    absl::StatusOr<store::Page<store::DetectorRecord>> r = store->ListDetectors(PageOf(*request));
     if (!r.ok()) return r.status();
-    for (const store::DetectorRecord& d : *r) DetectorRecordToProto(d, response->add_detectors());
+    response->set_next_page_token(r->next_page_token);
+    for (const store::DetectorRecord& d : r->items) {
+      if (who.MayUse(d.spec.name)) DetectorRecordToProto(d, response->add_detectors());
+    }
     return absl::OkStatus();
   });
 }
@@ -161,7 +187,10 @@ grpc::ServerUnaryReactor* StoreService::GetDqBits(grpc::CallbackServerContext* c
                                                   const v1::GetDqBitsRequest* request,
                                                   v1::GetDqBitsResponse* response) {
   const StoreImpl* store = env_->store;
-  return RunUnary(env_, context, "GetDqBits", Scope::kRead, [=](const Principal&) -> absl::Status {
+  return RunUnary(env_, context, "GetDqBits", Scope::kRead, [=](const Principal& who) -> absl::Status {
+    if (!request->detector().empty()) {  // "" = the global registry
+      if (absl::Status s = CheckDetector(who, request->detector()); !s.ok()) return s;
+    }
     absl::StatusOr<std::vector<DqBitEntry>> bits = store->DqBits(request->detector());
     if (!bits.ok()) return bits.status();
     DqBitsToProto(*bits, response);

@@ -69,3 +69,48 @@ TEST(AuthTest, LoadFile) {
 
 }  // namespace
 }  // namespace calibd::server
+
+namespace calibd::server {
+namespace {
+
+TEST(AuthScopeTest, WriteSitsBetweenReadAndAdmin) {
+  ASSERT_OK_AND_ASSIGN(TokenAuth auth, TokenAuth::Parse("r read\nw write\na admin"));
+  EXPECT_OK(auth.Authorize("Bearer w", Scope::kRead));
+  EXPECT_OK(auth.Authorize("Bearer w", Scope::kWrite));
+  EXPECT_THAT(auth.Authorize("Bearer w", Scope::kAdmin),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("write scope")));
+  EXPECT_THAT(auth.Authorize("Bearer r", Scope::kWrite),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_OK(auth.Authorize("Bearer a", Scope::kWrite));
+}
+
+TEST(AuthScopeTest, DetectorPatterns) {
+  ASSERT_OK_AND_ASSIGN(TokenAuth auth, TokenAuth::Parse("t1 read lfc-team lfc/* hsc/ccd1?\n"
+                                                        "t2 write lfc/chip0\n"
+                                                        "t3 admin ops\n"
+                                                        "t4 read pipe sub\n"));
+  ASSERT_OK_AND_ASSIGN(Principal a, auth.Authorize("Bearer t1", Scope::kRead));
+  EXPECT_EQ(a.name, "lfc-team");
+  EXPECT_TRUE(a.MayUse("lfc/chip0"));
+  EXPECT_TRUE(a.MayUse("lfc/blue/chip3"));  // '*' crosses '/'
+  EXPECT_TRUE(a.MayUse("hsc/ccd12"));
+  EXPECT_FALSE(a.MayUse("hsc/ccd1"));
+  EXPECT_FALSE(a.MayUse("lfcx/chip0"));
+  EXPECT_THAT(CheckDetector(a, "hsc/ccd3"),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("hsc/ccd3")));
+  // A pattern in the third field: the name defaults to the line.
+  ASSERT_OK_AND_ASSIGN(Principal b, auth.Authorize("Bearer t2", Scope::kWrite));
+  EXPECT_EQ(b.name, "token#2");
+  EXPECT_TRUE(b.MayUse("lfc/chip0"));
+  EXPECT_FALSE(b.MayUse("lfc/chip1"));
+  ASSERT_OK_AND_ASSIGN(Principal c, auth.Authorize("Bearer t3", Scope::kAdmin));
+  EXPECT_TRUE(c.MayUse("anything/at-all"));
+  // A bare instrument name allows its detectors.
+  ASSERT_OK_AND_ASSIGN(Principal d, auth.Authorize("Bearer t4", Scope::kRead));
+  EXPECT_TRUE(d.MayUse("sub"));
+  EXPECT_TRUE(d.MayUse("sub/ccd0"));
+  EXPECT_FALSE(d.MayUse("subaru/ccd0"));
+}
+
+}  // namespace
+}  // namespace calibd::server

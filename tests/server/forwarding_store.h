@@ -36,23 +36,28 @@ class ForwardingStore : public store::CalibrationStore {
                                                     int64_t version) override {
     return inner_->GetDetector(name, version);
   }
-  absl::StatusOr<std::vector<store::DetectorRecord>> ListDetectors() override {
-    return inner_->ListDetectors();
+  absl::StatusOr<store::Page<store::DetectorRecord>> ListDetectors(
+      const store::PageRequest& page) override {
+    return inner_->ListDetectors(page);
   }
   absl::StatusOr<store::MasterVersion> PutMaster(const store::PutMasterRequest& request,
                                                  const std::string& actor) override {
     return inner_->PutMaster(request, actor);
   }
-  absl::StatusOr<std::vector<store::MasterVersion>> ListMasters(
-      const store::MasterFilter& filter) override {
-    return inner_->ListMasters(filter);
+  absl::StatusOr<store::Page<store::MasterVersion>> ListMasters(
+      const store::MasterFilter& filter, const store::PageRequest& page) override {
+    return inner_->ListMasters(filter, page);
   }
   absl::StatusOr<std::vector<store::SeriesInfo>> ListSeries(
       const store::MasterFilter& filter) override {
     return inner_->ListSeries(filter);
   }
-  absl::StatusOr<std::vector<store::MasterVersion>> History(int64_t series_id) override {
-    return inner_->History(series_id);
+  absl::StatusOr<store::Page<store::MasterVersion>> History(
+      int64_t series_id, const store::PageRequest& page) override {
+    return inner_->History(series_id, page);
+  }
+  absl::StatusOr<std::vector<store::VersionCount>> CountVersions() override {
+    return inner_->CountVersions();
   }
   absl::StatusOr<store::MasterVersion> GetVersion(int64_t series_id, int64_t version) override {
     return inner_->GetVersion(series_id, version);
@@ -62,10 +67,6 @@ class ForwardingStore : public store::CalibrationStore {
                                                  const store::Configuration& configuration,
                                                  int64_t version) override {
     return inner_->GetMaster(detector, kind, configuration, version);
-  }
-  absl::StatusOr<std::vector<store::MasterVersion>> FindBySha256(
-      const std::string& sha256) override {
-    return inner_->FindBySha256(sha256);
   }
   absl::StatusOr<std::shared_ptr<const CalibratedFrame>> LoadMaster(
       const std::string& sha256) override {
@@ -91,12 +92,19 @@ class ForwardingStore : public store::CalibrationStore {
   absl::StatusOr<store::SelectionResult> Select(const store::SelectionRequest& request) override {
     return inner_->Select(request);
   }
+  absl::StatusOr<store::SelectionCandidates> FetchCandidates(const store::DetectorSpec& spec,
+                                                             const store::KindRequest& request,
+                                                             int64_t only_series) override {
+    return inner_->FetchCandidates(spec, request, only_series);
+  }
   absl::StatusOr<std::vector<store::AuditEntry>> AuditLog(store::TimeMicros since,
                                                           int limit) override {
     return inner_->AuditLog(since, limit);
   }
-  absl::StatusOr<std::vector<store::VersionChange>> ChangedSince(store::TimeMicros since) override {
-    return inner_->ChangedSince(since);
+  absl::StatusOr<std::vector<store::AuditEntry>> SeriesAudit(int64_t series_id,
+                                                             int64_t min_version,
+                                                             int64_t max_version) override {
+    return inner_->SeriesAudit(series_id, min_version, max_version);
   }
   absl::StatusOr<int64_t> ChangeCounter() override { return inner_->ChangeCounter(); }
   absl::StatusOr<int64_t> WaitForChange(int64_t known, absl::Duration timeout) override {

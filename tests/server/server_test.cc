@@ -447,7 +447,7 @@ TEST_F(ServerTest, StrictWithoutCertifiedMasterFailsAndNearestFallsBack) {
   EXPECT_EQ(got[0].header.trail(0).outcome(), v1::SELECTION_OUTCOME_MISS);
   ASSERT_EQ(got[1].header.status().code(), 0) << got[1].header.status().message();
   for (const v1::AppliedMaster& m : got[1].header.masters()) {
-    EXPECT_EQ(m.outcome(), v1::SELECTION_OUTCOME_FALLBACK);
+    EXPECT_EQ(m.outcome(), v1::SELECTION_OUTCOME_NEAREST);
   }
   ExpectSame(got[1], Expected(a, calib::RecipeOptions::Unit::kAdu));
 }

@@ -39,9 +39,10 @@ class SlowStore final : public ForwardingStore {
     if (name == kSlowDetector) std::this_thread::sleep_for(kDelay);
     return inner_->GetDetector(name, version);
   }
-  absl::StatusOr<std::vector<store::DetectorRecord>> ListDetectors() override {
+  absl::StatusOr<store::Page<store::DetectorRecord>> ListDetectors(
+      const store::PageRequest& page) override {
     std::this_thread::sleep_for(kDelay);
-    return inner_->ListDetectors();
+    return inner_->ListDetectors(page);
   }
 };
 
