@@ -72,6 +72,11 @@ class CatalogStore : public CalibrationStore {
   absl::Status Migrate();
   absl::StatusOr<int> CollectGarbage();
 
+  // The transitional unpaged overloads (store.h) stay visible beside the paged ones.
+  using CalibrationStore::History;
+  using CalibrationStore::ListDetectors;
+  using CalibrationStore::ListMasters;
+
   std::string Describe() const override { return description_; }
   absl::Status Ping() override;
   MasterCacheStats CacheStats() const override;
@@ -118,12 +123,15 @@ class CatalogStore : public CalibrationStore {
   template <typename T, typename F>
   absl::StatusOr<T> WithTx(bool write, F&& fn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     absl::Status last;
+    bool reconnected = false;
     for (int attempt = 0; attempt < kMaxTxAttempts; ++attempt) {
       if (attempt > 0) Backoff(attempt);
+      bool committing = false;
       absl::Status s = conn_->Begin(write);
       if (s.ok()) {
         absl::StatusOr<T> r = fn();
         if (r.ok()) {
+          committing = true;
           s = conn_->Commit();
           if (s.ok()) return r;
         } else {
@@ -131,6 +139,13 @@ class CatalogStore : public CalibrationStore {
         }
       }
       (void)conn_->Rollback();
+      // A connection lost before COMMIT was sent: nothing was applied, run it once more on a
+      // new connection. Lost during COMMIT the outcome is unknown: the caller decides.
+      if (absl::IsUnavailable(s) && !committing && !reconnected) {
+        reconnected = true;
+        last = s;
+        continue;
+      }
       if (!IsRetryable(s)) return s;
       last = s;
     }
