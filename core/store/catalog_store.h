@@ -64,6 +64,7 @@ class CatalogStore : public CalibrationStore {
     std::unique_ptr<BlobBackend> blobs;
     int lock_fd = -1;                          // embedded: the LOCK file (closed with the store)
     std::unique_ptr<SqlConnection> listen;     // shared: the LISTEN connection
+    std::unique_ptr<SqlConnection> ping;       // shared: Ping's own (short timeouts)
     std::string owned_spool;                   // removed with the store
   };
   CatalogStore(Parts parts, const StoreOptions& options);
@@ -192,6 +193,8 @@ class CatalogStore : public CalibrationStore {
   absl::Mutex listen_mu_;
   std::unique_ptr<SqlConnection> listen_conn_ ABSL_GUARDED_BY(listen_mu_);
   const bool has_listen_;
+  absl::Mutex ping_mu_;
+  std::unique_ptr<SqlConnection> ping_conn_ ABSL_GUARDED_BY(ping_mu_);
   std::string owned_spool_;
   std::map<std::pair<std::string, int64_t>, DetectorSpec> spec_cache_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<std::string, std::string>, KindIndex> series_by_kind_ ABSL_GUARDED_BY(mu_);

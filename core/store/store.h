@@ -55,6 +55,12 @@
 // log; `InternalDetail(status)` reads it. INTERNAL/UNAVAILABLE from the database read e.g.
 // "catalog database unavailable".
 //
+// Failover (shared store): a pooled connection found broken (PostgreSQL restarted, a failover)
+// is replaced on its next use, and a statement outside a transaction (a read) or a transaction
+// that failed before COMMIT was sent is run once more on the new connection — so after a
+// restart calls succeed without errors. A connection lost during COMMIT is UNAVAILABLE (the
+// outcome is unknown; PutMaster is idempotent, so retrying it is safe).
+//
 // Thread safety: every method may be called concurrently from any thread; several processes
 // may open the same store. Within one instance catalog calls share one connection (a mutex;
 // a selection costs ~0.1 ms of CPU on 100 000 versions), blob reads/writes and decoding run
@@ -198,7 +204,10 @@ class CalibrationStore {
 
   // "embedded:<dir>" or "postgresql://host:port/db" (password elided).
   virtual std::string Describe() const = 0;
-  // OK when the catalog answers; UNAVAILABLE otherwise (for health checks).
+  // OK when the catalog answers; UNAVAILABLE ("catalog database unavailable") otherwise — for
+  // readiness. Shared store: on its own connection (not queued behind other calls), failing
+  // within ~5 s when the database is down or unreachable (2 s connect timeout, tried twice;
+  // 2 s statement timeout); embedded: a SELECT on the catalog.
   virtual absl::Status Ping() = 0;
   // Counters of the LoadMaster cache (zeros for a store without one).
   virtual MasterCacheStats CacheStats() const { return {}; }
@@ -272,8 +281,12 @@ class CalibrationStore {
   // ---- change notification (for replicas and caches of selections) ----
   // A counter that grows with every committed change (the latest audit id).
   virtual absl::StatusOr<int64_t> ChangeCounter() = 0;
-  // Waits until ChangeCounter() > `known` or `timeout` passes; returns the counter. The shared
-  // store wakes on PostgreSQL NOTIFY (a hint) and re-reads; the embedded store polls.
+  // Waits until ChangeCounter() > `known` or `timeout` passes; returns the counter. The bound
+  // after a commit by any instance: shared store — at once on PostgreSQL NOTIFY (a hint; the
+  // counter is re-read), at most 1 s by polling when a notification is lost (e.g. while the
+  // LISTEN connection reconnects); embedded store — at most 50 ms (polling). Select itself always
+  // reads the catalog, so a put + certify committed through one instance is selected by every
+  // other at once; the feed is for caches of derived state.
   virtual absl::StatusOr<int64_t> WaitForChange(int64_t known, absl::Duration timeout) = 0;
 
   // ---- transitional: the pre-paging API, kept so wrappers written against it (the server's
