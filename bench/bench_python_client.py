@@ -7,8 +7,9 @@
 Starts a calibd of the build tree on a free 127.0.0.1 port with a temporary store (or uses
 --server), stores a 4096x4096 detector without overscan, builds bias and flat masters through
 the package, then calibrates the same uint16 light frames (bias, flat, gain, variance, DQ):
-  * python-memory:  calibd.Client.calibrate over (ndarray, header) pairs, results as CCDData in
-                    memory (what a control system does with frames it just read out);
+  * python-memory:  calibd.Client.calibrate over (ndarray, header) pairs, each result a CCDData
+                    handled and dropped (what a control system does with frames it just read
+                    out);
   * python-files:   calibd.reduce from the FITS files to output files (what calibctl does);
   * calibctl:       `calibctl calibrate` over the same files, writing its output files;
 each with all planes (data, variance, DQ) and with data only; and ccdproc 2.4's ccd_process
@@ -133,9 +134,10 @@ def main():
             for label, planes, cli_planes in (("all planes", None, []),
                                               ("data only", ["data"], ["--planes", "data"])):
                 def memory():
-                    out = list(c.calibrate(pairs, detector=DETECTOR, planes=planes,
-                                           recipe=recipe))
-                    assert all(isinstance(r, calibd.CalibratedFrame) for r in out), out
+                    # A consumer that handles each result and lets it go (buffers are reused).
+                    for r in c.calibrate(pairs, detector=DETECTOR, planes=planes,
+                                         recipe=recipe):
+                        assert isinstance(r, calibd.CalibratedFrame), r
 
                 def files():
                     out_dir = os.path.join(tmp, "py_out")

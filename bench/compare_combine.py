@@ -9,7 +9,8 @@ Usage: /usr/bin/python3 bench/compare_combine.py [--bench build-combine/bench/co
    ccdproc.combine(method='median'), ccdproc.combine(method='average', sigma_clip=True),
    ccdproc.combine(method='average', clip_extrema=True, nlow=1, nhigh=1), np.median(axis=0),
    and NumPy's drop-lowest-and-highest mean;
-3. combine_bench runs the same combines (1 and 2 threads);
+3. combine_bench runs the same combines (1 and 2 threads) and a C sorting-network median
+   (BM_AnchorMedian20, PERFORMANCE.md's anchor) in the same process;
 then prints times, peak RSS and the ratios. Absolute times drift on a shared machine; the
 ratios, measured in one run, are what to read.
 """
@@ -95,7 +96,7 @@ def main():
                   f"  peak RSS {baselines[kind]['peak_rss_mb']:8.0f} MB", flush=True)
 
         out = subprocess.run(
-            [args.bench, "--benchmark_filter=BM_(Median20|ClippedMean20|ExtremaMean20|DefaultClip20)/",
+            [args.bench, "--benchmark_filter=BM_(Median20|Median20NoVariance|AnchorMedian20|ClippedMean20|ExtremaMean20|DefaultClip20)/",
              "--benchmark_format=json", "--benchmark_min_time=1",
              f"--benchmark_repetitions={max(1, args.repeat)}",
              "--benchmark_report_aggregates_only=true" if args.repeat > 1 else "--benchmark_color=false"],
@@ -113,6 +114,17 @@ def main():
             if base not in baselines or ours_name not in ours:
                 return "n/a"
             return f"{baselines[base]['seconds'] / ours[ours_name][0]:7.1f}x"
+
+        def anchor(ours_name, threads):
+            a = ours.get(f"BM_AnchorMedian20/{threads}/real_time")
+            if a is None or ours_name not in ours:
+                return "n/a"
+            return f"{ours[ours_name][0] / a[0]:5.2f}x"
+
+        print("\nmedian against the C sorting-network anchor (calibd time / anchor time, same run):")
+        for threads in (1, 2):
+            print(f"  {threads} thread(s): with MAD variance {anchor(f'BM_Median20/{threads}/real_time', threads)}"
+                  f"   without {anchor(f'BM_Median20NoVariance/{threads}/real_time', threads)}")
 
         print("\nratios (baseline time / calibd time), 20 x 2048x2048:")
         for threads in (1, 2):

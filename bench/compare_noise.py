@@ -5,8 +5,11 @@ same FITS frames, same run.
 Usage: /usr/bin/python3 bench/compare_noise.py [--bench build/bench/noise_bench] [--size 4096]
                                                [--threads 2] [--dir DIR] [--skip-numpy]
 
-1. writes float32 FITS frames of SIZE x SIZE (astropy) with known truth: 10 biases, 6 EMCCD
-   settings x 5 darks, 3 exposure times x 4 darks, 5 flat pairs; longer stacks cycle through
+1. writes float32 FITS frames of SIZE x SIZE (astropy) with known truth: 10 biases (e-, read
+   noise 3..6 e- across the columns), 6 EMCCD settings x 5 darks and 3 exposure times x 4 darks
+   (e-; F = 20 +- 5 e-, D = 0.010..0.015 e-/s with 64 hot pixels at 1 e-/s, C = 0.05..0.07 e-),
+   5 flat pairs and 2 biases in ADU (1.5 e-/ADU, 5 e-, 64 dead pixels at 0.2 response);
+   longer stacks cycle through
    these files (a path repeated is opened again, so every frame is read from the page cache);
 2. runs noise_bench (one process per product, so its peak RSS is its own): read noise from 100
    and from 200 biases, the noise model from 6 settings x 30 frames, dark current from
@@ -55,6 +58,10 @@ def write_frames(directory, size):
                                   rn * rng.standard_normal((size, size), np.float32)))
     f_map = 20 + 5 * np.sin(x / 50)
     d_map = 0.01 + 0.005 * (y / size)
+    # 64 hot pixels (1 e-/s) and 64 dead pixels (response 0.2) at fixed places.
+    hot = (rng.integers(0, size, 64), rng.integers(0, size, 64))
+    dead = (rng.integers(0, size, 64), rng.integers(0, size, 64))
+    d_map[hot] = 1.0
     c_map = 0.05 + 0.02 * (x / size)
     for g, t in SETTINGS:
         mean = f_map + g * t * d_map + g * c_map
@@ -70,6 +77,11 @@ def write_frames(directory, size):
                                       mean + np.sqrt(16 + mean) * rng.standard_normal((size, size), np.float32),
                                       EXPTIME=float(t)))
     response = 1 + 0.05 * np.sin(x / 37 + y / 53)
+    response[dead] = 0.2
+    # Biases of the photon-transfer set: ADU of a 1.5 e-/ADU, 5 e- detector.
+    files["ptc_bias"] = [save(f"ptc_bias_{i}.fits",
+                              5 / 1.5 * rng.standard_normal((size, size), np.float32))
+                         for i in range(2)]
     for level in LEVELS:
         e = level * response
         for i in range(2):
@@ -92,7 +104,7 @@ def stacks(files):
         "read_noise_200": cyc(files["bias"], 200),
         "noise_model": nm,
         "dark_current": dark,
-        "gain": files["flat"] + files["bias"][:2],
+        "gain": files["flat"] + files["ptc_bias"],
     }
 
 

@@ -30,6 +30,17 @@ absl::StatusOr<std::string> ReadTextFile(const std::string& path, const char* wh
   return ss.str();
 }
 
+// The page fields of a list request (AIP-158).
+template <typename Request>
+void SetPage(const PageRequest& page, Request* req) {
+  if constexpr (requires { req->set_page_size(0); req->set_page_token(""); }) {
+    req->set_page_size(page.page_size);
+    req->set_page_token(page.page_token);
+  } else if (page.page_size != 0 || !page.page_token.empty()) {
+    (void)req;  // the server's API has no paging on this call yet: one response holds all
+  }
+}
+
 }  // namespace
 
 CalibdClient::CalibdClient(ClientOptions options, std::shared_ptr<grpc::Channel> channel)
@@ -84,7 +95,7 @@ absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> CalibdClien
   req.set_service(service);
   grpc::health::v1::HealthCheckResponse resp;
   grpc::Status s = health_->Check(&ctx, req, &resp);
-  if (!s.ok()) return FromGrpc(s);
+  if (!s.ok()) return FromGrpc(s, ctx);
   return resp.status();
 }
 
@@ -95,7 +106,7 @@ absl::StatusOr<v1::DetectorSpec> CalibdClient::PutDetector(const v1::DetectorSpe
   *req.mutable_spec() = spec;
   v1::PutDetectorResponse resp;
   grpc::Status s = store_->PutDetector(&ctx, req, &resp);
-  if (!s.ok()) return FromGrpc(s);
+  if (!s.ok()) return FromGrpc(s, ctx);
   return resp.spec();
 }
 
@@ -108,16 +119,18 @@ absl::StatusOr<v1::DetectorSpec> CalibdClient::GetDetector(const std::string& na
   req.set_version(version);
   v1::DetectorSpec resp;
   grpc::Status s = store_->GetDetector(&ctx, req, &resp);
-  if (!s.ok()) return FromGrpc(s);
+  if (!s.ok()) return FromGrpc(s, ctx);
   return resp;
 }
 
-absl::StatusOr<v1::ListDetectorsResponse> CalibdClient::ListDetectors() {
+absl::StatusOr<v1::ListDetectorsResponse> CalibdClient::ListDetectors(const PageRequest& page) {
   grpc::ClientContext ctx;
   Prepare(&ctx, false);
+  v1::ListDetectorsRequest req;
+  SetPage(page, &req);
   v1::ListDetectorsResponse resp;
-  grpc::Status s = store_->ListDetectors(&ctx, v1::ListDetectorsRequest(), &resp);
-  if (!s.ok()) return FromGrpc(s);
+  grpc::Status s = store_->ListDetectors(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s, ctx);
   return resp;
 }
 
@@ -128,7 +141,7 @@ absl::StatusOr<v1::GetDqBitsResponse> CalibdClient::GetDqBits(const std::string&
   req.set_detector(detector);
   v1::GetDqBitsResponse resp;
   grpc::Status s = store_->GetDqBits(&ctx, req, &resp);
-  if (!s.ok()) return FromGrpc(s);
+  if (!s.ok()) return FromGrpc(s, ctx);
   return resp;
 }
 
@@ -179,33 +192,37 @@ absl::StatusOr<v1::PutMasterResponse> CalibdClient::PutMaster(const std::string&
   }
   writer->WritesDone();
   grpc::Status s = writer->Finish();
-  if (!s.ok()) return FromGrpc(s);
+  if (!s.ok()) return FromGrpc(s, ctx);
   return resp;
 }
 
 absl::StatusOr<v1::ListMastersResponse> CalibdClient::ListMasters(const std::string& detector,
-                                                                  const std::string& kind) {
+                                                                  const std::string& kind,
+                                                                  const PageRequest& page) {
   grpc::ClientContext ctx;
   Prepare(&ctx, false);
   v1::ListMastersRequest req;
   req.set_detector(detector);
   req.set_kind(kind);
+  SetPage(page, &req);
   v1::ListMastersResponse resp;
   grpc::Status s = store_->ListMasters(&ctx, req, &resp);
-  if (!s.ok()) return FromGrpc(s);
+  if (!s.ok()) return FromGrpc(s, ctx);
   return resp;
 }
 
 absl::StatusOr<v1::HistoryResponse> CalibdClient::History(const std::string& detector,
-                                                          const std::string& kind) {
+                                                          const std::string& kind,
+                                                          const PageRequest& page) {
   grpc::ClientContext ctx;
   Prepare(&ctx, false);
   v1::HistoryRequest req;
   req.set_detector(detector);
   req.set_kind(kind);
+  SetPage(page, &req);
   v1::HistoryResponse resp;
   grpc::Status s = store_->History(&ctx, req, &resp);
-  if (!s.ok()) return FromGrpc(s);
+  if (!s.ok()) return FromGrpc(s, ctx);
   return resp;
 }
 
@@ -259,7 +276,7 @@ absl::StatusOr<v1::MasterVersion> CalibdClient::GetMaster(const std::string& det
     if (progress) progress(got, meta.size_bytes());
   }
   grpc::Status s = reader->Finish();
-  if (!s.ok()) return FromGrpc(s);
+  if (!s.ok()) return FromGrpc(s, ctx);
   closed = true;
   if (std::fclose(f) != 0) return absl::InternalError(absl::StrCat("cannot write ", part));
   if (!have_meta) return absl::InternalError("the server sent no metadata for the master");
@@ -279,7 +296,7 @@ absl::StatusOr<v1::CertifyResponse> CalibdClient::Certify(const v1::CertifyReque
   Prepare(&ctx, false);
   v1::CertifyResponse resp;
   grpc::Status s = store_->Certify(&ctx, request, &resp);
-  if (!s.ok()) return FromGrpc(s);
+  if (!s.ok()) return FromGrpc(s, ctx);
   return resp;
 }
 
@@ -288,7 +305,7 @@ absl::StatusOr<v1::DecertifyResponse> CalibdClient::Decertify(const v1::Decertif
   Prepare(&ctx, false);
   v1::DecertifyResponse resp;
   grpc::Status s = store_->Decertify(&ctx, request, &resp);
-  if (!s.ok()) return FromGrpc(s);
+  if (!s.ok()) return FromGrpc(s, ctx);
   return resp;
 }
 
@@ -297,7 +314,7 @@ absl::StatusOr<v1::SelectResponse> CalibdClient::Select(const v1::SelectRequest&
   Prepare(&ctx, false);
   v1::SelectResponse resp;
   grpc::Status s = store_->Select(&ctx, request, &resp);
-  if (!s.ok()) return FromGrpc(s);
+  if (!s.ok()) return FromGrpc(s, ctx);
   return resp;
 }
 
@@ -347,7 +364,7 @@ absl::StatusOr<v1::BuildMasterResponse> CalibdClient::BuildMaster(
   }
   if (ok) writer->WritesDone();
   grpc::Status s = writer->Finish();
-  if (!s.ok()) return FromGrpc(s);
+  if (!s.ok()) return FromGrpc(s, ctx);
   return resp;
 }
 
@@ -503,7 +520,7 @@ absl::Status CalibdClient::Calibrate(const std::vector<std::string>& paths,
   writer.join();
   while (stream->Read(&resp)) {
   }
-  absl::Status final_status = FromGrpc(stream->Finish());
+  absl::Status final_status = FromGrpc(stream->Finish(), ctx);
   if (!protocol_error.ok()) final_status = protocol_error;
   if (!unfinished.empty() && final_status.ok()) {
     final_status = absl::UnavailableError("the stream ended before every result came back");

@@ -70,6 +70,13 @@ struct VersionChoice {
   absl::Time at = absl::InfinitePast();  // else: the one certified at this time
 };
 
+// One page of a list call (AIP-158): at most `page_size` entries (0 = the server's default),
+// after the page whose next_page_token was `page_token` ("" = the first page).
+struct PageRequest {
+  int32_t page_size = 0;
+  std::string page_token;
+};
+
 struct CalibrateOptions {
   std::string detector;
   v1::SelectionOptions selection;
@@ -98,7 +105,7 @@ class CalibdClient {
 
   absl::StatusOr<v1::DetectorSpec> PutDetector(const v1::DetectorSpec& spec);
   absl::StatusOr<v1::DetectorSpec> GetDetector(const std::string& name, int64_t version = 0);
-  absl::StatusOr<v1::ListDetectorsResponse> ListDetectors();
+  absl::StatusOr<v1::ListDetectorsResponse> ListDetectors(const PageRequest& page = {});
   absl::StatusOr<v1::GetDqBitsResponse> GetDqBits(const std::string& detector);
 
   // Uploads a FITS file: sha256 first (a streaming pass over the file), then ≤ 1 MiB chunks,
@@ -107,8 +114,10 @@ class CalibdClient {
                                                   const PutMasterOptions& options,
                                                   ProgressFn progress = nullptr);
   absl::StatusOr<v1::ListMastersResponse> ListMasters(const std::string& detector,
-                                                      const std::string& kind);
-  absl::StatusOr<v1::HistoryResponse> History(const std::string& detector, const std::string& kind);
+                                                      const std::string& kind,
+                                                      const PageRequest& page = {});
+  absl::StatusOr<v1::HistoryResponse> History(const std::string& detector, const std::string& kind,
+                                              const PageRequest& page = {});
   // Downloads to `out_path` (written to a temporary name, renamed when the sha256 matched).
   absl::StatusOr<v1::MasterVersion> GetMaster(const std::string& detector, const std::string& kind,
                                               const VersionChoice& which,

@@ -1,7 +1,9 @@
 #include "client/convert.h"
 
 #include <cstring>
+#include <optional>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 
 namespace calibd::client {
@@ -9,6 +11,30 @@ namespace calibd::client {
 absl::Status FromGrpc(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+namespace {
+constexpr char kRequestIdPayload[] = "type.calibd.dev/calibd.request_id";
+}  // namespace
+
+absl::Status FromGrpc(const grpc::Status& status, const grpc::ClientContext& context) {
+  absl::Status out = FromGrpc(status);
+  if (out.ok()) return out;
+  for (const auto* md :
+       {&context.GetServerTrailingMetadata(), &context.GetServerInitialMetadata()}) {
+    auto it = md->find(kRequestIdMetadata);
+    if (it != md->end() && !it->second.empty()) {
+      out.SetPayload(kRequestIdPayload,
+                     absl::Cord(absl::string_view(it->second.data(), it->second.size())));
+      break;
+    }
+  }
+  return out;
+}
+
+std::string RequestIdOf(const absl::Status& status) {
+  absl::optional<absl::Cord> id = status.GetPayload(kRequestIdPayload);
+  return id.has_value() ? std::string(*id) : std::string();
 }
 
 absl::Status FromProto(const v1::Status& status) {
@@ -37,12 +63,18 @@ void FillFrameHeader(const RawFrame& raw, const std::string& detector, const std
 
 std::string OutcomeName(v1::SelectionOutcome outcome) {
   switch (outcome) {
-    case v1::SELECTION_OUTCOME_CERTIFIED: return "certified";
-    case v1::SELECTION_OUTCOME_PINNED: return "pinned";
-    case v1::SELECTION_OUTCOME_FALLBACK: return "fallback";
-    case v1::SELECTION_OUTCOME_MISS: return "miss";
-    case v1::SELECTION_OUTCOME_SKIPPED: return "skipped";
-    default: return "unspecified";
+    case v1::SELECTION_OUTCOME_CERTIFIED:
+      return "certified";
+    case v1::SELECTION_OUTCOME_PINNED:
+      return "pinned";
+    case v1::SELECTION_OUTCOME_FALLBACK:
+      return "fallback";
+    case v1::SELECTION_OUTCOME_MISS:
+      return "miss";
+    case v1::SELECTION_OUTCOME_SKIPPED:
+      return "skipped";
+    default:
+      return "unspecified";
   }
 }
 
@@ -52,9 +84,9 @@ std::string UnitName(v1::OutputUnit unit) {
 
 absl::Status ResultAssembler::Start(const v1::ResultHeader& header) {
   if (active_ && !complete()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("result for '", header.frame_id(), "' started before '", header_.frame_id(),
-                     "' was complete"));
+    return absl::InvalidArgumentError(absl::StrCat("result for '", header.frame_id(),
+                                                   "' started before '", header_.frame_id(),
+                                                   "' was complete"));
   }
   header_ = header;
   frame_ = CalibratedFrame();
@@ -70,9 +102,15 @@ absl::Status ResultAssembler::Start(const v1::ResultHeader& header) {
   }
   for (int p : header.planes()) {
     switch (p) {
-      case v1::PLANE_DATA: frame_.data = Image<float>::Allocate(w, h, pool_); break;
-      case v1::PLANE_VARIANCE: frame_.variance = Image<float>::Allocate(w, h, pool_); break;
-      case v1::PLANE_DQ: frame_.dq = Image<uint16_t>::Allocate(w, h, pool_); break;
+      case v1::PLANE_DATA:
+        frame_.data = Image<float>::Allocate(w, h, pool_);
+        break;
+      case v1::PLANE_VARIANCE:
+        frame_.variance = Image<float>::Allocate(w, h, pool_);
+        break;
+      case v1::PLANE_DQ:
+        frame_.dq = Image<uint16_t>::Allocate(w, h, pool_);
+        break;
       default:
         return absl::InvalidArgumentError(absl::StrCat("result announces unknown plane ", p));
     }
@@ -83,9 +121,7 @@ absl::Status ResultAssembler::Start(const v1::ResultHeader& header) {
   return absl::OkStatus();
 }
 
-bool ResultAssembler::complete() const {
-  return active_ && plane_index_ >= header_.planes_size();
-}
+bool ResultAssembler::complete() const { return active_ && plane_index_ >= header_.planes_size(); }
 
 absl::Status ResultAssembler::AddChunk(const v1::ResultChunk& chunk) {
   if (!active_ || complete()) {
@@ -115,9 +151,8 @@ absl::Status ResultAssembler::AddChunk(const v1::ResultChunk& chunk) {
   }
   const std::string& bytes = chunk.data();
   if (plane_filled_ + bytes.size() > size) {
-    return absl::InvalidArgumentError(absl::StrCat("result plane ", plane, " of '",
-                                                   header_.frame_id(), "' exceeds ", size,
-                                                   " bytes"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "result plane ", plane, " of '", header_.frame_id(), "' exceeds ", size, " bytes"));
   }
   std::memcpy(dest + plane_filled_, bytes.data(), bytes.size());
   plane_filled_ += bytes.size();

@@ -27,14 +27,20 @@
 #include "core/image/header.h"
 #include "core/store/detector.h"
 #include "google/protobuf/timestamp.pb.h"
+#include "grpcpp/client_context.h"
 #include "grpcpp/support/status.h"
-
 #include "proto/api_convert.h"
 
 namespace calibd::client {
 
 // A grpc::Status as an absl::Status with the same code and message (the codes are equal).
 absl::Status FromGrpc(const grpc::Status& status);
+// The same, carrying the server's request id (metadata `calibd-request-id`, trailing or
+// initial) as a payload when the server sent one; `context` is the finished call's.
+absl::Status FromGrpc(const grpc::Status& status, const grpc::ClientContext& context);
+inline constexpr char kRequestIdMetadata[] = "calibd-request-id";
+// The request id FromGrpc attached, or "".
+std::string RequestIdOf(const absl::Status& status);
 // A per-frame calibd.v1.Status.
 absl::Status FromProto(const v1::Status& status);
 

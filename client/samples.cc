@@ -11,49 +11,14 @@
 #include "absl/time/time.h"
 #include "core/fits/fits.h"
 #include "core/image/section.h"
+#include "core/random/gaussian.h"
 #include "core/status/macros.h"
 
 namespace calibd::client {
 namespace {
 
-uint64_t Mix(uint64_t z) {  // splitmix64 finaliser
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-double HashUniform(uint64_t seed, uint64_t a, uint64_t b) {
-  return (Mix(seed ^ Mix(a * 0x100000001B3ull + b)) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-// Reproducible normal deviates (Marsaglia polar method over splitmix64).
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : state_(Mix(seed)) {}
-  double Uniform() { return (Mix(state_++) >> 11) * (1.0 / 9007199254740992.0); }
-  double Normal() {
-    if (has_spare_) {
-      has_spare_ = false;
-      return spare_;
-    }
-    double u, v, s;
-    do {
-      u = 2 * Uniform() - 1;
-      v = 2 * Uniform() - 1;
-      s = u * u + v * v;
-    } while (s >= 1 || s == 0);
-    const double f = std::sqrt(-2 * std::log(s) / s);
-    spare_ = v * f;
-    has_spare_ = true;
-    return u * f;
-  }
-
- private:
-  uint64_t state_;
-  bool has_spare_ = false;
-  double spare_ = 0;
-};
+using random::HashUniform;
+using Rng = random::Gaussian;  // Next() is a standard normal deviate
 
 // Pixel response: a smooth vignetting-like pattern, ±few % pixel-to-pixel, a few dead pixels.
 double Response(const SampleOptions& o, int x, int y) {
@@ -66,7 +31,7 @@ double Response(const SampleOptions& o, int x, int y) {
 
 double DarkCurrent(const SampleOptions& o, int x, int y) {
   return HashUniform(o.seed, 3000 + x, y) < o.hot_pixel_fraction ? o.hot_pixel_current
-                                                                   : o.dark_current;
+                                                                 : o.dark_current;
 }
 
 struct Star {
@@ -137,8 +102,10 @@ absl::StatusOr<RawFrame> SimulateSampleFrame(const SampleOptions& o, const std::
         absl::StrCat("unknown sample kind '", kind, "'; use bias, dark, flat or light"));
   }
   CALIBD_ASSIGN_OR_RETURN(absl::Time night, NightStart(o));
-  const double exptime =
-      is_bias ? 0 : is_dark ? o.dark_exptime : is_flat ? o.flat_exptime : o.light_exptime;
+  const double exptime = is_bias   ? 0
+                         : is_dark ? o.dark_exptime
+                         : is_flat ? o.flat_exptime
+                                   : o.light_exptime;
   absl::Time t;
   if (is_bias) t = night + absl::Hours(18) + absl::Seconds(30 * index);
   if (is_dark) t = night + absl::Hours(18.5) + absl::Seconds((o.dark_exptime + 30) * index);
@@ -146,7 +113,8 @@ absl::StatusOr<RawFrame> SimulateSampleFrame(const SampleOptions& o, const std::
   if (is_light) t = night + absl::Hours(21) + absl::Seconds((o.light_exptime + 60) * index);
 
   const int w = o.data_width + o.overscan_width, h = o.height;
-  const uint64_t frame_seed = Mix(o.seed ^ Mix((static_cast<uint64_t>(kind[0]) << 32) + index));
+  const uint64_t frame_seed =
+      random::Mix64(o.seed ^ random::Mix64((static_cast<uint64_t>(kind[0]) << 32) + index));
   Rng rng(frame_seed);
 
   // Light: sky + stars (a small field drift between exposures) + cosmic rays, in electrons.
@@ -159,8 +127,7 @@ absl::StatusOr<RawFrame> SimulateSampleFrame(const SampleOptions& o, const std::
       const int r = static_cast<int>(std::ceil(5 * s.sigma));
       const double norm = s.flux / (2 * M_PI * s.sigma * s.sigma);
       for (int y = std::max(0, int(s.y) - r); y < std::min(h, int(s.y) + r + 1); ++y) {
-        for (int x = std::max(0, int(s.x) - r); x < std::min(o.data_width, int(s.x) + r + 1);
-             ++x) {
+        for (int x = std::max(0, int(s.x) - r); x < std::min(o.data_width, int(s.x) + r + 1); ++x) {
           const double dx = x + 0.5 - s.x, dy = y + 0.5 - s.y;
           signal[size_t(y) * o.data_width + x] +=
               static_cast<float>(norm * std::exp(-(dx * dx + dy * dy) / (2 * s.sigma * s.sigma)));
@@ -189,9 +156,9 @@ absl::StatusOr<RawFrame> SimulateSampleFrame(const SampleOptions& o, const std::
         electrons = DarkCurrent(o, x, y) * exptime;
         if (is_flat) electrons += o.flat_level * (1 + 0.01 * index) * Response(o, x, y);
         if (is_light) electrons += signal[size_t(y) * o.data_width + x] * Response(o, x, y);
-        electrons += std::sqrt(std::max(electrons, 0.0)) * rng.Normal();  // shot noise
+        electrons += std::sqrt(std::max(electrons, 0.0)) * rng.Next();  // shot noise
       }
-      const double adu = bias + (electrons + o.read_noise * rng.Normal()) / o.gain;
+      const double adu = bias + (electrons + o.read_noise * rng.Next()) / o.gain;
       row[x] = static_cast<uint16_t>(std::clamp<long>(std::lround(adu), 0, 65535));
     }
   }
@@ -211,7 +178,7 @@ absl::StatusOr<RawFrame> SimulateSampleFrame(const SampleOptions& o, const std::
          "start of exposure, UTC");
   hd.Set("GAIN", o.gain, "e-/ADU");
   hd.Set("RDNOISE", o.read_noise, "read noise [e-]");
-  hd.Set("CCD-TEMP", -100.0 + 0.1 * rng.Normal(), "detector temperature [C]");
+  hd.Set("CCD-TEMP", -100.0 + 0.1 * rng.Next(), "detector temperature [C]");
   hd.Set("BIASSEC", FormatFitsSection(Section{o.data_width, w, 0, h}), "overscan region");
   hd.Set("TRIMSEC", FormatFitsSection(Section{0, o.data_width, 0, h}), "illuminated region");
   hd.Set("DATASEC", FormatFitsSection(Section{0, o.data_width, 0, h}), "illuminated region");
@@ -229,8 +196,8 @@ absl::StatusOr<SampleSet> MakeSamples(const std::string& dir, const SampleOption
   SampleSet set;
   set.spec_path = dir + "/SPEC.json";
   if (!o.overwrite && fs::exists(set.spec_path)) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        set.spec_path, " exists; choose an empty directory or pass --overwrite"));
+    return absl::AlreadyExistsError(
+        absl::StrCat(set.spec_path, " exists; choose an empty directory or pass --overwrite"));
   }
   {
     std::ofstream spec(set.spec_path, std::ios::trunc);
@@ -244,8 +211,9 @@ absl::StatusOr<SampleSet> MakeSamples(const std::string& dir, const SampleOption
     int n;
     std::vector<std::string>* out;
   };
-  for (const Batch& b : {Batch{"bias", o.n_bias, &set.bias}, Batch{"dark", o.n_dark, &set.dark},
-                         Batch{"flat", o.n_flat, &set.flat}, Batch{"light", o.n_light, &set.light}}) {
+  for (const Batch& b :
+       {Batch{"bias", o.n_bias, &set.bias}, Batch{"dark", o.n_dark, &set.dark},
+        Batch{"flat", o.n_flat, &set.flat}, Batch{"light", o.n_light, &set.light}}) {
     const std::string sub = absl::StrCat(dir, "/", b.kind);
     fs::create_directories(sub, ec);
     if (ec) {

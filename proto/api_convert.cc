@@ -31,11 +31,20 @@ Header HeaderFromProto(const google::protobuf::RepeatedPtrField<v1::HeaderCard>&
     c.key = p.key();
     c.comment = p.comment();
     switch (p.value_case()) {
-      case v1::HeaderCard::kBoolValue: c.value = p.bool_value(); break;
-      case v1::HeaderCard::kIntValue: c.value = p.int_value(); break;
-      case v1::HeaderCard::kDoubleValue: c.value = p.double_value(); break;
-      case v1::HeaderCard::kStringValue: c.value = p.string_value(); break;
-      default: break;
+      case v1::HeaderCard::kBoolValue:
+        c.value = p.bool_value();
+        break;
+      case v1::HeaderCard::kIntValue:
+        c.value = p.int_value();
+        break;
+      case v1::HeaderCard::kDoubleValue:
+        c.value = p.double_value();
+        break;
+      case v1::HeaderCard::kStringValue:
+        c.value = p.string_value();
+        break;
+      default:
+        break;
     }
     h.Append(std::move(c));
   }
@@ -77,14 +86,15 @@ google::protobuf::Timestamp TimeMicrosToProto(store::TimeMicros t) {
 absl::StatusOr<store::TimeMicros> TimeMicrosFromProto(const google::protobuf::Timestamp& t,
                                                       absl::string_view field) {
   if (t.nanos() < 0 || t.nanos() > 999'999'999) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": nanos ", t.nanos(), " outside [0, 999999999] (a time before a whole second has "
-        "seconds one lower and positive nanos)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": nanos ", t.nanos(),
+                     " outside [0, 999999999] (a time before a whole second has "
+                     "seconds one lower and positive nanos)"));
   }
   if (t.seconds() < kMinTimestampSeconds || t.seconds() > kMaxTimestampSeconds) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": seconds ", t.seconds(), " outside 0001-01-01..9999-12-31 (", kMinTimestampSeconds,
-        "..", kMaxTimestampSeconds, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": seconds ", t.seconds(), " outside 0001-01-01..9999-12-31 (",
+                     kMinTimestampSeconds, "..", kMaxTimestampSeconds, ")"));
   }
   return t.seconds() * store::kMicrosPerSecond + t.nanos() / 1000;  // nanos >= 0: floor
 }

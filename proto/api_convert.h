@@ -28,8 +28,7 @@
 
 namespace calibd::api {
 
-void HeaderToProto(const Header& header,
-                   google::protobuf::RepeatedPtrField<v1::HeaderCard>* cards);
+void HeaderToProto(const Header& header, google::protobuf::RepeatedPtrField<v1::HeaderCard>* cards);
 Header HeaderFromProto(const google::protobuf::RepeatedPtrField<v1::HeaderCard>& cards);
 
 v1::PixelType PixelTypeToProto(PixelType type);

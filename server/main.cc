@@ -56,6 +56,15 @@ ABSL_FLAG(int64_t, cache_bytes, int64_t{2} << 30, "decoded-master cache budget, 
 ABSL_FLAG(int64_t, buffer_pool_bytes, int64_t{1} << 30, "idle frame buffers kept for reuse");
 ABSL_FLAG(std::string, spool_dir, "", "where uploads and build inputs are spooled; empty = TMPDIR");
 ABSL_FLAG(double, grace_seconds, 30, "how long in-flight calls may run after SIGTERM");
+ABSL_FLAG(std::string, health_listen, "",
+          "plaintext address serving only grpc.health.v1 (kubelet probes when --listen uses "
+          "TLS); empty = health on the API port only");
+ABSL_FLAG(double, max_connection_age_seconds, 0,
+          "close connections older than this so clients rebalance across replicas; 0 = never");
+ABSL_FLAG(double, max_connection_age_grace_seconds, 60,
+          "how long calls on an aged-out connection may still run");
+ABSL_FLAG(double, store_check_seconds, 2,
+          "how often the store is pinged for readiness (health service \"\" / \"readiness\")");
 
 namespace {
 
@@ -227,6 +236,11 @@ int main(int argc, char** argv) {
   options.limits.combine_memory_bytes = absl::GetFlag(FLAGS_combine_memory_bytes);
   options.cache_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_cache_bytes));
   options.spool_dir = absl::GetFlag(FLAGS_spool_dir);
+  options.health_listen = absl::GetFlag(FLAGS_health_listen);
+  options.max_connection_age = absl::Seconds(absl::GetFlag(FLAGS_max_connection_age_seconds));
+  options.max_connection_age_grace =
+      absl::Seconds(absl::GetFlag(FLAGS_max_connection_age_grace_seconds));
+  options.store_check_period = absl::Seconds(absl::GetFlag(FLAGS_store_check_seconds));
   const absl::Duration grace = absl::Seconds(absl::GetFlag(FLAGS_grace_seconds));
 
   // The process-wide frame-buffer pool: owned here, lent to the server.

@@ -70,7 +70,21 @@ Metrics::Metrics()
                        .Name("calibd_queue_depth")
                        .Help("Pixel-work tasks queued on the worker pool")
                        .Register(*registry_)
-                       .Add({})) {}
+                       .Add({})),
+      store_up_(prometheus::BuildGauge()
+                    .Name("calibd_store_up")
+                    .Help("1 when the store's last health ping succeeded, else 0")
+                    .Register(*registry_)
+                    .Add({})),
+      frame_memory_(prometheus::BuildGauge()
+                        .Name("calibd_frame_memory_bytes")
+                        .Help("Frame memory: budget (--frame-memory-bytes), in_use, waiting")
+                        .Register(*registry_)),
+      frame_memory_refused_(prometheus::BuildCounter()
+                                .Name("calibd_frame_memory_refusals_total")
+                                .Help("Streams refused (RESOURCE_EXHAUSTED) for want of frame memory")
+                                .Register(*registry_)
+                                .Add({})) {}
 
 template <typename T>
 T& Metrics::Get(prometheus::Family<T>& family, const prometheus::Labels& labels) {
@@ -140,5 +154,12 @@ void Metrics::StreamEnded(const std::string& method) {
   Get(inflight_, {{"method", method}}).Decrement();
 }
 void Metrics::SetQueueDepth(double depth) { queue_depth_.Set(depth); }
+void Metrics::SetStoreUp(bool up) { store_up_.Set(up ? 1 : 0); }
+void Metrics::SetFrameMemory(double budget, double in_use, double waiting) {
+  Get(frame_memory_, {{"state", "budget"}}).Set(budget);
+  Get(frame_memory_, {{"state", "in_use"}}).Set(in_use);
+  Get(frame_memory_, {{"state", "waiting"}}).Set(waiting);
+}
+void Metrics::FrameMemoryRefused() { frame_memory_refused_.Increment(); }
 
 }  // namespace calibd::server

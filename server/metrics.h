@@ -12,7 +12,9 @@
 // calibd_frames_calibrated_total{detector}, calibd_selections_total{outcome} (certified,
 // pinned, fallback, miss), calibd_cache_requests_total{cache,result} (hit/miss),
 // calibd_cache_bytes{cache}, calibd_store_versions{detector,kind},
-// calibd_master_age_seconds{kind}, calibd_inflight_streams{method}, calibd_queue_depth.
+// calibd_master_age_seconds{kind}, calibd_inflight_streams{method}, calibd_queue_depth,
+// calibd_store_up (1 while the store answers its health ping), calibd_frame_memory_bytes{state}
+// (budget, in_use, waiting), calibd_frame_memory_refusals_total.
 //
 // Thread safety: every method may be called from any thread (prometheus-cpp metrics are
 // thread-safe; the lazily added label sets are guarded by a mutex).
@@ -59,6 +61,9 @@ class Metrics {
   void StreamStarted(const std::string& method);
   void StreamEnded(const std::string& method);
   void SetQueueDepth(double depth);
+  void SetStoreUp(bool up);
+  void SetFrameMemory(double budget, double in_use, double waiting);
+  void FrameMemoryRefused();
 
  private:
   template <typename T>
@@ -80,6 +85,9 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>& master_age_;
   prometheus::Family<prometheus::Gauge>& inflight_;
   prometheus::Gauge& queue_depth_;
+  prometheus::Gauge& store_up_;
+  prometheus::Family<prometheus::Gauge>& frame_memory_;
+  prometheus::Counter& frame_memory_refused_;
 
   std::map<std::string, std::pair<int64_t, int64_t>> last_cache_counters_ ABSL_GUARDED_BY(mu_);
   absl::Mutex mu_;  // Family::Add is thread-safe; this keeps label look-ups cheap and ordered

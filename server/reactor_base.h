@@ -10,11 +10,17 @@
 //         [&](StreamStart s) { return new PutMasterReactor(env_, ctx, response, std::move(s)); });
 //   }
 //
-//   grpc::ServerUnaryReactor* StoreService::Certify(grpc::CallbackServerContext* ctx,
-//                                                   const v1::CertifyRequest* request,
-//                                                   v1::CertifyResponse* response) {
-//     return RunUnary(env_, ctx, "Certify", Scope::kAdmin,
-//                     [=](const Principal& who) { return DoCertify(*request, who, response); });
+//   grpc::ServerUnaryReactor* StoreService::GetDetector(grpc::CallbackServerContext* ctx,
+//                                                       const v1::GetDetectorRequest* request,
+//                                                       v1::DetectorSpec* response) {
+//     const StoreImpl* store = env_->store;
+//     return RunUnary(env_, ctx, "GetDetector", Scope::kRead,
+//                     [=](const Principal&) -> absl::Status {
+//       absl::StatusOr<store::DetectorRecord> r = store->GetDetector(request->name(), 0);
+//       if (!r.ok()) return r.status();
+//       DetectorRecordToProto(*r, response);
+//       return absl::OkStatus();
+//     });
 //   }
 //
 // A streaming reactor ends with `Finish(start_.Conclude(status))`: the slot is given back

@@ -11,6 +11,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "prometheus/exposer.h"
 #include "server/calibrate_impl.h"
+#include "server/health.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/services.h"
@@ -64,9 +65,18 @@ absl::Status CalibdServer::Build() {
   store_service_ = std::make_unique<StoreService>(env_.get());
   builder_ = std::make_unique<BuilderService>(env_.get());
 
+  health_ = std::make_unique<HealthReporter>(metrics_.get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  if (options_.max_connection_age > absl::ZeroDuration()) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                               static_cast<int>(absl::ToInt64Milliseconds(
+                                   std::min(options_.max_connection_age, absl::Hours(24 * 20)))));
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                               static_cast<int>(absl::ToInt64Milliseconds(std::min(
+                                   options_.max_connection_age_grace, absl::Hours(24 * 20)))));
+  }
   if (!options_.listen.empty()) {
     std::shared_ptr<grpc::ServerCredentials> creds;
     if (!options_.tls_cert.empty() || !options_.tls_key.empty()) {
@@ -101,7 +111,18 @@ absl::Status CalibdServer::Build() {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.listen,
                                                " (address in use or invalid?)"));
   }
-  server_->GetHealthCheckService()->SetServingStatus(false);
+  health_->AddServer(server_.get());
+  if (!options_.health_listen.empty()) {
+    grpc::ServerBuilder hb;
+    hb.AddListeningPort(options_.health_listen, grpc::InsecureServerCredentials(), &health_port_);
+    hb.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    health_server_ = hb.BuildAndStart();
+    if (health_server_ == nullptr || health_port_ == 0) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.health_listen,
+                                                 " (--health-listen; address in use or invalid?)"));
+    }
+    health_->AddServer(health_server_.get());
+  }
 
   if (!options_.metrics_listen.empty()) {
     try {
@@ -114,6 +135,10 @@ absl::Status CalibdServer::Build() {
   }
   LogEvent("listening", {{"address", options_.listen.empty() ? "in-process" : options_.listen},
                          {"port", absl::StrCat(port_)},
+                         {"health", options_.health_listen.empty()
+                                        ? std::string("api port")
+                                        : absl::StrCat(options_.health_listen, " port ",
+                                                       health_port_)},
                          {"metrics", options_.metrics_listen},
                          {"workers", absl::StrCat(pool_->num_threads())},
                          {"auth", options_.auth.enabled() ? "tokens" : "none"},
@@ -141,9 +166,24 @@ void CalibdServer::SetStore(std::shared_ptr<store::CalibrationStore> store) {
   const std::string described = store->Describe();
   backend_->store.Set(std::move(store));
   store_impl_->UpdateVersionMetrics();
-  if (!shut_down_) server_->GetHealthCheckService()->SetServingStatus(true);
+  if (!shut_down_) {
+    health_->SetStoreOpen();
+    if (!probing_) {
+      probing_ = true;
+      const Backend* backend = backend_.get();
+      health_->StartStoreProbe(
+          [backend]() -> absl::Status {
+            absl::StatusOr<std::shared_ptr<store::CalibrationStore>> st = backend->store.Get();
+            if (!st.ok()) return st.status();
+            return (*st)->Ping();
+          },
+          options_.store_check_period);
+    }
+  }
   LogEvent("serving", {{"store", described}});
 }
+
+bool CalibdServer::ready() const { return health_->ready(); }
 
 std::shared_ptr<grpc::Channel> CalibdServer::InProcessChannel(const grpc::ChannelArguments& args) {
   return server_->InProcessChannel(args);
@@ -152,15 +192,20 @@ std::shared_ptr<grpc::Channel> CalibdServer::InProcessChannel(const grpc::Channe
 void CalibdServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
-  server_->GetHealthCheckService()->SetServingStatus(false);
+  health_->SetDraining();
   LogEvent("draining", {{"grace_s", absl::StrCat(absl::ToDoubleSeconds(grace))}});
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   server_->Wait();
+  if (health_server_ != nullptr) {
+    health_server_->Shutdown(absl::ToChronoTime(absl::Now()));
+    health_server_->Wait();
+  }
   LogEvent("stopped", {});
 }
 
 CalibdServer::~CalibdServer() {
-  Shutdown(absl::ZeroDuration());
+  if (server_ != nullptr) Shutdown(absl::ZeroDuration());
+  health_.reset();  // joins the store probe
   exposer_.reset();
   // Run queued tasks and join the workers; the store executors first (their tasks may still
   // schedule pixel work).

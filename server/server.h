@@ -8,8 +8,8 @@
 //   options.listen = "127.0.0.1:50051";
 //   options.store_url = "var/calibd";
 //   ASSIGN_OR_RETURN(std::unique_ptr<CalibdServer> server, CalibdServer::Start(options, &buffers));
-//   // health: NOT_SERVING
-//   RETURN_IF_ERROR(server->OpenStore());                 // health: SERVING
+//   // readiness: NOT_SERVING, liveness: SERVING (server/health.h)
+//   RETURN_IF_ERROR(server->OpenStore());                 // readiness: SERVING while pings pass
 //   ...
 //   server->Shutdown(absl::Seconds(30));                 // NOT_SERVING, drain, stop
 //
@@ -36,6 +36,7 @@ class Exposer;
 namespace calibd::server {
 
 class Metrics;
+class HealthReporter;
 class CalibrateImpl;
 class StoreImpl;
 struct ServiceEnv;
@@ -55,6 +56,15 @@ struct ServerOptions {
   ServerLimits limits;
   size_t cache_bytes = size_t{2} << 30;    // decoded-master cache
   std::string spool_dir;                   // "" = $TMPDIR
+  // A plaintext port serving only grpc.health.v1 (kubelet probes when `listen` uses TLS);
+  // "" = none.
+  std::string health_listen;
+  // Connections older than this are closed (GOAWAY) so clients reconnect and rebalance across
+  // replicas; in-flight calls get max_connection_age_grace to finish. Zero = never.
+  absl::Duration max_connection_age = absl::ZeroDuration();
+  absl::Duration max_connection_age_grace = absl::Seconds(60);
+  // How often the store is pinged for readiness.
+  absl::Duration store_check_period = absl::Seconds(2);
 };
 
 class CalibdServer {
@@ -71,6 +81,9 @@ class CalibdServer {
   void SetStore(std::shared_ptr<store::CalibrationStore> store);
 
   int port() const { return port_; }
+  int health_port() const { return health_port_; }
+  // The readiness state (see server/health.h).
+  bool ready() const;
   std::shared_ptr<grpc::Channel> InProcessChannel(const grpc::ChannelArguments& args = {});
   Metrics* metrics() const { return metrics_.get(); }
   const Backend& backend() const { return *backend_; }
@@ -97,7 +110,11 @@ class CalibdServer {
   std::unique_ptr<StoreService> store_service_;
   std::unique_ptr<BuilderService> builder_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> health_server_;
+  std::unique_ptr<HealthReporter> health_;
   int port_ = 0;
+  int health_port_ = 0;
+  bool probing_ = false;
   bool shut_down_ = false;
 };
 

@@ -2,15 +2,20 @@
 // (masters, certification, selection, detectors, DQ bits) and Builder (client stream of raw
 // frames → a new master). Each RPC method is thin: authorise, convert (server/convert.h), call
 // the transport-free implementation (calibrate_impl, store_impl, build_impl), map the status
-// (server/status_util.h), finish. Streaming methods are reactors with at most one read and one
-// write in flight; `ok == false` ends the call; OnDone frees the reactor.
+// (server/status_util.h), finish — the shared parts are in server/reactor_base.h, each
+// streaming reactor has its own file (calibrate_reactor.cc, put_master_reactor.cc,
+// get_master_reactor.cc, build_reactor.cc), the unary Store methods are store_service.cc.
+// Streaming methods are reactors with at most one read and one write in flight; `ok == false`
+// ends the call; OnDone frees the reactor. Nothing slow runs on gRPC's callback threads: store
+// calls go to Backend::store_pool, downloads to blob_pool, preparation and pixels to pool.
 //
 //   ServiceEnv env{&backend, &auth, &calibrate, &store_impl};
 //   CalibratorService calibrator(&env);
 //   builder.RegisterService(&calibrator);
 //
-// Calibrate's pipeline: a frame's header is prepared (selection, masters) on arrival, its
-// chunks are copied into a pooled RawImage, and the full frame is computed on the worker pool
+// Calibrate's pipeline: a frame's header is prepared (selection, masters) on the worker pool
+// as it arrives (no further message is read meanwhile), its chunks are copied into a pooled
+// RawImage, and the full frame is computed on the worker pool
 // while the next frame is read. At most one complete frame waits for the pool per stream:
 // when one is waiting the stream stops reading (back-pressure). Results go back in order,
 // header first, then ≤ 1 MiB chunks of each plane; OnCancel (client cancel, deadline) drops

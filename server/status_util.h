@@ -12,9 +12,9 @@
 //
 //   const std::string id = NewRequestId();
 //   grpc::Status wire = ToGrpcStatus(absl::UnavailableError("SELECT ... failed: /var/x"), id);
-//   // wire.error_message() == "the calibration store is unavailable; retry shortly "
-//   //                         "[request id 3f2a...]"
-//   std::string detail = LogDetail(status);   // full message + store detail, for the log only
+//   // wire.error_message() == "the calibration service or its store is unavailable; retry "
+//   //                         "shortly [request id 3f2a...]"
+//   std::string detail = LogDetail(absl::UnavailableError("SELECT ..."));  // for the log only
 //
 // Thread safety: pure functions (NewRequestId uses a thread-local generator).
 #ifndef CALIBD_SERVER_STATUS_UTIL_H_

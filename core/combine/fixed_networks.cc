@@ -74,44 +74,6 @@ constexpr std::array<Comparator, Count<K, N>()> Comparators() {
 template <Kind K, int N>
 inline constexpr auto kComparators = Comparators<K, N>();
 
-// The comparators of network K that the two middle wires ((N-1)/2 and N/2) depend on, in
-// order: walking backwards, a comparator is kept when it writes a wire that a kept comparator
-// (or the output) reads. The middle wires then hold what the whole network would put there.
-template <Kind K, int N>
-constexpr std::array<bool, kComparators<K, N>.size()> MiddleMask() {
-  std::array<bool, kComparators<K, N>.size()> keep{};
-  uint64_t wanted = (uint64_t{1} << ((N - 1) / 2)) | (uint64_t{1} << (N / 2));
-  for (int i = static_cast<int>(keep.size()) - 1; i >= 0; --i) {
-    const Comparator c = kComparators<K, N>[i];
-    if ((wanted >> c.a & 1) || (wanted >> c.b & 1)) {
-      keep[i] = true;
-      wanted |= uint64_t{1} << c.a | uint64_t{1} << c.b;
-    }
-  }
-  return keep;
-}
-
-template <Kind K, int N>
-constexpr int MiddleCount() {
-  int c = 0;
-  for (bool k : MiddleMask<K, N>()) c += k;
-  return c;
-}
-
-template <Kind K, int N>
-constexpr std::array<Comparator, MiddleCount<K, N>()> MiddleComparators() {
-  std::array<Comparator, MiddleCount<K, N>()> out{};
-  constexpr auto keep = MiddleMask<K, N>();
-  int c = 0;
-  for (size_t i = 0; i < keep.size(); ++i) {
-    if (keep[i]) out[c++] = kComparators<K, N>[i];
-  }
-  return out;
-}
-
-template <Kind K, int N>
-inline constexpr auto kMiddleComparators = MiddleComparators<K, N>();
-
 // One comparator over eight pixels: vminps / vmaxps. MINPS(x, y) is x < y ? x : y and
 // MAXPS(y, x) is y > x ? y : x, exactly SortingNetwork::SortLanes's pair, so that equal values
 // (-0 and +0) are exchanged, never duplicated. (GCC compiles the ternaries themselves to a
@@ -128,37 +90,15 @@ template <Kind K, int N, size_t... I>
   (CompareSwap(x[kComparators<K, N>[I].a], x[kComparators<K, N>[I].b]), ...);
 }
 
-template <Kind K, int N, size_t... I>
-[[gnu::always_inline]] inline void ApplyMiddle(v8f* x, std::index_sequence<I...>) {
-  (CompareSwap(x[kMiddleComparators<K, N>[I].a], x[kMiddleComparators<K, N>[I].b]), ...);
-}
-
-typedef float v4f_ __attribute__((vector_size(16)));
-
+// float32 lanes to two halves of doubles and back, in registers (vcvtps2pd / vcvtpd2ps with
+// vextractf128 / vinsertf128: going through memory would stall store forwarding).
 inline void Widen(v8f x, v4d& lo, v4d& hi) {
-  v4f_ a, b;
-  std::memcpy(&a, &x, sizeof a);
-  std::memcpy(&b, reinterpret_cast<const char*>(&x) + sizeof a, sizeof b);
-  lo = __builtin_convertvector(a, v4d);
-  hi = __builtin_convertvector(b, v4d);
+  lo = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
+  hi = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
 }
 
 inline v8f Narrow(v4d lo, v4d hi) {
-  const v4f_ a = __builtin_convertvector(lo, v4f_), b = __builtin_convertvector(hi, v4f_);
-  v8f x;
-  std::memcpy(&x, &a, sizeof a);
-  std::memcpy(reinterpret_cast<char*>(&x) + sizeof a, &b, sizeof b);
-  return x;
-}
-
-// |x| by clearing the sign bit (LaneMad's d < 0 ? -d : d, except that -0 becomes +0: the same
-// variance, which squares it).
-inline v4d AbsD(v4d x) {
-  v4l bits;
-  std::memcpy(&bits, &x, sizeof bits);
-  bits &= int64_t{0x7FFFFFFFFFFFFFFF};
-  std::memcpy(&x, &bits, sizeof x);
-  return x;
+  return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
 }
 
 // The median (and MAD-std variance) of eight pixels whose N values all pass: LaneGroup's
@@ -198,16 +138,25 @@ bool MedianGroup(const BandContext& c, int64_t p, int lanes, Tally& tally) {
   const v8f value = Narrow(med0, med1);
   std::memcpy(c.out_data + p, &value, sizeof value);
   if (c.out_var != nullptr) {
+    // dev_k = |x_k - med| as LaneMad computes it (in double, then rounded to float), the sign
+    // known from the position: x_k <= med up to the lower middle, >= from the upper one.
 #pragma GCC unroll 64
-    for (int k = 0; k < N; ++k) {  // |x - med|: falls, then rises, over the sorted x
+    for (int k = 0; k < N; ++k) {
       v4d d0, d1;
       Widen(x[k], d0, d1);
-      x[k] = Narrow(AbsD(d0 - med0), AbsD(d1 - med1));
+      x[k] = k <= (N - 1) / 2 ? Narrow(med0 - d0, med1 - d1) : Narrow(d0 - med0, d1 - med1);
     }
-    ApplyMiddle<Kind::kVMerge, N>(
-        x, std::make_index_sequence<kMiddleComparators<Kind::kVMerge, N>.size()>());
-    Widen(x[(N - 1) / 2], a0, a1);
-    Widen(x[N / 2], b0, b1);
+    // The r-th smallest deviation (0-based) is min over i of max(dev_i, dev_(i+r)): the r+1
+    // values nearest the median are consecutive in sorted order, and |x - med| of any value
+    // between two others is at most the larger of theirs (rounding to float keeps the order).
+    auto ranked = [&](int r) {
+      v8f best = _mm256_max_ps(x[0], x[r]);
+#pragma GCC unroll 64
+      for (int i = 1; i + r < N; ++i) best = _mm256_min_ps(best, _mm256_max_ps(x[i], x[i + r]));
+      return best;
+    };
+    Widen(ranked((N - 1) / 2), a0, a1);
+    Widen(ranked(N / 2), b0, b1);
     const v4d sd0 = kMadToStd * (0.5 * (a0 + b0)), sd1 = kMadToStd * (0.5 * (a1 + b1));
     const v8f var = Narrow(sd0 * sd0 / double{N}, sd1 * sd1 / double{N});
     std::memcpy(c.out_var + p, &var, sizeof var);

@@ -33,8 +33,8 @@ struct Tally;
 // MAD-std variance when c.out_var is set: what LaneGroup computes, bit for bit, when every
 // one of the n values of every pixel passes (DQ, finite, thresholds); false otherwise (and
 // nothing written), and the caller runs LaneGroup. The n values stay in registers from the
-// gather to the output; the MAD uses only the comparators of a bitonic merger that reach the
-// middle ranks.
+// gather to the output; the MAD's middle ranks come from windows of the sorted values (the
+// r+1 values nearest the median are consecutive), not from a second sort.
 using MedianGroupFn = bool (*)(const BandContext& c, int64_t p, int lanes, Tally& tally);
 
 // nullptr when n < 2 or n > kMaxFixed.

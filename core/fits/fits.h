@@ -40,7 +40,10 @@
 //
 // Speed: uncompressed pixels are read with pread straight into the destination rows and
 // byte-swapped there (about 2x CFITSIO's buffered read for a 4k uint16 frame); compressed
-// images, BLANK-valued integers and unusual scalings go through CFITSIO. Writes use CFITSIO.
+// images, BLANK-valued integers and unusual scalings go through CFITSIO. Calibrated frames are
+// written directly (core/fits/image_writer.h): header cards rendered by CFITSIO, pixels
+// swapped into ~1 MB pieces and pwritten, CHECKSUM/DATASUM summed from those pieces (CFITSIO
+// re-reads the file for them); tile-compressed MASK/DQ and raw frames go through CFITSIO.
 //
 // Thread safety: the functions are reentrant and may run concurrently on different files:
 // Debian's CFITSIO 4.2 is built reentrant (fits_is_reentrant() == 1, checked by a test), and
@@ -95,6 +98,14 @@ struct WriteOptions {
   bool write_mask = true;         // MASK and DQ, when the frame has dq
   bool checksum = true;           // CHECKSUM/DATASUM on every HDU
   bool overwrite = false;         // refuse (ALREADY_EXISTS) to replace an existing file
+  // MASK and DQ tile-compressed (RICE_1, through CFITSIO): mostly zeros, they shrink ~50-100×;
+  // astropy (CCDData.read) and CFITSIO read them as the uncompressed planes.
+  bool compress_masks = false;
+  // Where the write buffer comes from (nullptr: plain allocation).
+  BufferPool* pool = nullptr;
+  // Write through CFITSIO instead of directly (the previous writer: the same HDUs and pixel
+  // bytes, about 5× slower; kept as the reference the tests compare against).
+  bool use_cfitsio = false;
 };
 
 absl::Status WriteCalibratedFrame(const std::string& path, const CalibratedFrame& frame,

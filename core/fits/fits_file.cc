@@ -74,8 +74,8 @@ absl::Status ScanFitsStructure(int fd, const std::string& path, int64_t file_siz
       for (int64_t i = 0; i < kBlock; ++i) {
         unsigned char c = static_cast<unsigned char>(block[i]);
         if (c < 0x20 || c > 0x7e) {
-          return fail(absl::StrCat("header byte at file offset ", pos + i, " is 0x",
-                                   absl::Hex(c), ", not printable ASCII"));
+          return fail(absl::StrCat("header byte at file offset ", pos + i, " is 0x", absl::Hex(c),
+                                   ", not printable ASCII"));
         }
       }
       for (int card = 0; card < kBlock / 80 && !end; ++card) {
@@ -91,13 +91,15 @@ absl::Status ScanFitsStructure(int fd, const std::string& path, int64_t file_siz
         if (key == "NAXIS") {
           if (!ParseInt(value, &naxis)) return fail("NAXIS is not an integer");
           // CFITSIO caches at most 99 axes (fitsio.h, imgnaxis[99]); FITS allows 999.
-          if (naxis < 0 || naxis > 99) return fail(absl::StrCat("NAXIS = ", naxis, " is not in [0, 99]"));
+          if (naxis < 0 || naxis > 99)
+            return fail(absl::StrCat("NAXIS = ", naxis, " is not in [0, 99]"));
           axes.assign(naxis, -1);
         }
         if (key.size() > 5 && key.compare(0, 5, "NAXIS") == 0 && naxis >= 0) {
           int64_t index = 0;
           if (ParseInt(key.substr(5), &index) && index >= 1 && index <= naxis) {
-            if (!ParseInt(value, &v) || v < 0) return fail(absl::StrCat(key, " = '", value, "' is not a size"));
+            if (!ParseInt(value, &v) || v < 0)
+              return fail(absl::StrCat(key, " = '", value, "' is not a size"));
             axes[index - 1] = v;
           }
         }
@@ -111,14 +113,14 @@ absl::Status ScanFitsStructure(int fd, const std::string& path, int64_t file_siz
           }
           ztile_pixels = std::min<int64_t>(ztile_pixels * v, int64_t{1} << 40);
         }
-        if (key.size() > 6 && key.compare(0, 6, "ZNAXIS") == 0 &&
-            (!ParseInt(value, &v) || v < 0)) {
+        if (key.size() > 6 && key.compare(0, 6, "ZNAXIS") == 0 && (!ParseInt(value, &v) || v < 0)) {
           return fail(absl::StrCat(key, " = '", value, "' is not a size"));
         }
         if (key == "ZNAXIS") {
           // CFITSIO handles at most MAX_COMPRESS_DIM (6) compressed axes.
           if (!ParseInt(value, &znaxis) || znaxis < 0 || znaxis > MAX_COMPRESS_DIM) {
-            return fail(absl::StrCat("ZNAXIS = '", value, "' is not in [0, ", MAX_COMPRESS_DIM, "]"));
+            return fail(
+                absl::StrCat("ZNAXIS = '", value, "' is not in [0, ", MAX_COMPRESS_DIM, "]"));
           }
         }
       }
@@ -137,7 +139,10 @@ absl::Status ScanFitsStructure(int fd, const std::string& path, int64_t file_siz
       elements = 1;
       for (int64_t a : axes) {
         if (a < 0) return fail("a NAXISn keyword is missing");
-        if (a != 0 && elements > file_size / a) { elements = file_size + 1; break; }
+        if (a != 0 && elements > file_size / a) {
+          elements = file_size + 1;
+          break;
+        }
         elements *= a;
       }
     }
@@ -202,13 +207,13 @@ absl::StatusOr<FitsFile> FitsFile::OpenForRead(const std::string& path) {
   char head[10] = {0};
   ssize_t n = ::pread(file.fd_, head, sizeof(head), 0);
   if (n != sizeof(head) || std::memcmp(head, "SIMPLE  =", 9) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "'", path, "' is not a FITS file (it does not start with 'SIMPLE  =')"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", path, "' is not a FITS file (it does not start with 'SIMPLE  =')"));
   }
   if (st.st_size < 2880) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "FITS file '", path, "' is truncated: ", st.st_size,
-        " bytes, shorter than one 2880-byte header block"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("FITS file '", path, "' is truncated: ", st.st_size,
+                     " bytes, shorter than one 2880-byte header block"));
   }
   CALIBD_RETURN_IF_ERROR(ScanFitsStructure(file.fd_, path, st.st_size));
   // CFITSIO opens the very file we scanned, through our descriptor: no window for the path
@@ -232,16 +237,16 @@ absl::StatusOr<FitsFile> FitsFile::Create(const std::string& path, bool overwrit
   struct stat st;
   if (::lstat(path.c_str(), &st) == 0) {
     if (!overwrite) {
-      return absl::AlreadyExistsError(absl::StrCat(
-          "'", path, "' already exists; remove it or ask to overwrite"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("'", path, "' already exists; remove it or ask to overwrite"));
     }
     if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
       return absl::InvalidArgumentError(
           absl::StrCat("'", path, "' exists and is not a regular file; not replacing it"));
     }
     if (::unlink(path.c_str()) != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("cannot replace '", path,
-                                                     "': ", std::strerror(errno)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot replace '", path, "': ", std::strerror(errno)));
     }
   }
   FitsFile file;
@@ -258,8 +263,48 @@ absl::StatusOr<FitsFile> FitsFile::Create(const std::string& path, bool overwrit
   return file;
 }
 
+absl::StatusOr<FitsFile> FitsFile::OpenForAppend(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    return absl::NotFoundError(absl::StrCat("FITS file '", path, "' does not exist"));
+  }
+  FitsFile file;
+  file.path_ = path;
+  int status = 0;
+  fits_open_diskfile(&file.fptr_, path.c_str(), READWRITE, &status);
+  if (status != 0) {
+    file.fptr_ = nullptr;
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot open FITS file '", path, "' to append: ", CfitsioMessage(status)));
+  }
+  int hdus = 0;
+  fits_get_num_hdus(file.fptr_, &hdus, &status);
+  if (status == 0 && hdus > 0) fits_movabs_hdu(file.fptr_, hdus, nullptr, &status);
+  CALIBD_RETURN_IF_ERROR(file.Check(status, "moving to the last HDU"));
+  return file;
+}
+
+absl::StatusOr<FitsFile> FitsFile::CreateInMemory(const std::string& name) {
+  FitsFile file;
+  file.path_ = name;
+  file.memory_ = std::make_unique<Memory>();
+  file.memory_->size = 2880 * 4;
+  file.memory_->data = std::malloc(file.memory_->size);
+  if (file.memory_->data == nullptr) return absl::ResourceExhaustedError("out of memory");
+  int status = 0;
+  fits_create_memfile(&file.fptr_, &file.memory_->data, &file.memory_->size, 2880 * 4, ::realloc,
+                      &status);
+  if (status != 0) {
+    file.fptr_ = nullptr;
+    return absl::InternalError(
+        absl::StrCat("cannot create an in-memory FITS file: ", CfitsioMessage(status)));
+  }
+  return file;
+}
+
 FitsFile::FitsFile(FitsFile&& other) noexcept
     : fptr_(std::exchange(other.fptr_, nullptr)),
+      memory_(std::move(other.memory_)),
       fd_(std::exchange(other.fd_, -1)),
       path_(std::move(other.path_)),
       file_size_(other.file_size_) {}
@@ -268,6 +313,7 @@ FitsFile& FitsFile::operator=(FitsFile&& other) noexcept {
   if (this != &other) {
     (void)Release();
     fptr_ = std::exchange(other.fptr_, nullptr);
+    memory_ = std::move(other.memory_);
     fd_ = std::exchange(other.fd_, -1);
     path_ = std::move(other.path_);
     file_size_ = other.file_size_;
@@ -282,6 +328,10 @@ int FitsFile::Release() {
   if (fptr_ != nullptr) {
     fits_close_file(fptr_, &status);
     fptr_ = nullptr;
+  }
+  if (memory_ != nullptr) {
+    std::free(memory_->data);
+    memory_.reset();
   }
   if (fd_ >= 0) {
     ::close(fd_);
@@ -300,8 +350,9 @@ absl::Status FitsFile::Close() {
 }
 
 void FitsFile::CloseAndDelete() {
+  const bool on_disk = memory_ == nullptr;
   if (Release() != 0) fits_clear_errmsg();
-  if (!path_.empty()) ::unlink(path_.c_str());
+  if (on_disk && !path_.empty()) ::unlink(path_.c_str());
 }
 
 std::string FitsFile::HduDescription() const {
@@ -323,8 +374,8 @@ std::string FitsFile::HduDescription() const {
 absl::Status FitsFile::Check(int status, absl::string_view what, absl::StatusCode code) const {
   if (status == 0) return absl::OkStatus();
   std::string message = CfitsioMessage(status);  // before anything else touches the stack
-  return absl::Status(code, absl::StrCat(what, " failed in '", path_, "' ", HduDescription(),
-                                         ": ", message));
+  return absl::Status(
+      code, absl::StrCat(what, " failed in '", path_, "' ", HduDescription(), ": ", message));
 }
 
 absl::Status FitsFile::Error(absl::StatusCode code, absl::string_view message) const {

@@ -21,12 +21,12 @@
 #include <fitsio.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-
 
 namespace calibd::fits {
 
@@ -39,6 +39,12 @@ class FitsFile {
   // Creates a new file. ALREADY_EXISTS if it exists and !overwrite (with overwrite it is
   // removed first).
   static absl::StatusOr<FitsFile> Create(const std::string& path, bool overwrite);
+  // An existing FITS file we wrote ourselves, opened read-write to append HDUs after its last
+  // one (not scanned as hostile input). NOT_FOUND if it does not exist.
+  static absl::StatusOr<FitsFile> OpenForAppend(const std::string& path);
+  // A new FITS file in memory (CFITSIO's memory driver), freed when closed: for rendering
+  // header cards exactly as CFITSIO writes them. `name` appears in error messages.
+  static absl::StatusOr<FitsFile> CreateInMemory(const std::string& name);
 
   FitsFile() = default;
   FitsFile(FitsFile&& other) noexcept;
@@ -73,7 +79,15 @@ class FitsFile {
   // Closes the handle and the descriptor; CFITSIO's status of closing.
   int Release();
 
+  // The buffer of an in-memory file: CFITSIO keeps pointers to both fields and reallocates
+  // the data, so they live on the heap, at addresses that moves do not change.
+  struct Memory {
+    void* data = nullptr;
+    size_t size = 0;
+  };
+
   fitsfile* fptr_ = nullptr;
+  std::unique_ptr<Memory> memory_;
   int fd_ = -1;  // our descriptor of a file opened for reading (CFITSIO reads through it)
   std::string path_;
   int64_t file_size_ = 0;

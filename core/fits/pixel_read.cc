@@ -117,6 +117,16 @@ absl::Status ReadRawPixels(const FitsFile& file, const ImageInfo& info, RawImage
                     /*null_to_nan=*/false);
 }
 
+absl::Status ReadUint16Plane(const FitsFile& file, const ImageInfo& info, uint16_t* out) {
+  if (info.type == PixelType::kUint16 && RawIsDirect(file, info)) {
+    const int64_t n = int64_t{info.width} * info.height;
+    CALIBD_RETURN_IF_ERROR(PreadExactly(file, out, n * 2, info.datastart));
+    SwapInPlace(out, n, uint16_t{0x8000});
+    return absl::OkStatus();
+  }
+  return ReadPixels(file, info, TUSHORT, 0, info.height, out, /*null_to_nan=*/false);
+}
+
 absl::Status ReadRowsAsFloat(const FitsFile& file, const ImageInfo& info, int y0, int rows,
                              float* out, std::vector<uint8_t>* scratch) {
   if (!CanReadDirect(file, info) || (info.bitpix > 0 && info.has_blank)) {

@@ -31,6 +31,10 @@ absl::Status ReadPixels(const FitsFile& file, const ImageInfo& info, int datatyp
 // the image's type and shape: direct when the HDU allows, else through CFITSIO.
 absl::Status ReadRawPixels(const FitsFile& file, const ImageInfo& info, RawImage* out);
 
+// A whole plane as uint16 (a DQ plane) into out[width * height]: direct when the HDU stores
+// BZERO-unsigned 16-bit integers uncompressed, else CFITSIO's TUSHORT conversion.
+absl::Status ReadUint16Plane(const FitsFile& file, const ImageInfo& info, uint16_t* out);
+
 // Rows [y0, y0 + rows) as float32 with BSCALE/BZERO applied, as CFITSIO's TFLOAT reads give
 // them (integer BLANK → NaN; float NaN/Inf kept). `scratch` holds one band of raw bytes.
 absl::Status ReadRowsAsFloat(const FitsFile& file, const ImageInfo& info, int y0, int rows,

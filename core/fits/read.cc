@@ -135,8 +135,7 @@ absl::StatusOr<CalibratedFrame> ReadCalibratedFrame(const std::string& path,
     CALIBD_ASSIGN_OR_RETURN(ImageInfo info, InspectImage(hdu.file, plane_options));
     CALIBD_RETURN_IF_ERROR(CheckSameShape(hdu.file, info, w, h));
     frame.dq = Image<uint16_t>::Allocate(w, h, options.pool);
-    CALIBD_RETURN_IF_ERROR(
-        ReadPixels(hdu.file, info, TUSHORT, 0, h, frame.dq.data(), /*null_to_nan=*/false));
+    CALIBD_RETURN_IF_ERROR(ReadUint16Plane(hdu.file, info, frame.dq.data()));
   } else {
     CALIBD_ASSIGN_OR_RETURN(bool has_mask, MoveToOptional(hdu.file, "MASK"));
     if (has_mask) {

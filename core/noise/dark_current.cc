@@ -106,6 +106,7 @@ absl::StatusOr<NoiseProduct> BuildDarkCurrent(Sources darks, const DarkCurrentOp
                  "darks at this exposure time");
   }
   p.header.Set("GAINUSED", options.gain, "e- per input unit applied");
+  internal::ZeroNonFinite(&p);
   p.header.AddHistory("dark_current: per-pixel WLS signal = I + t*D over exposure-time means");
   return p;
 }

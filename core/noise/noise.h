@@ -14,7 +14,9 @@
 //
 // Units: every input value is multiplied by `gain` (e⁻ per input unit) and its variance by
 // gain², so every product is in e⁻. An input value is masked when its DQ has a bit of
-// `dq_mask` or it is not finite. Errors (absl codes, messages say what to supply):
+// `dq_mask` or it is not finite. Maps are finite (the store's rule for masters): a pixel that
+// could not be measured is 0 with DQ bad|no_data (bad, for the per-pixel gain).
+// Errors (absl codes, messages say what to supply):
 //   INVALID_ARGUMENT  too few frames / levels / exposure times / settings (naming what was
 //                     found), frames of different shapes (naming the first that differs),
 //                     a missing or non-numeric EXPTIME / gain keyword (naming frame and key),
@@ -51,7 +53,7 @@ struct StackOptions {
 // ---- read_noise: per-pixel unbiased std over a bias stack ------------------------------
 // Maps READ_NOISE (e⁻; std with ddof 1 of the valid values), READ_NOISE_ERR (its standard
 // error for Gaussian noise, σ/√(2(n−1))), NFRAMES (valid values per pixel). A pixel with
-// fewer than `min_frames` valid values gets NaN and DQ bad|no_data. Header RDNOISE (median
+// fewer than `min_frames` valid values gets 0 and DQ bad|no_data. Header RDNOISE (median
 // of the map, e⁻), RDNOISEE (its standard error, 1.2533·robust σ of the map/√N_pix), NCOMBINE.
 // One pass (Welford, double) over ≥ 2 frames.
 struct ReadNoiseOptions : StackOptions {
@@ -98,7 +100,7 @@ absl::StatusOr<NoiseProduct> BuildGain(Sources flats, Sources biases, const Gain
 // and the variance of that mean — from the inputs' variance planes (Σv/n², when every frame
 // has one and `use_input_variance`), else s²/n (ddof 1; groups then need >= 2 frames). Weighted
 // least squares signal = I + t·D over the groups with >= half their frames valid (>= 2
-// groups needed, else NaN and DQ bad|no_data). Maps DARK_CURRENT (e⁻/s), DARK_CURRENT_ERR,
+// groups needed, else 0 and DQ bad|no_data). Maps DARK_CURRENT (e⁻/s), DARK_CURRENT_ERR,
 // DARK_INTERCEPT (e⁻), DARK_INTERCEPT_ERR, DARK_COV (cov(I, D), e⁻²/s). Hot pixels: D above the
 // detector's rate (the median of the map) by more than `hot_sigma` × the map's robust σ
 // (1.4826·MAD) and by `hot_min_rate` → DQ hot. Header DARKCUR (median, e⁻/s), NHOT, HOTSIGMA,
@@ -143,9 +145,9 @@ absl::StatusOr<NoiseProduct> BuildBadPixels(const BadPixelInputs& inputs,
 // sub-stack is usable for a pixel when at least half its frames are valid there. Weighted
 // least squares over the usable sub-stacks (weights 1/var of the mean; `weighted` false: equal
 // weights, errors from the residual scatter). A pixel with < 4 usable sub-stacks is not fitted:
-// NaN maps, DQ bad|no_data. Maps FPN (F, e⁻), DARK_CURRENT (D, e⁻/s), CIC (C, e⁻), each _ERR,
+// 0 in every map, DQ bad|no_data. Maps FPN (F, e⁻), DARK_CURRENT (D, e⁻/s), CIC (C, e⁻), each _ERR,
 // the covariances COV_F_D, COV_F_C, COV_D_C (what a synthesized dark's variance needs),
-// ADJ_R2 (weighted adjusted R²; NaN for exactly 4 settings when the fit is exact), NUSABLE.
+// ADJ_R2 (weighted adjusted R²; 0 where undefined: exactly 3 usable or no spread), NUSABLE.
 // Negative values are kept (corgidrp makes them positive; that biases the means). Header
 // NSETTING, SETn_G, SETn_T, SETn_N, FPNMEAN, CICMEAN, DCMEAN (means over fitted pixels), and
 // when `prescan_section` is given BIASOFF (median of F + C over it, e⁻) and BIASOFFE.

@@ -170,6 +170,7 @@ absl::StatusOr<NoiseProduct> BuildNoiseModel(Sources darks, const NoiseModelOpti
   if (options.temperature) p.header.Set("TEMPMOD", *options.temperature, "temperature [C]");
   p.header.Set("EMGAINKY", options.em_gain_key, "header keyword of the EM gain");
   p.header.Set("GAINUSED", options.gain, "e- per input unit applied");
+  internal::ZeroNonFinite(&p);
   p.header.AddHistory("noise_model: per-pixel WLS mean = F + g*t*D + g*C over sub-stacks");
   return p;
 }

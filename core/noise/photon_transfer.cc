@@ -391,6 +391,7 @@ absl::StatusOr<NoiseProduct> BuildGain(Sources flats, Sources biases, const Gain
   for (int64_t i = 0; i < gain_map.num_pixels(); ++i) {
     if (!std::isfinite(gain_map.data()[i])) p.dq.data()[i] |= kDqBad;
   }
+  internal::ZeroNonFinite(&p);
   p.header.AddHistory("gain: photon transfer var(F1-F2)/2 = a + mean/g, weighted least squares");
   return p;
 }

@@ -63,6 +63,7 @@ absl::StatusOr<NoiseProduct> BuildReadNoise(Sources biases, const ReadNoiseOptio
                "standard error of RDNOISE [e-]");
   p.header.Set("NCOMBINE", n, "bias frames");
   p.header.Set("GAINUSED", options.gain, "e- per input unit applied");
+  internal::ZeroNonFinite(&p);
   p.header.AddHistory(absl::StrCat("read_noise: std (ddof 1) over ", n, " biases per pixel"));
   return p;
 }

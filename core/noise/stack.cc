@@ -209,6 +209,15 @@ double RobustSigma(absl::Span<const float> values, double median) {
   return 1.482602218505602 * calib::Median(absl::MakeSpan(v));
 }
 
+void ZeroNonFinite(NoiseProduct* product) {
+  for (NoiseMap& m : product->maps) {
+    float* d = m.data.data();
+    for (int64_t i = 0; i < m.data.num_pixels(); ++i) {
+      if (!std::isfinite(d[i])) d[i] = 0.0f;
+    }
+  }
+}
+
 std::vector<double> DistinctValues(absl::Span<const double> values, std::vector<int>* index) {
   std::vector<double> sorted(values.begin(), values.end());
   std::sort(sorted.begin(), sorted.end());

@@ -70,6 +70,10 @@ bool SolveWls(int p, int m, const double* x, const double* y, const double* w, d
 double FiniteMedian(absl::Span<const float> values);
 double RobustSigma(absl::Span<const float> values, double median);
 
+// Every non-finite map value becomes 0 (the store's rule: masters are finite, bad pixels are
+// flagged in DQ — each product has flagged them already).
+void ZeroNonFinite(NoiseProduct* product);
+
 // Distinct values (relative tolerance 1e-6) of `values`, ascending; `index[i]` = the group of i.
 std::vector<double> DistinctValues(absl::Span<const double> values, std::vector<int>* index);
 

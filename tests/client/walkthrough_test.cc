@@ -3,7 +3,8 @@
 // make-samples → detector put → build bias/dark/flat (certified) → select → calibrate → the
 // output FITS read back, and compared with astropy ccdproc 2.4 doing the same reduction on the
 // same raw files (tests/oracle/walkthrough_ccdproc.py) to float32 precision.
-// Also the CLI's error contract: exit code 1 and ONE stderr line naming the gRPC code.
+// Also the CLI's error contract: the exit code of the failure's class (client/exit_codes.h) and
+// ONE stderr line naming the gRPC code.
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -201,15 +202,17 @@ TEST_F(WalkthroughTest, FailuresExitNonZeroWithOneLineNamingTheCode) {
 
   // Unknown detector.
   r = Calibctl({"detector", "get", "nope/none"});
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 66);  // not found
   ASSERT_EQ(Lines(r.err).size(), 1u) << r.err;
   EXPECT_THAT(r.err, HasSubstr("calibctl: detector get nope/none: NOT_FOUND: "));
+  // The server's request id (its log has the detail under the same id).
+  EXPECT_THAT(r.err, ::testing::MatchesRegex(".*\\(request id [^ )]+\\)\n"));
 
   ASSERT_EQ(Calibctl({"detector", "put", samples + "/SPEC.json"}).exit_code, 0);
 
-  // No certified master under the strict policy: that frame fails, the command exits 1.
+  // No certified master under the strict policy: that frame fails, the command exits 65.
   r = Calibctl({"calibrate", "--detector", "demo/ccd0", "-o", dir_.File("out"), light});
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 65);  // data: FAILED_PRECONDITION
   ASSERT_EQ(Lines(r.err).size(), 1u) << r.err;
   EXPECT_THAT(r.err, HasSubstr(absl::StrCat("calibctl: calibrate ", light, ": FAILED_PRECONDITION: ")))
       << r.err;
@@ -218,7 +221,7 @@ TEST_F(WalkthroughTest, FailuresExitNonZeroWithOneLineNamingTheCode) {
   // A version that does not exist.
   r = Calibctl({"get", "--detector", "demo/ccd0", "--kind", "bias", "--version", "7", "-o",
                 dir_.File("x.fits")});
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 66);
   ASSERT_EQ(Lines(r.err).size(), 1u) << r.err;
   EXPECT_THAT(r.err, HasSubstr(": NOT_FOUND: "));
   EXPECT_FALSE(std::filesystem::exists(dir_.File("x.fits")));
@@ -239,7 +242,7 @@ TEST_F(WalkthroughTest, FailuresExitNonZeroWithOneLineNamingTheCode) {
   EXPECT_THAT(r.out, HasSubstr("version 1 (identical bytes were already stored)"));
   r = Calibctl({"certify", "--detector", "demo/ccd0", "--kind", "bias", "--version", "1",
                 "--begin", "2026-03-02"});
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 65);  // data: ALREADY_EXISTS
   ASSERT_EQ(Lines(r.err).size(), 1u) << r.err;
   EXPECT_THAT(r.err, HasSubstr(": ALREADY_EXISTS: "));
 
@@ -247,15 +250,15 @@ TEST_F(WalkthroughTest, FailuresExitNonZeroWithOneLineNamingTheCode) {
   std::ofstream(dir_.File("junk.fits")) << "not a FITS file";
   r = Calibctl({"calibrate", "--detector", "demo/ccd0", "-o", dir_.File("out2"),
                 dir_.File("junk.fits")});
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 65);  // data: INVALID_ARGUMENT
   EXPECT_THAT(r.err, HasSubstr(": INVALID_ARGUMENT: ")) << r.err;
 
-  // Usage errors exit 2 and say which flag.
+  // Usage errors exit 64 and say which flag.
   r = Calibctl({"certify", "--detector", "demo/ccd0", "--kind", "bias", "--version", "1"});
-  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.exit_code, 64);
   EXPECT_THAT(r.err, HasSubstr("--begin is required"));
   r = Calibctl({"calibrate", "--detector", "demo/ccd0", "--policy", "loose", light});
-  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.exit_code, 64);
   EXPECT_THAT(r.err, HasSubstr("--policy must be one of strict, nearest"));
 }
 
@@ -266,7 +269,7 @@ TEST(CalibctlTest, NothingListeningIsUnavailable) {
                                        "/client/calibctl --timeout 5 --server 127.0.0.1:", port,
                                        " health 2>&1 >/dev/null)");
   ASSERT_OK_AND_ASSIGN(CommandResult r, RunCommand(cmd));
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 69);
   EXPECT_THAT(r.output, HasSubstr("calibctl: health: UNAVAILABLE: "));
   EXPECT_EQ(Lines(r.output).size(), 1u) << r.output;
 }

@@ -8,11 +8,17 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
-for tool in kubectl node npm; do
+for tool in node npm; do
   command -v "$tool" >/dev/null || { echo "kubernetes_test: FAIL: $tool not found" >&2; exit 1; }
 done
-kubectl version --client 2>/dev/null | grep -q 'Kustomize Version: v[45]' ||
-  { echo "kubernetes_test: FAIL: kubectl with kustomize >= v4 needed (kubectl >= 1.21)" >&2; exit 1; }
+# Debian 12 ships no kubectl with a kustomize new enough for components and replacements
+# (kubernetes-client 1.20 has kustomize v2): where none is installed the render is skipped
+# (ctest reports SKIPPED, exit 77) rather than failed; with kubectl >= 1.21 it always runs.
+if ! command -v kubectl >/dev/null ||
+   ! kubectl version --client 2>/dev/null | grep -q 'Kustomize Version: v[45]'; then
+  echo "kubernetes_test: SKIP: kubectl >= 1.21 (kustomize >= v4) not installed" >&2
+  exit 77
+fi
 
 lock_hash=$(cat "$here/validator/package.json" "$here/validator/package-lock.json" | sha256sum | cut -c1-16)
 dir=${CALIBD_NPM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/calibd}/deploy-validator-$lock_hash

@@ -445,7 +445,9 @@ TEST_F(HostileTest, MutatedFilesNeverCrash) {
       // The same HDU, validated the same way: the header and band readers accept it too.
       EXPECT_TRUE(header.ok()) << "variant " << variants << ": " << header.status();
       EXPECT_TRUE(reader.ok()) << "variant " << variants << ": " << reader.status();
-      if (header.ok()) EXPECT_EQ(header->cards().size(), raw->header.cards().size());
+      if (header.ok()) {
+        EXPECT_EQ(header->cards().size(), raw->header.cards().size());
+      }
     } else {
       ++refused;
     }
@@ -487,7 +489,9 @@ TEST_F(HostileTest, MutatedFilesNeverCrash) {
     }
     // Pixels that decode as stored also decode as float32 (not the converse: a corrupt tile
     // may decode to values that overflow the stored type but not float32).
-    if (raw.ok()) EXPECT_TRUE(all_rows) << "variant " << variants << ": the band reader failed";
+    if (raw.ok()) {
+      EXPECT_TRUE(all_rows) << "variant " << variants << ": the band reader failed";
+    }
   };
   uint64_t state = 12345;
   auto next = [&]() {

@@ -58,7 +58,7 @@ TEST(ReadNoise, RecoversPerPixelSigmaWithinItsStandardError) {
   EXPECT_EQ(p.FindMap("READ_NOISE")->unit, "electron");
   auto skip = [](int x, int y) { return x == 5 && y == 7; };
   EXPECT_GE(FractionWithin(*map, *err, rn, 3, skip), 0.99);
-  EXPECT_TRUE(std::isnan(map->at(5, 7)));
+  EXPECT_EQ(map->at(5, 7), 0.0f);
   EXPECT_EQ(p.dq.at(5, 7), kDqBad | kDqNoData);
   EXPECT_EQ(p.Find("NFRAMES")->at(5, 7), 1);
   // RDNOISE: the median of the map, close to the truth's median (4.5).
@@ -70,7 +70,6 @@ TEST(ReadNoise, RecoversPerPixelSigmaWithinItsStandardError) {
   options.memory_budget_bytes = 1;
   ASSERT_OK_AND_ASSIGN(NoiseProduct q, BuildReadNoise(s.Sources(), options, nullptr));
   for (int64_t i = 0; i < map->num_pixels(); ++i) {
-    if (std::isnan(map->data()[i])) continue;
     ASSERT_EQ(map->data()[i], q.Find("READ_NOISE")->data()[i]) << i;
   }
 }

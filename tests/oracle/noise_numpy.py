@@ -29,6 +29,7 @@ def load(path):
 def product(path):
     with fits.open(path) as f:
         maps = {h.name: h.data.astype(np.float64) for h in f[1:] if h.data is not None}
+        maps["DQ"] = f["DQ"].data.astype(np.int64)
         units = {h.name: h.header.get("BUNIT", "") for h in f[1:]}
         return maps, units, dict(f[0].header)
 
@@ -94,6 +95,7 @@ def substack_means(data, index, nset):
 def main():
     kind, path = sys.argv[1], sys.argv[2]
     maps, units, header = product(path)
+    dq_plane = maps["DQ"]
     if kind == "gain":
         nlevels, nbias = int(sys.argv[3]), int(sys.argv[4])
         frames = [load(p)[0] for p in sys.argv[5:]]
@@ -124,6 +126,15 @@ def main():
                                       cov="unscaled")
             if bi > 0:
                 g[i], ge[i] = 1 / bi, np.sqrt(ci[0, 0]) / bi ** 2
+        # Where the per-pixel slope is not positive calibd stores 0 with DQ bad (maps are finite).
+        unfit = ~np.isfinite(g)
+        dq = dq_plane.ravel()
+        if not (np.all(maps["GAIN"].ravel()[unfit] == 0) and np.all(dq[unfit] & 1) and
+                not np.any(dq[~unfit] & 1)):
+            failures.append("GAIN unfitted pixels")
+            print("GAIN: unfitted pixels are not 0 with DQ bad")
+        print(f"GAIN map: {unfit.sum()} pixels without a positive slope (0, DQ bad)")
+        g[unfit], ge[unfit] = 0, 0
         compare("GAIN map", maps["GAIN"].ravel(), g, ge)
         compare("GAIN_ERR map", maps["GAIN_ERR"].ravel(), ge, 0)
     else:

@@ -74,8 +74,9 @@ TEST(TimeConvertTest, SubMicrosecondNanosFloorTowardThePast) {
 
 TEST(TimeConvertTest, AgreesWithProtobufTimeUtilAndRoundTrips) {
   std::mt19937_64 rng(7);
-  std::uniform_int_distribution<int64_t> any(MicrosOf(absl::CivilSecond(1, 1, 1)),
-                                             MicrosOf(absl::CivilSecond(9999, 12, 31, 23, 59, 59), 999'999));
+  std::uniform_int_distribution<int64_t> any(
+      MicrosOf(absl::CivilSecond(1, 1, 1)),
+      MicrosOf(absl::CivilSecond(9999, 12, 31, 23, 59, 59), 999'999));
   for (int i = 0; i < 10'000; ++i) {
     const int64_t us = i < 3 ? -i : any(rng);
     const Timestamp ours = TimeMicrosToProto(us);

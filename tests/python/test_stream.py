@@ -41,6 +41,7 @@ def test_bad_frames_yield_frame_errors_in_place(reduced_server, samples, tmp_pat
         (data, unknown, "unknown_detector"),
         str(tmp_path / "missing.fits"),
         str(junk),
+        (data[:0], good, "empty"),  # refused locally: it would end the whole stream
         (data, good, "good_1"),
     ]
     v_filter["DETECTOR"] = DETECTOR
@@ -57,9 +58,10 @@ def test_bad_frames_yield_frame_errors_in_place(reduced_server, samples, tmp_pat
         "unknown_detector": grpc.StatusCode.NOT_FOUND,
         "missing.fits": grpc.StatusCode.NOT_FOUND,
         "junk.fits": grpc.StatusCode.INVALID_ARGUMENT,
+        "empty": grpc.StatusCode.INVALID_ARGUMENT,
     }
     errors = [r for r in results if isinstance(r, calibd.FrameError)]
-    assert [e.index for e in errors] == [1, 2, 3, 4, 5]
+    assert [e.index for e in errors] == [1, 2, 3, 4, 5, 6]
     assert isinstance(errors[0].error, calibd.FailedPrecondition)
     assert "flat" in errors[0].message
 

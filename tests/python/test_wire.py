@@ -160,3 +160,39 @@ def test_fast_checksums_verify_with_astropy(tmp_path):
     for v in [0, 0xFFFFFFFF, 1, 0x3A3A3A3A, *rng.integers(0, 2**32, size=50)]:
         assert encode_checksum(int(v)) == theirs._char_encode(~np.uint32(v)), v
     assert encode_checksum(0xFFFFFFFF) == "0000000000000000"
+
+
+def _result_messages(n=64, planes=(1, 2, 3)):
+    h = calibrator_pb2.ResultHeader(frame_id="x", width=n, height=n, planes=list(planes), unit=1)
+    out = [calibrator_pb2.CalibrateResponse(header=h).SerializeToString()]
+    for p in planes:
+        size = n * n * (2 if p == types_pb2.PLANE_DQ else 4)
+        out.append(calibrator_pb2.CalibrateResponse(chunk=calibrator_pb2.ResultChunk(
+            plane=p, data=bytes([p]) * size)).SerializeToString())
+    return out
+
+
+def _assemble(assembler, messages):
+    result = None
+    for m in messages:
+        result = assembler.add(_wire.decode_calibrate_response(m), 0)
+    return result
+
+
+def test_result_buffers_are_reused_only_when_dropped():
+    a = _calibrate.ResultAssembler(window=1)
+    msgs = _result_messages()
+    first = _assemble(a, msgs)
+    assert isinstance(first, calibd.CalibratedFrame) and first.dq[0, 0] == 0x0303
+    held = [_assemble(a, msgs) for _ in range(2)] + [first]
+    assert len(a._pool._arrays) == 12  # 3 frames x (data, variance, dq, mask): all alive
+    assert len({id(r.data) for r in held}) == 3
+    del held, first
+    for _ in range(5):  # the consumer keeps only the latest: the same buffers come back
+        latest = _assemble(a, msgs)
+        assert latest.data[0, 0] == np.frombuffer(b"\x01" * 4, "<f4")[0]
+        del latest
+    assert len(a._pool._arrays) == 12
+    view = _assemble(a, msgs).data[:2]  # a view keeps its frame's data plane in use
+    other = _assemble(a, msgs)
+    assert not np.shares_memory(view, other.data)

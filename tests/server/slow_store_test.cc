@@ -16,6 +16,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/server.h"
+#include "tests/server/forwarding_store.h"
 #include "tests/testing/grpc_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -29,18 +30,10 @@ constexpr char kSlowDetector[] = "slow/ccd";
 constexpr auto kDelay = std::chrono::milliseconds(1500);
 constexpr double kDelayMs = 1500;
 
-// A CalibrationStore that sleeps before GetDetector(kSlowDetector) and ListDetectors, and
-// forwards everything to the real store.
-class SlowStore final : public store::CalibrationStore {
+// A store whose GetDetector(kSlowDetector) and ListDetectors sleep kDelay first.
+class SlowStore final : public ForwardingStore {
  public:
-  explicit SlowStore(std::unique_ptr<store::CalibrationStore> inner) : inner_(std::move(inner)) {}
-  std::string Describe() const override { return "slow:" + inner_->Describe(); }
-  absl::Status Ping() override { return inner_->Ping(); }
-  store::MasterCacheStats CacheStats() const override { return inner_->CacheStats(); }
-  absl::StatusOr<store::DetectorRecord> PutDetector(const store::DetectorSpec& spec,
-                                                    const std::string& actor) override {
-    return inner_->PutDetector(spec, actor);
-  }
+  using ForwardingStore::ForwardingStore;
   absl::StatusOr<store::DetectorRecord> GetDetector(const std::string& name,
                                                     int64_t version) override {
     if (name == kSlowDetector) std::this_thread::sleep_for(kDelay);
@@ -50,72 +43,6 @@ class SlowStore final : public store::CalibrationStore {
     std::this_thread::sleep_for(kDelay);
     return inner_->ListDetectors();
   }
-  absl::StatusOr<store::MasterVersion> PutMaster(const store::PutMasterRequest& request,
-                                                 const std::string& actor) override {
-    return inner_->PutMaster(request, actor);
-  }
-  absl::StatusOr<std::vector<store::MasterVersion>> ListMasters(
-      const store::MasterFilter& filter) override {
-    return inner_->ListMasters(filter);
-  }
-  absl::StatusOr<std::vector<store::SeriesInfo>> ListSeries(
-      const store::MasterFilter& filter) override {
-    return inner_->ListSeries(filter);
-  }
-  absl::StatusOr<std::vector<store::MasterVersion>> History(int64_t series_id) override {
-    return inner_->History(series_id);
-  }
-  absl::StatusOr<store::MasterVersion> GetVersion(int64_t series_id, int64_t version) override {
-    return inner_->GetVersion(series_id, version);
-  }
-  absl::StatusOr<store::MasterVersion> GetMaster(const std::string& detector,
-                                                 const std::string& kind,
-                                                 const store::Configuration& configuration,
-                                                 int64_t version) override {
-    return inner_->GetMaster(detector, kind, configuration, version);
-  }
-  absl::StatusOr<std::vector<store::MasterVersion>> FindBySha256(
-      const std::string& sha256) override {
-    return inner_->FindBySha256(sha256);
-  }
-  absl::StatusOr<std::shared_ptr<const CalibratedFrame>> LoadMaster(
-      const std::string& sha256) override {
-    return inner_->LoadMaster(sha256);
-  }
-  absl::StatusOr<std::string> MaterializeBlob(const std::string& sha256) override {
-    return inner_->MaterializeBlob(sha256);
-  }
-  absl::Status ReadBlob(const std::string& sha256, size_t chunk_bytes,
-                        const std::function<absl::Status(absl::string_view)>& sink) override {
-    return inner_->ReadBlob(sha256, chunk_bytes, sink);
-  }
-  absl::StatusOr<store::Certification> Certify(const store::CertifyRequest& request) override {
-    return inner_->Certify(request);
-  }
-  absl::Status Decertify(const store::DecertifyRequest& request) override {
-    return inner_->Decertify(request);
-  }
-  absl::StatusOr<std::vector<store::Certification>> ListCertifications(
-      int64_t series_id) override {
-    return inner_->ListCertifications(series_id);
-  }
-  absl::StatusOr<store::SelectionResult> Select(const store::SelectionRequest& request) override {
-    return inner_->Select(request);
-  }
-  absl::StatusOr<std::vector<store::AuditEntry>> AuditLog(store::TimeMicros since,
-                                                          int limit) override {
-    return inner_->AuditLog(since, limit);
-  }
-  absl::StatusOr<std::vector<store::VersionChange>> ChangedSince(store::TimeMicros since) override {
-    return inner_->ChangedSince(since);
-  }
-  absl::StatusOr<int64_t> ChangeCounter() override { return inner_->ChangeCounter(); }
-  absl::StatusOr<int64_t> WaitForChange(int64_t known, absl::Duration timeout) override {
-    return inner_->WaitForChange(known, timeout);
-  }
-
- private:
-  std::unique_ptr<store::CalibrationStore> inner_;
 };
 
 double MsSince(Clock::time_point t) {

@@ -11,6 +11,7 @@ Thread safety: a `ResultAssembler` belongs to one reader; the functions are pure
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -173,14 +174,44 @@ def local_error(e: BaseException, item: Item) -> _errors.FrameError:
                               item.frame_id, item.index)
 
 
+class ArrayPool:
+    """Plane arrays handed out before and since dropped by the caller, for reuse.
+
+    Fresh memory is expensive here: a 4096² frame's planes are 176 MB, each allocation is a new
+    mmap the kernel must zero on first touch (about 0.25 s of CPU a frame, more than everything
+    else the client does). An array the pool handed out is reused once nothing but the pool
+    refers to it (no CCDData, view, memoryview or name holds it: CPython's reference count
+    says so exactly), so a stream whose consumer keeps only the latest results reuses the same
+    few buffers. A consumer that keeps every result just gets fresh arrays.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._arrays: List[np.ndarray] = []
+        self._limit = limit
+
+    def empty(self, shape: tuple, dtype: str) -> np.ndarray:
+        want = np.dtype(dtype)
+        for a in self._arrays:
+            # References: the pool's list, the loop variable, getrefcount's argument.
+            if a.shape == shape and a.dtype == want and sys.getrefcount(a) == 3:
+                return a
+        a = np.empty(shape, dtype=want)
+        self._arrays.append(a)
+        if len(self._arrays) > self._limit:
+            del self._arrays[0]
+        return a
+
+
 class ResultAssembler:
     """Collects one result (a ResultHeader, then its plane chunks) into a CalibratedFrame.
 
     ``add`` returns the finished `CalibratedFrame` or `FrameError`, or None while incomplete.
-    Chunk bytes are copied once, from gRPC's received buffer into the plane's array.
+    Chunk bytes are copied once, from gRPC's received buffer into the plane's array (from an
+    `ArrayPool`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, window: int = DEFAULT_WINDOW) -> None:
+        self._pool = ArrayPool(4 * (window + 2))
         self._header: Optional[calibrator_pb2.ResultHeader] = None
         self._planes: List[int] = []
         self._arrays: Dict[int, np.ndarray] = {}
@@ -232,7 +263,7 @@ class ResultAssembler:
         self._views = []
         for p in self._planes:
             dtype = "<u2" if p == types_pb2.PLANE_DQ else "<f4"
-            a = np.empty((h.height, h.width), dtype=dtype)
+            a = self._pool.empty((h.height, h.width), dtype)
             self._arrays[p] = a
             self._views.append(memoryview(a).cast("B"))
         self._plane = 0
@@ -247,8 +278,12 @@ class ResultAssembler:
         data = a.get(types_pb2.PLANE_DATA)
         if data is None:  # CCDData needs data; a result without it carries zeros
             data = np.zeros((h.height, h.width), dtype=np.float32)
+        dq = a.get(types_pb2.PLANE_DQ)
+        mask = None
+        if dq is not None:
+            mask = np.not_equal(dq, 0, out=self._pool.empty(dq.shape, "bool"))
         frame = _convert.ccddata_from_planes(
-            CalibratedFrame, data, a.get(types_pb2.PLANE_VARIANCE), a.get(types_pb2.PLANE_DQ),
+            CalibratedFrame, data, a.get(types_pb2.PLANE_VARIANCE), mask,
             _convert.cards_to_header(h.cards), _convert.unit_name(h.unit))
         frame.dq = a.get(types_pb2.PLANE_DQ)
         frame.provenance = [AppliedMaster.from_proto(m) for m in h.masters]
@@ -258,6 +293,7 @@ class ResultAssembler:
         frame.compute_seconds = h.compute_seconds
         self._arrays = {}
         self._views = []
+        del a, data, dq, mask
         return frame
 
 

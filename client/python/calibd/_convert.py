@@ -139,8 +139,9 @@ def pixel_type(dtype: np.dtype) -> int:
 def little_endian_pixels(data: np.ndarray) -> np.ndarray:
     """The array as C-contiguous little-endian pixels (the array itself when it already is)."""
     a = np.asarray(data)
-    if a.ndim != 2:
-        raise _errors.InvalidArgument(f"a frame must be 2-D, not of shape {a.shape}")
+    if a.ndim != 2 or a.size == 0:
+        # Caught here: the server ends the whole stream on a FrameHeader without pixels.
+        raise _errors.InvalidArgument(f"a frame must be 2-D and not empty, not of shape {a.shape}")
     if a.dtype.kind == "b":
         a = a.astype(np.uint8)
     pixel_type(a.dtype)
@@ -154,22 +155,31 @@ def frame_id_of(path: str) -> str:
     return os.path.basename(path)
 
 
+def frame_id(frame: Any, index: int) -> str:
+    """The id a frame will carry: its file name, the id given in ``(array, header, id)``, a
+    CCDData's FRAMEID keyword, else ``frame_NNNN`` (its position)."""
+    if isinstance(frame, (str, os.PathLike)):
+        return frame_id_of(os.fspath(frame))
+    if isinstance(frame, tuple) and len(frame) == 3:
+        return str(frame[2])
+    if isinstance(frame, CCDData) and frame.meta and frame.meta.get("FRAMEID"):
+        return str(frame.meta.get("FRAMEID"))
+    return f"frame_{index:04d}"
+
+
 def load_frame(frame: FrameLike, index: int) -> Tuple[str, np.ndarray, Any]:
     """(frame id, pixels, header) of one input of `calibrate` or `build`."""
+    fid = frame_id(frame, index)
     if isinstance(frame, (str, os.PathLike)):
-        path = os.fspath(frame)
         from ._fitsio import read_fits_frame
-        data, header = read_fits_frame(path)
-        return frame_id_of(path), data, header
+        data, header = read_fits_frame(os.fspath(frame))
+        return fid, data, header
     if isinstance(frame, CCDData):
-        fid = str(frame.meta.get("FRAMEID", "")) if frame.meta else ""
-        return fid or f"frame_{index:04d}", np.asarray(frame.data), frame.meta
+        return fid, np.asarray(frame.data), frame.meta
     if isinstance(frame, tuple) and len(frame) in (2, 3):
-        data, header = frame[0], frame[1]
-        fid = str(frame[2]) if len(frame) == 3 else f"frame_{index:04d}"
-        return fid, np.asarray(data), header
+        return fid, np.asarray(frame[0]), frame[1]
     if isinstance(frame, np.ndarray):
-        return f"frame_{index:04d}", frame, None
+        return fid, frame, None
     raise _errors.InvalidArgument(
         f"input {index}: give a CCDData, an (ndarray, header) pair or a FITS path, not "
         f"{type(frame).__name__}")
@@ -229,8 +239,9 @@ def unit_name(unit: int) -> str:
 
 
 def ccddata_from_planes(cls: type, data: np.ndarray, variance: Optional[np.ndarray],
-                        dq: Optional[np.ndarray], header: fits.Header, unit: str) -> CCDData:
-    """A CCDData (or subclass ``cls``) with StdDevUncertainty = sqrt(variance), mask = DQ != 0.
+                        mask: Optional[np.ndarray], header: fits.Header, unit: str) -> CCDData:
+    """A CCDData (or subclass ``cls``) with StdDevUncertainty = sqrt(variance) and the mask
+    (DQ != 0).
 
     ``variance`` is the caller's scratch array: its square root is taken in place (the float32
     square root is correctly rounded, so this equals calibctl's UNCERT plane bit for bit).
@@ -238,7 +249,6 @@ def ccddata_from_planes(cls: type, data: np.ndarray, variance: Optional[np.ndarr
     uncertainty = None
     if variance is not None:
         uncertainty = StdDevUncertainty(np.sqrt(variance, out=variance), copy=False)
-    mask = None if dq is None else dq != 0
     header = header.copy()
     header.remove("BUNIT", ignore_missing=True, remove_all=True)
     ccd = cls(data, unit=u.Unit(unit), uncertainty=uncertainty, mask=mask, meta=header,

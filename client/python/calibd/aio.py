@@ -18,13 +18,12 @@ Thread safety: a Client belongs to one event loop; calls may run concurrently as
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any, AsyncIterator, Dict, List, Mapping, Optional, Sequence, Union
 
 import grpc
 import grpc.aio
 
-from . import _calibrate, _errors, _requests, _wire
+from . import _calibrate, _convert, _errors, _requests, _wire
 from ._proto import builder_pb2, health_pb2, health_pb2_grpc, store_pb2, store_pb2_grpc
 from ._types import (BuildResult, CalibratedFrame, Certification, DqBit, History, HistoryEvent,
                      MasterVersion, PutResult, Selection)
@@ -295,9 +294,7 @@ class Client:
             try:
                 async for frame in frames_iter():
                     await slots.acquire()
-                    item = _calibrate.Item(index, f"frame_{index:04d}")
-                    if isinstance(frame, (str, os.PathLike)):
-                        item.frame_id = os.path.basename(os.fspath(frame))
+                    item = _calibrate.Item(index, _convert.frame_id(frame, index))
                     index += 1
                     try:
                         fid, header, pixels = await loop.run_in_executor(
@@ -337,7 +334,7 @@ class Client:
             return items.get_nowait() if not items.empty() else None
 
         task = asyncio.ensure_future(writer())
-        assembler = _calibrate.ResultAssembler()
+        assembler = _calibrate.ResultAssembler(window)
         finished = False
         try:
             while True:

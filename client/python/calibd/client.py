@@ -23,7 +23,7 @@ from typing import (Any, Callable, Deque, Dict, Iterable, Iterator, List, Mappin
 
 import grpc
 
-from . import _calibrate, _errors, _requests, _wire
+from . import _calibrate, _convert, _errors, _requests, _wire
 from ._proto import (builder_pb2, health_pb2, health_pb2_grpc, store_pb2,
                      store_pb2_grpc)
 from ._types import (BuildResult, CalibratedFrame, Certification, DqBit, History, HistoryEvent,
@@ -443,10 +443,7 @@ class Client:
                     except StopIteration:
                         pipe.release()
                         return
-                    item = _calibrate.Item(index, f"frame_{index:04d}")
-                    if isinstance(frame, (str, bytes)) or hasattr(frame, "__fspath__"):
-                        import os
-                        item.frame_id = os.path.basename(os.fspath(frame))
+                    item = _calibrate.Item(index, _convert.frame_id(frame, index))
                     index += 1
                     try:
                         fid, header, pixels = _calibrate.prepare(template, frame, item.index)
@@ -465,7 +462,7 @@ class Client:
                 pipe.finish_writing()
 
         call = self._calibrate(requests(), timeout=timeout, metadata=self._metadata)
-        assembler = _calibrate.ResultAssembler()
+        assembler = _calibrate.ResultAssembler(window)
         try:
             while True:
                 item = pipe.next_item(call)

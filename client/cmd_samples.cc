@@ -1,0 +1,115 @@
+// calibctl make-samples (synthetic raw frames to try calibd with) and health.
+#include <iostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/command.h"
+#include "client/exit_codes.h"
+#include "client/format.h"
+#include "client/requests.h"
+#include "client/samples.h"
+
+namespace calibd::client {
+namespace {
+
+int MakeSamplesCommand(Context& c) {
+  absl::StatusOr<std::string> dir = RequiredFlag(c.args, "output");
+  if (!dir.ok()) return c.Usage(dir.status());
+  absl::StatusOr<SampleOptions> o = SampleOptionsFromFlags(c.args);
+  if (!o.ok()) return c.Usage(o.status());
+  absl::StatusOr<SampleSet> set = MakeSamples(*dir, *o);
+  if (!set.ok()) return Fail(absl::StrCat("make-samples ", *dir), set.status());
+  if (c.json) {
+    JsonWriter j;
+    j.BeginObject();
+    j.Key("spec");
+    j.String(set->spec_path);
+    j.Key("detector");
+    j.String(o->detector);
+    j.Key("certify_from");
+    j.String(set->certify_from);
+    for (auto [name, list] :
+         {std::make_pair("bias", &set->bias), std::make_pair("dark", &set->dark),
+          std::make_pair("flat", &set->flat), std::make_pair("light", &set->light)}) {
+      j.Key(name);
+      j.BeginArray();
+      for (const std::string& p : *list) j.String(p);
+      j.EndArray();
+    }
+    j.EndObject();
+    std::cout << j.str() << "\n";
+  } else {
+    std::cout << "wrote " << set->spec_path << " (detector " << o->detector << ", "
+              << o->data_width + o->overscan_width << "x" << o->height << " uint16 with "
+              << o->overscan_width << " overscan columns)\n"
+              << "  " << set->bias.size() << " biases in " << *dir << "/bias/, " << set->dark.size()
+              << " darks (" << o->dark_exptime << " s) in " << *dir << "/dark/, "
+              << set->flat.size() << " flats (" << o->filter << ") in " << *dir << "/flat/, "
+              << set->light.size() << " lights (" << o->light_exptime << " s) in " << *dir
+              << "/light/\n"
+              << "  frames were taken on " << o->night << "; certify masters from "
+              << set->certify_from << "\n";
+  }
+  return 0;
+}
+
+int Health(Context& c) {
+  if (int rc = c.Connect(); rc >= 0) return rc;
+  const std::string service = c.args.Value("service");
+  auto r = c.client->Health(service);
+  if (!r.ok()) return Fail("health", r.status());
+  const std::string name = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(*r);
+  if (c.json) {
+    JsonWriter j;
+    j.BeginObject();
+    j.Key("server");
+    j.String(c.client_options.server);
+    j.Key("service");
+    j.String(service);
+    j.Key("status");
+    j.String(name);
+    j.EndObject();
+    std::cout << j.str() << "\n";
+  } else {
+    std::cout << c.client_options.server << (service.empty() ? "" : " " + service) << ": " << name
+              << "\n";
+  }
+  return *r == grpc::health::v1::HealthCheckResponse::SERVING ? kExitOk : kExitNotServing;
+}
+
+}  // namespace
+
+std::vector<Command> SampleCommands() {
+  return {
+      {"make-samples",
+       "make-samples -o DIR [--small]",
+       "write realistic raw frames (bias, dark, flat, light) and SPEC.json for trying calibd",
+       {{"output", 'o', FlagKind::kValue, "directory to write", "DIR"},
+        {"small", 0, FlagKind::kBool, "128x96 frames instead of 1024x1024 (fast)"},
+        {"width", 0, FlagKind::kValue, "illuminated columns (default 1024)", "N"},
+        {"height", 0, FlagKind::kValue, "rows (default 1024)", "N"},
+        {"overscan", 0, FlagKind::kValue, "overscan columns (default 32)", "N"},
+        {"frames", 0, FlagKind::kValue, "biases, darks and flats each (default 5)", "N"},
+        {"lights", 0, FlagKind::kValue, "science frames (default 3)", "N"},
+        {"detector", 0, FlagKind::kValue, "detector name (default demo/ccd0)", "NAME"},
+        {"night", 0, FlagKind::kValue, "UTC date of the frames (default 2026-03-01)", "DATE"},
+        {"seed", 0, FlagKind::kValue, "noise seed", "N"},
+        {"compress", 0, FlagKind::kValue, "tile-compress the lights: RICE_1, GZIP_1, ...", "ALGO"},
+        {"overwrite", 0, FlagKind::kBool, "replace existing files"}},
+       MakeSamplesCommand},
+  };
+}
+
+std::vector<Command> HealthCommands() {
+  return {
+      {"health",
+       "health [--service NAME]",
+       "is the server SERVING? (exit 1 if not)",
+       {{"service", 0, FlagKind::kValue, "a service name (default: the whole server)", "NAME"}},
+       Health},
+  };
+}
+
+}  // namespace calibd::client

@@ -1,0 +1,74 @@
+// The flag → request mapping of calibctl: every subcommand's flags read into the proto request
+// (or client-library options) it sends, with each flag's validation in one place. Pure: no
+// connection, no files; a bad flag value is INVALID_ARGUMENT naming the flag (calibctl prints
+// it as a usage error, exit 64). The shared flag specs live here too, next to their reading.
+//
+//   ASSIGN_OR_RETURN(ParsedArgs args, ParseFlags(tokens, {DetectorFlag(), KindFlag(), ...}));
+//   ASSIGN_OR_RETURN(v1::CertifyRequest req, CertifyRequestFromFlags(args));
+//   ASSIGN_OR_RETURN(v1::BuildOptions build, BuildOptionsFromFlags(args));
+//   ASSIGN_OR_RETURN(PageRequest page, PageFromFlags(args));   // --limit, --page-token
+//
+// Thread safety: pure functions.
+#ifndef CALIBD_CLIENT_REQUESTS_H_
+#define CALIBD_CLIENT_REQUESTS_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "calibd/v1/builder.pb.h"
+#include "calibd/v1/store.pb.h"
+#include "calibd/v1/types.pb.h"
+#include "client/args.h"
+#include "client/client.h"
+#include "client/samples.h"
+
+namespace calibd::client {
+
+// Flags that several commands share.
+FlagSpec DetectorFlag();  // --detector/-d NAME
+FlagSpec KindFlag();      // --kind/-k KIND
+FlagSpec ConfigFlag();    // --config KEY=VALUE (repeated)
+FlagSpec AttrFlag();      // --attr KEY=VALUE (repeated)
+FlagSpec PolicyFlag();    // --policy strict|nearest
+FlagSpec MaxAgeFlag();    // --max-age DAYS
+FlagSpec PinFlag();       // --pin KIND=VERSION|KIND=SHA256 (repeated)
+// --limit N, --page-token TOKEN of the list commands.
+std::vector<FlagSpec> PageFlags();
+
+// Every value of a repeated KEY=VALUE flag; a later key replaces an earlier one.
+absl::StatusOr<std::map<std::string, std::string>> KeyValuesFromFlags(const ParsedArgs& args,
+                                                                      const std::string& flag);
+// The value of a required flag; INVALID_ARGUMENT "--flag is required" when absent or empty.
+absl::StatusOr<std::string> RequiredFlag(const ParsedArgs& args, const std::string& flag);
+
+// --policy (default strict), --max-age DAYS, --pin KIND=VERSION|KIND=SHA256.
+absl::StatusOr<v1::SelectionOptions> SelectionFromFlags(const ParsedArgs& args);
+
+// --detector, --kind, --attr, --config (put).
+absl::StatusOr<PutMasterOptions> PutMasterOptionsFromFlags(const ParsedArgs& args);
+// Exactly one of --version N (≥ 1) and --at TIME (get).
+absl::StatusOr<VersionChoice> VersionChoiceFromFlags(const ParsedArgs& args);
+// --detector --kind --version --begin [--end] [--config] [--replace] [--reason].
+absl::StatusOr<v1::CertifyRequest> CertifyRequestFromFlags(const ParsedArgs& args);
+// --detector --kind --version [--begin] [--end] [--config] [--reason].
+absl::StatusOr<v1::DecertifyRequest> DecertifyRequestFromFlags(const ParsedArgs& args);
+// --detector --kind, the combine flags (--method, --sigma-clip, --maxiters, --clip-center,
+// --clip-spread, --no-clip, --clip-extrema, --min-value, --max-value, --scale), the selection
+// flags, --attr, --config, --certify-from [--certify-until], --replace.
+absl::StatusOr<v1::BuildOptions> BuildOptionsFromFlags(const ParsedArgs& args);
+// --detector, the selection flags, --unit adu|electron, --planes data,variance,dq,
+// --flat-norm, --skip STEP (repeated).
+absl::StatusOr<CalibrateOptions> CalibrateOptionsFromFlags(const ParsedArgs& args);
+// --small, --width, --height, --overscan, --frames, --lights, --detector, --seed, --night,
+// --compress, --overwrite (make-samples).
+absl::StatusOr<SampleOptions> SampleOptionsFromFlags(const ParsedArgs& args);
+
+// --limit N (≥ 1; absent = the server's default page size; the server may return fewer) and
+// --page-token TOKEN, the next_page_token of the previous page (AIP-158).
+absl::StatusOr<PageRequest> PageFromFlags(const ParsedArgs& args);
+
+}  // namespace calibd::client
+
+#endif  // CALIBD_CLIENT_REQUESTS_H_

@@ -1,0 +1,255 @@
+#include "core/fits/image_writer.h"
+
+#include <fcntl.h>
+#include <fitsio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/fits/checksum.h"
+#include "core/fits/fits_file.h"
+#include "core/fits/header_io.h"
+#include "core/status/macros.h"
+
+namespace calibd::fits {
+namespace {
+
+constexpr int64_t kBlock = 2880;
+constexpr size_t kCard = 80;
+constexpr int64_t kChunkBytes = int64_t{1} << 20;  // per pwrite: stays in L2 while swapped
+
+// "KEY     = " + value right-justified to column 30 (fixed format) + " / comment".
+std::string FixedCard(const std::string& key, const std::string& value,
+                      const std::string& comment) {
+  std::string card = absl::StrFormat("%-8s= %20s", key, value);
+  if (!comment.empty()) absl::StrAppend(&card, " / ", comment);
+  card.resize(kCard, ' ');
+  return card;
+}
+
+// A string value starts in column 11: 'text' with the text padded to 8 characters.
+std::string StringCard(const std::string& key, const std::string& text,
+                       const std::string& comment) {
+  std::string quoted = absl::StrCat("'", absl::StrFormat("%-8s", text), "'");
+  std::string card = absl::StrFormat("%-8s= %-20s", key, quoted);
+  if (!comment.empty()) absl::StrAppend(&card, " / ", comment);
+  card.resize(kCard, ' ');
+  return card;
+}
+
+std::string FormatBzero(double bzero) {
+  if (bzero == static_cast<double>(static_cast<int64_t>(bzero))) {
+    return absl::StrCat(static_cast<int64_t>(bzero));
+  }
+  return absl::StrFormat("%.17G", bzero);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> RenderCards(const Header& header,
+                                                     const std::vector<std::string>& skip) {
+  CALIBD_ASSIGN_OR_RETURN(FitsFile file, FitsFile::CreateInMemory("the header being written"));
+  int status = 0;
+  fits_create_img(file.get(), BYTE_IMG, 0, nullptr, &status);
+  CALIBD_RETURN_IF_ERROR(file.Check(status, "creating a header"));
+  int before = 0;
+  fits_get_hdrspace(file.get(), &before, nullptr, &status);
+  CALIBD_RETURN_IF_ERROR(file.Check(status, "counting header cards"));
+  CALIBD_RETURN_IF_ERROR(WriteHeaderCards(file, header, skip));
+  int after = 0;
+  fits_get_hdrspace(file.get(), &after, nullptr, &status);
+  std::vector<std::string> cards;
+  cards.reserve(after - before);
+  for (int i = before + 1; i <= after && status == 0; ++i) {
+    char record[FLEN_CARD] = {0};
+    fits_read_record(file.get(), i, record, &status);
+    std::string card(record);
+    card.resize(kCard, ' ');
+    cards.push_back(std::move(card));
+  }
+  CALIBD_RETURN_IF_ERROR(file.Check(status, "reading the rendered header cards"));
+  return cards;
+}
+
+absl::StatusOr<ImageFileWriter> ImageFileWriter::Create(const std::string& path, bool overwrite,
+                                                        BufferPool* pool) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!overwrite) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("'", path, "' already exists; remove it or ask to overwrite"));
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", path, "' exists and is not a regular file; not replacing it"));
+    }
+    if (::unlink(path.c_str()) != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot replace '", path, "': ", std::strerror(errno)));
+    }
+  }
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    if (errno == EEXIST) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("'", path, "' already exists; remove it or ask to overwrite"));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot create FITS file '", path, "': ", std::strerror(errno),
+                     "; check that the directory exists and is writable"));
+  }
+  return ImageFileWriter(path, fd, pool);
+}
+
+ImageFileWriter::ImageFileWriter(std::string path, int fd, BufferPool* pool)
+    : path_(std::move(path)), fd_(fd), pool_(pool) {}
+
+ImageFileWriter::ImageFileWriter(ImageFileWriter&& other) noexcept
+    : path_(std::move(other.path_)),
+      fd_(std::exchange(other.fd_, -1)),
+      end_(other.end_),
+      hdus_(other.hdus_),
+      pool_(other.pool_) {}
+
+ImageFileWriter::~ImageFileWriter() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+absl::Status ImageFileWriter::WriteAt(const void* data, size_t bytes, int64_t offset) {
+  const char* p = static_cast<const char*>(data);
+  while (bytes > 0) {
+    const ssize_t n = ::pwrite(fd_, p, bytes, offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "writing '", path_, "' failed: ", n < 0 ? std::strerror(errno) : "no progress",
+          "; check the free space"));
+    }
+    p += n;
+    bytes -= static_cast<size_t>(n);
+    offset += n;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ImageFileWriter::Append(const ImageHdu& hdu, Fill fill) {
+  if (fd_ < 0) return absl::FailedPreconditionError("the FITS writer is closed");
+  const int bytes_per_pixel = std::abs(hdu.bitpix) / 8;
+  if (!(hdu.bitpix == 8 || hdu.bitpix == 16 || hdu.bitpix == 32 || hdu.bitpix == 64 ||
+        hdu.bitpix == -32 || hdu.bitpix == -64) ||
+      hdu.width <= 0 || hdu.height <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot write an image of BITPIX ", hdu.bitpix,
+                                                   ", ", hdu.width, " x ", hdu.height, " to '",
+                                                   path_, "'"));
+  }
+  for (const std::string& card : hdu.cards) {
+    if (card.size() != kCard) {
+      return absl::InvalidArgumentError("a header card is not 80 characters long");
+    }
+  }
+  // The header: structural cards, the frame's cards, the checksum cards, END.
+  std::vector<std::string> cards;
+  if (hdus_ == 0) {
+    cards.push_back(FixedCard("SIMPLE", "T", "conforms to FITS standard"));
+  } else {
+    cards.push_back(StringCard("XTENSION", "IMAGE", "IMAGE extension"));
+  }
+  cards.push_back(FixedCard("BITPIX", absl::StrCat(hdu.bitpix), "array data type"));
+  cards.push_back(FixedCard("NAXIS", "2", "number of array dimensions"));
+  cards.push_back(FixedCard("NAXIS1", absl::StrCat(hdu.width), ""));
+  cards.push_back(FixedCard("NAXIS2", absl::StrCat(hdu.height), ""));
+  if (hdus_ == 0) {
+    cards.push_back(FixedCard("EXTEND", "T", ""));
+  } else {
+    cards.push_back(FixedCard("PCOUNT", "0", "number of group parameters"));
+    cards.push_back(FixedCard("GCOUNT", "1", "number of groups"));
+  }
+  if (hdu.bzero != 0) {
+    cards.push_back(FixedCard("BZERO", FormatBzero(hdu.bzero), "offset data range"));
+    cards.push_back(FixedCard("BSCALE", "1", "default scaling factor"));
+  }
+  cards.insert(cards.end(), hdu.cards.begin(), hdu.cards.end());
+  int checksum_card = -1, datasum_card = -1;
+  if (hdu.checksum) {
+    checksum_card = static_cast<int>(cards.size());
+    cards.push_back(StringCard("CHECKSUM", "0000000000000000", "HDU checksum"));
+    datasum_card = static_cast<int>(cards.size());
+    cards.push_back(StringCard("DATASUM", "0", "data unit checksum"));
+  }
+  cards.push_back(std::string("END").append(kCard - 3, ' '));
+  const int64_t header_bytes =
+      (static_cast<int64_t>(cards.size()) * int64_t{kCard} + kBlock - 1) / kBlock * kBlock;
+
+  // The data, in pieces of whole rows (a multiple of 4 rows, so every piece but the last is
+  // whole 32-bit words for the checksum); the last piece carries the zero padding.
+  const int64_t row_bytes = int64_t{hdu.width} * bytes_per_pixel;
+  const int64_t data_bytes = row_bytes * hdu.height;
+  const int64_t padded = (data_bytes + kBlock - 1) / kBlock * kBlock;
+  int chunk_rows = static_cast<int>(std::max<int64_t>(1, kChunkBytes / row_bytes));
+  chunk_rows = std::max(4, chunk_rows / 4 * 4);
+  chunk_rows = std::min(chunk_rows, hdu.height);
+  const size_t buffer_bytes = static_cast<size_t>(row_bytes * chunk_rows + kBlock);
+  Buffer buffer = pool_ != nullptr ? pool_->Acquire(buffer_bytes) : Buffer::Allocate(buffer_bytes);
+  char* buf = buffer.as<char>();
+  const int64_t data_start = end_ + header_bytes;
+  OnesComplementSum datasum;
+  int64_t offset = data_start;
+  for (int y0 = 0; y0 < hdu.height; y0 += chunk_rows) {
+    const int rows = std::min(chunk_rows, hdu.height - y0);
+    fill(y0, rows, buf);
+    int64_t n = row_bytes * rows;
+    if (y0 + rows == hdu.height) {  // pad the data unit to its last block
+      const int64_t pad = padded - (offset - data_start + n);
+      std::memset(buf + n, 0, static_cast<size_t>(pad));
+      n += pad;
+    }
+    if (hdu.checksum) datasum.AddBigEndian(buf, static_cast<size_t>((n + 3) / 4 * 4));
+    CALIBD_RETURN_IF_ERROR(WriteAt(buf, static_cast<size_t>(n), offset));
+    offset += n;
+  }
+
+  std::string header;
+  header.reserve(static_cast<size_t>(header_bytes));
+  if (hdu.checksum) {
+    cards[datasum_card] =
+        StringCard("DATASUM", absl::StrCat(datasum.value()), "data unit checksum");
+  }
+  for (const std::string& card : cards) header += card;
+  header.resize(static_cast<size_t>(header_bytes), ' ');
+  if (hdu.checksum) {
+    OnesComplementSum sum;
+    sum.AddBigEndian(header.data(), header.size());
+    sum.Add(datasum.value());
+    const std::string encoded = EncodeChecksum(sum.value());
+    // The value's 16 characters sit between the quotes at column 11.
+    std::memcpy(header.data() + size_t(checksum_card) * kCard + 11, encoded.data(), 16);
+  }
+  CALIBD_RETURN_IF_ERROR(WriteAt(header.data(), header.size(), end_));
+  end_ = data_start + padded;
+  ++hdus_;
+  return absl::OkStatus();
+}
+
+absl::Status ImageFileWriter::Close() {
+  if (fd_ < 0) return absl::OkStatus();
+  const int rc = ::close(std::exchange(fd_, -1));
+  if (rc != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("closing '", path_, "' failed: ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+void ImageFileWriter::CloseAndDelete() {
+  if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+  ::unlink(path_.c_str());
+}
+
+}  // namespace calibd::fits

@@ -1,0 +1,136 @@
+// calibctl through the real binary: --version, the exit-code table in --help, and the exit
+// code of each class of failure that the walkthrough test does not already cover (usage,
+// permission, unauthenticated), against a real calibd with bearer tokens.
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "core/status/status_matchers.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/calibd_process.h"
+#include "tests/testing/temp_dir.h"
+
+namespace calibd::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+
+std::string Quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+struct CliRun {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// calibctl with `args` (no --server added); stdout and stderr kept apart.
+CliRun Calibctl(TempDir& dir, const std::vector<std::string>& args) {
+  static int runs = 0;
+  const std::string out = dir.File(absl::StrCat("out_", ++runs));
+  const std::string err = dir.File(absl::StrCat("err_", runs));
+  std::string cmd =
+      absl::StrCat("(env -u CALIBD_TOKEN -u CALIBD_SERVER ", CALIBD_BINARY_DIR, "/client/calibctl");
+  for (const std::string& a : args) absl::StrAppend(&cmd, " ", Quote(a));
+  absl::StrAppend(&cmd, " >", out, " 2>", err, ")");
+  CliRun r;
+  absl::StatusOr<CommandResult> res = RunCommand(cmd);
+  EXPECT_OK(res.status());
+  if (res.ok()) r.exit_code = res->exit_code;
+  r.out = Slurp(out);
+  r.err = Slurp(err);
+  return r;
+}
+
+TEST(CalibctlVersionTest, PrintsTheVersionAndARealCommit) {
+  TempDir dir;
+  CliRun r = Calibctl(dir, {"--version"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, MatchesRegex("calibctl [0-9]+\\.[0-9]+\\.[0-9]+ \\(commit "
+                                  "([0-9a-f]{12}(-dirty)?|unknown)\\)\n"));
+  const size_t at = r.out.find("(commit ");
+  ASSERT_NE(at, std::string::npos);
+  std::string commit = r.out.substr(at + 8, 12);
+  if (commit.rfind("unknown", 0) == 0) GTEST_SKIP() << "built outside a git checkout";
+  // The commit is one of this checkout's (the build may predate the latest commit).
+  ASSERT_OK_AND_ASSIGN(
+      CommandResult git,
+      RunCommand(absl::StrCat("git -C ", CALIBD_SOURCE_DIR, " cat-file -t ", commit, " 2>&1")));
+  EXPECT_EQ(git.exit_code, 0) << git.output;
+  EXPECT_THAT(git.output, HasSubstr("commit"));
+}
+
+TEST(CalibctlVersionTest, HelpDocumentsTheExitCodes) {
+  TempDir dir;
+  CliRun r = Calibctl(dir, {"--help"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("exit status:"));
+  for (const char* line : {"  64  usage", "  65  data", "  66  not found", "  69  unavailable",
+                           "  70  internal", "  74  I/O", "  75  try again", "  77  permission"}) {
+    EXPECT_THAT(r.out, HasSubstr(line));
+  }
+}
+
+TEST(CalibctlUsageTest, UsageErrorsExit64) {
+  TempDir dir;
+  EXPECT_EQ(Calibctl(dir, {}).exit_code, 64);
+  EXPECT_EQ(Calibctl(dir, {"frobnicate"}).exit_code, 64);
+  EXPECT_EQ(Calibctl(dir, {"ls", "--no-such-flag"}).exit_code, 64);
+  CliRun r = Calibctl(dir, {"ls", "--limit", "0"});
+  EXPECT_EQ(r.exit_code, 64);
+  EXPECT_THAT(r.err, HasSubstr("--limit must be 1 or more"));
+  r = Calibctl(dir, {"--timeout", "-3", "health"});
+  EXPECT_EQ(r.exit_code, 64);
+  // A missing TLS file is the caller's to fix, before any connection.
+  r = Calibctl(dir, {"--tls-ca", dir.File("missing.pem"), "health"});
+  EXPECT_EQ(r.exit_code, 66) << r.err;  // NOT_FOUND: the file
+}
+
+TEST(CalibctlAuthTest, MissingTokenAndReadTokenWritingExit77) {
+  TempDir dir;
+  std::ofstream(dir.File("tokens")) << "admintok admin alice\nreadtok read bob\n";
+  CalibdProcessOptions options;
+  options.extra_args = {absl::StrCat("--tokens=", dir.File("tokens"))};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<CalibdProcess> server, CalibdProcess::Start(options));
+  const std::string samples = dir.File("night");
+  ASSERT_EQ(
+      Calibctl(dir, {"make-samples", "-o", samples, "--small", "--frames", "1", "--lights", "0"})
+          .exit_code,
+      0);
+  const std::string at = server->address();
+
+  CliRun r = Calibctl(dir, {"--server", at, "detector", "ls"});
+  EXPECT_EQ(r.exit_code, 77) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(": UNAUTHENTICATED: "));
+  r = Calibctl(dir,
+               {"--server", at, "--token", "readtok", "detector", "put", samples + "/SPEC.json"});
+  EXPECT_EQ(r.exit_code, 77) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(": PERMISSION_DENIED: "));
+  r = Calibctl(dir,
+               {"--server", at, "--token", "admintok", "detector", "put", samples + "/SPEC.json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err << server->Log();
+  r = Calibctl(dir, {"--server", at, "--token", "readtok", "detector", "ls"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("demo/ccd0"));
+}
+
+}  // namespace
+}  // namespace calibd::testing
