@@ -40,11 +40,47 @@ absl::StatusOr<std::vector<VersionCount>> CalibrationStore::CountVersions() {
   return out;
 }
 
-absl::StatusOr<SelectionCandidates> CalibrationStore::FetchCandidates(const DetectorSpec&,
-                                                                      const KindRequest&,
-                                                                      int64_t) {
-  return absl::UnimplementedError(
-      absl::StrCat(Describe(), " does not fetch selection candidates"));
+// Generic (for wrappers that do not forward it): every certification and version of each
+// matching series, through the public calls. CatalogStore fetches only what can decide.
+absl::StatusOr<SelectionCandidates> CalibrationStore::FetchCandidates(const DetectorSpec& spec,
+                                                                      const KindRequest& req,
+                                                                      int64_t only_series) {
+  MasterFilter f;
+  f.detector = req.detector;
+  f.kind = req.kind;
+  f.series_id = only_series;
+  f.limit = 0;
+  CALIBD_ASSIGN_OR_RETURN(std::vector<SeriesInfo> series, ListSeries(f));
+  SelectionCandidates out;
+  for (SeriesInfo& s : series) {
+    SeriesCandidate c;
+    c.series_id = s.id;
+    c.configuration = std::move(s.configuration);
+    if (only_series != 0 || ConfigurationMatches(spec, req.kind, c.configuration,
+                                                 req.configuration, nullptr, nullptr)) {
+      c.fetched = true;
+      CALIBD_ASSIGN_OR_RETURN(c.certifications, ListCertifications(s.id));
+      CALIBD_ASSIGN_OR_RETURN(c.versions, History(s.id));
+    }
+    out.series.push_back(std::move(c));
+  }
+  if (req.pin && !req.pin->sha256.empty()) {
+    for (const SeriesCandidate& c : out.series) {
+      for (const MasterVersion& v : c.versions) {
+        if (v.sha256 == req.pin->sha256) out.sha_matches.push_back(v);
+      }
+    }
+  } else if (req.pin) {
+    if (const int64_t sid = PinnedSeries(spec, out, req); sid != 0) {
+      absl::StatusOr<MasterVersion> v = GetVersion(sid, req.pin->version);
+      if (v.ok()) {
+        out.pinned_version = *std::move(v);
+      } else if (!absl::IsNotFound(v.status())) {
+        return v.status();
+      }
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<AuditEntry>> CalibrationStore::SeriesAudit(int64_t series_id,

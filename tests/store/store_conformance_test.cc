@@ -706,6 +706,31 @@ TEST_P(StoreConformanceTest, BadInputsHaveExactCodes) {
   EXPECT_THAT(store_->Select(sel), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+// Materialised blobs: embedded — the blob file itself; shared — a verified spool copy reused
+// by sha256 and evicted least recently used beyond spool_bytes (the newest always kept).
+TEST_P(StoreConformanceTest, MaterialisationsAreReusedAndBounded) {
+  const Header h = FrameHeader("2026-03-01T00:00:00");
+  ASSERT_OK_AND_ASSIGN(MasterVersion a, Put("bias", 1, h));
+  ASSERT_OK_AND_ASSIGN(MasterVersion b, Put("bias", 2, h));
+  StoreOptions tiny;
+  tiny.spool_bytes = a.size_bytes + b.size_bytes - 1;  // room for one copy only
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<CalibrationStore> s, OpenStore(h_.url, tiny));
+  ASSERT_OK_AND_ASSIGN(std::string pa, s->MaterializeBlob(a.sha256));
+  ASSERT_OK_AND_ASSIGN(std::string pa2, s->MaterializeBlob(a.sha256));
+  EXPECT_EQ(pa, pa2);
+  ASSERT_OK_AND_ASSIGN(std::string pb, s->MaterializeBlob(b.sha256));
+  EXPECT_EQ(access(pb.c_str(), R_OK), 0);
+  if (GetParam() == Backend::kEmbedded) {
+    EXPECT_EQ(access(pa.c_str(), R_OK), 0);  // blobs themselves are never evicted
+  } else {
+    EXPECT_NE(access(pa.c_str(), R_OK), 0) << "the older copy should have been evicted";
+  }
+  // Evicted copies come back on demand, verified.
+  ASSERT_OK_AND_ASSIGN(pa2, s->MaterializeBlob(a.sha256));
+  ASSERT_OK_AND_ASSIGN(std::string sha, hash::Sha256File(pa2));
+  EXPECT_EQ(sha, a.sha256);
+}
+
 // One content rule (store.h): a non-finite pixel is accepted where DQ flags it, refused where
 // DQ is 0; a damaged CHECKSUM is DATA_LOSS. Both input paths (frame, spooled file).
 TEST_P(StoreConformanceTest, FlaggedNaNAcceptedUnflaggedRefusedBadChecksumDataLoss) {
