@@ -70,6 +70,7 @@ CatalogStore::CatalogStore(Parts parts, const StoreOptions& options)
       lock_fd_(parts.lock_fd),
       listen_conn_(std::move(parts.listen)),
       has_listen_(listen_conn_ != nullptr),
+      ping_conn_(std::move(parts.ping)),
       owned_spool_(std::move(parts.owned_spool)) {}
 
 CatalogStore::~CatalogStore() {
@@ -117,8 +118,19 @@ MasterCacheStats CatalogStore::CacheStats() const {
 }
 
 absl::Status CatalogStore::Ping() {
-  absl::MutexLock lock(&mu_);
-  absl::Status s = conn_->Exec("SELECT 1");
+  absl::Status s;
+  {
+    absl::MutexLock ping_lock(&ping_mu_);
+    if (ping_conn_ != nullptr) {
+      // Its own connection: not queued behind a slow catalog call, and bounded by its
+      // connect_timeout / statement_timeout (open_store.cc).
+      s = ping_conn_->Exec("SELECT 1");
+    }
+  }
+  if (ping_conn_ == nullptr) {
+    absl::MutexLock lock(&mu_);
+    s = conn_->Exec("SELECT 1");
+  }
   if (s.ok()) return s;
   std::string detail = InternalDetail(s);
   if (detail.empty()) detail = std::string(s.message());

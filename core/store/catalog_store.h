@@ -64,6 +64,7 @@ class CatalogStore : public CalibrationStore {
     std::unique_ptr<BlobBackend> blobs;
     int lock_fd = -1;                          // embedded: the LOCK file (closed with the store)
     std::unique_ptr<SqlConnection> listen;     // shared: the LISTEN connection
+    std::unique_ptr<SqlConnection> ping;       // shared: Ping's own (short timeouts)
     std::string owned_spool;                   // removed with the store
   };
   CatalogStore(Parts parts, const StoreOptions& options);
@@ -71,6 +72,11 @@ class CatalogStore : public CalibrationStore {
 
   absl::Status Migrate();
   absl::StatusOr<int> CollectGarbage();
+
+  // The transitional unpaged overloads (store.h) stay visible beside the paged ones.
+  using CalibrationStore::History;
+  using CalibrationStore::ListDetectors;
+  using CalibrationStore::ListMasters;
 
   std::string Describe() const override { return description_; }
   absl::Status Ping() override;
@@ -118,12 +124,15 @@ class CatalogStore : public CalibrationStore {
   template <typename T, typename F>
   absl::StatusOr<T> WithTx(bool write, F&& fn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     absl::Status last;
+    bool reconnected = false;
     for (int attempt = 0; attempt < kMaxTxAttempts; ++attempt) {
       if (attempt > 0) Backoff(attempt);
+      bool committing = false;
       absl::Status s = conn_->Begin(write);
       if (s.ok()) {
         absl::StatusOr<T> r = fn();
         if (r.ok()) {
+          committing = true;
           s = conn_->Commit();
           if (s.ok()) return r;
         } else {
@@ -131,6 +140,13 @@ class CatalogStore : public CalibrationStore {
         }
       }
       (void)conn_->Rollback();
+      // A connection lost before COMMIT was sent: nothing was applied, run it once more on a
+      // new connection. Lost during COMMIT the outcome is unknown: the caller decides.
+      if (absl::IsUnavailable(s) && !committing && !reconnected) {
+        reconnected = true;
+        last = s;
+        continue;
+      }
       if (!IsRetryable(s)) return s;
       last = s;
     }
@@ -177,6 +193,8 @@ class CatalogStore : public CalibrationStore {
   absl::Mutex listen_mu_;
   std::unique_ptr<SqlConnection> listen_conn_ ABSL_GUARDED_BY(listen_mu_);
   const bool has_listen_;
+  absl::Mutex ping_mu_;
+  std::unique_ptr<SqlConnection> ping_conn_ ABSL_GUARDED_BY(ping_mu_);
   std::string owned_spool_;
   std::map<std::pair<std::string, int64_t>, DetectorSpec> spec_cache_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<std::string, std::string>, KindIndex> series_by_kind_ ABSL_GUARDED_BY(mu_);

@@ -79,6 +79,23 @@ absl::StatusOr<std::unique_ptr<CalibrationStore>> OpenEmbedded(std::string dir,
   return store;
 }
 
+// `url` with `key=value` added unless it sets `key` already.
+std::string WithParam(const std::string& url, absl::string_view key, absl::string_view value) {
+  if (url.find(absl::StrCat(key, "=")) != std::string::npos) return url;
+  return absl::StrCat(url, url.find('?') == std::string::npos ? "?" : "&", key, "=", value);
+}
+
+// Every shared-store connection fails within bounded time when the database is gone: connects
+// give up after 5 s (Ping's after 2 s) and a peer that vanished without a reset is noticed by
+// TCP keepalives / tcp_user_timeout instead of hanging a call forever.
+std::string Bounded(const std::string& url, absl::string_view connect_seconds) {
+  std::string u = WithParam(url, "connect_timeout", connect_seconds);
+  u = WithParam(u, "keepalives_idle", "10");
+  u = WithParam(u, "keepalives_interval", "5");
+  u = WithParam(u, "keepalives_count", "3");
+  return WithParam(u, "tcp_user_timeout", "15000");
+}
+
 // The URL without its password.
 std::string ElidePassword(std::string url) {
   if (size_t at = url.find('@'); at != std::string::npos) {
@@ -115,28 +132,36 @@ absl::StatusOr<std::unique_ptr<CalibrationStore>> OpenShared(const std::string& 
   auto cleanup = [&]() {
     if (!owned.empty()) std::filesystem::remove_all(owned, ec);
   };
-  absl::StatusOr<std::unique_ptr<SqlConnection>> conn = internal::OpenPostgres(url);
+  const std::string bounded = Bounded(url, "5");
+  absl::StatusOr<std::unique_ptr<SqlConnection>> conn = internal::OpenPostgres(bounded);
   if (!conn.ok()) {
     cleanup();
     return conn.status();
   }
   absl::StatusOr<std::unique_ptr<internal::BlobBackend>> blobs =
-      internal::NewPgBlobBackend(url, spool, options.spool_bytes);
+      internal::NewPgBlobBackend(bounded, spool, options.spool_bytes);
   if (!blobs.ok()) {
     cleanup();
     return blobs.status();
   }
-  absl::StatusOr<std::unique_ptr<SqlConnection>> listen = internal::OpenPostgres(url);
+  absl::StatusOr<std::unique_ptr<SqlConnection>> listen = internal::OpenPostgres(bounded);
   if (!listen.ok()) {
     cleanup();
     return listen.status();
   }
   CALIBD_RETURN_IF_ERROR((*listen)->ExecScript("LISTEN calibd_changes"));
+  absl::StatusOr<std::unique_ptr<SqlConnection>> ping =
+      internal::OpenPostgres(WithParam(Bounded(url, "2"), "options", "-c%20statement_timeout%3D2000"));
+  if (!ping.ok()) {
+    cleanup();
+    return ping.status();
+  }
   CatalogStore::Parts parts;
   parts.description = ElidePassword(url);
   parts.conn = *std::move(conn);
   parts.blobs = *std::move(blobs);
   parts.listen = *std::move(listen);
+  parts.ping = *std::move(ping);
   parts.owned_spool = owned;
   auto store = std::make_unique<CatalogStore>(std::move(parts), options);
   CALIBD_RETURN_IF_ERROR(store->Migrate());

@@ -4,9 +4,12 @@
 #include <cstring>
 #include <string>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "core/status/macros.h"
+#include "core/store/errors.h"
 #include "core/store/pg_sql.h"
+#include "core/store/store.h"
 #include "core/store/sql.h"
 
 namespace calibd::store::internal {
@@ -32,21 +35,39 @@ std::string Rewrite(absl::string_view sql) {
 
 absl::Status PgResultError(PGconn* conn, PGresult* res, absl::string_view what) {
   const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
-  std::string msg = absl::StrCat("postgresql: ", what, ": ",
-                                 res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
-  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-  if (PQstatus(conn) != CONNECTION_OK) return absl::UnavailableError(msg);
+  std::string detail = absl::StrCat("postgresql: ", what, ": ",
+                                    res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+  while (!detail.empty() && (detail.back() == '\n' || detail.back() == ' ')) detail.pop_back();
+  if (state) absl::StrAppend(&detail, " [SQLSTATE ", state, "]");
+  // The message is a sentence for anyone; the SQL text and the server's words go to the detail.
+  auto fail = [&](absl::StatusCode code, absl::string_view sentence) {
+    return WithDetail(code, sentence, detail);
+  };
+  if (PQstatus(conn) != CONNECTION_OK) {
+    return fail(absl::StatusCode::kUnavailable, "catalog database unavailable");
+  }
   if (state) {
     const std::string s = state;
-    if (s == "40001" || s == "40P01" || s == "23505" || s == "55P03") return RetryableError(msg);
-    if (s.rfind("08", 0) == 0 || s == "57P01" || s == "57P02" || s == "57P03") {
-      return absl::UnavailableError(msg);
+    if (s == "40001" || s == "40P01" || s == "23505" || s == "55P03") {
+      absl::Status r = RetryableError("catalog write conflict");
+      r.SetPayload(kInternalDetailPayload, absl::Cord(detail));
+      return r;
     }
-    if (s == "53100" || s == "53200") return absl::ResourceExhaustedError(msg);
-    if (s.rfind("23", 0) == 0) return absl::FailedPreconditionError(msg);
-    if (s == "XX001" || s == "XX002") return absl::DataLossError(msg);
+    if (s.rfind("08", 0) == 0 || s == "57P01" || s == "57P02" || s == "57P03") {
+      return fail(absl::StatusCode::kUnavailable, "catalog database unavailable");
+    }
+    if (s == "57014") return fail(absl::StatusCode::kDeadlineExceeded, "catalog query timed out");
+    if (s == "53100" || s == "53200") {
+      return fail(absl::StatusCode::kResourceExhausted, "catalog database out of resources");
+    }
+    if (s.rfind("23", 0) == 0) {
+      return fail(absl::StatusCode::kFailedPrecondition, "catalog constraint violated");
+    }
+    if (s == "XX001" || s == "XX002") {
+      return fail(absl::StatusCode::kDataLoss, "catalog database reports corrupt data");
+    }
   }
-  return absl::InternalError(msg);
+  return fail(absl::StatusCode::kInternal, "catalog database error");
 }
 
 class PgConnection : public SqlConnection, public PgAccess {
@@ -62,22 +83,53 @@ class PgConnection : public SqlConnection, public PgAccess {
     return PgResultError(conn_, res, what);
   }
 
-  absl::Status ExecScript(absl::string_view sql) override {
+  absl::Status ExecScriptOnce(absl::string_view sql) {
     PGresult* res = PQexec(conn_, std::string(sql).c_str());
-    absl::Status s = Check(res, "script");
+    absl::Status s = Check(res, absl::StrCat("'", sql, "'"));
     PQclear(res);
     return s;
   }
 
+  // As Run: a broken connection is replaced and, outside a transaction, the script retried once.
+  absl::Status ExecScript(absl::string_view sql) override {
+    const bool idle = PQtransactionStatus(conn_) == PQTRANS_IDLE ||
+                      PQtransactionStatus(conn_) == PQTRANS_UNKNOWN;
+    absl::Status s = EnsureConnected();
+    if (s.ok()) s = ExecScriptOnce(sql);
+    if (!s.ok() && idle && PQstatus(conn_) != CONNECTION_OK) {
+      s = EnsureConnected();
+      if (s.ok()) s = ExecScriptOnce(sql);
+    }
+    return s;
+  }
+
+  // A connection found broken (the server restarted, a failover) is replaced: reset before use
+  // and, outside a transaction, the statement (a read or a BEGIN: idempotent) runs once more on
+  // the new connection. Inside a transaction the error stands; the caller retries the whole
+  // transaction (CatalogStore::WithTx).
   absl::StatusOr<std::vector<SqlRow>> Run(absl::string_view sql,
                                           const std::vector<SqlValue>& params) {
+    const bool idle = PQtransactionStatus(conn_) == PQTRANS_IDLE ||
+                      PQtransactionStatus(conn_) == PQTRANS_UNKNOWN;
+    absl::StatusOr<std::vector<SqlRow>> r = RunOnce(sql, params);
+    if (!r.ok() && idle && PQstatus(conn_) != CONNECTION_OK) r = RunOnce(sql, params);
+    return r;
+  }
+
+  absl::Status EnsureConnected() {
+    if (PQstatus(conn_) == CONNECTION_OK) return absl::OkStatus();
+    PQreset(conn_);
     if (PQstatus(conn_) != CONNECTION_OK) {
-      PQreset(conn_);
-      if (PQstatus(conn_) != CONNECTION_OK) {
-        return absl::UnavailableError(
-            absl::StrCat("postgresql: connection lost: ", PQerrorMessage(conn_)));
-      }
+      return WithDetail(absl::StatusCode::kUnavailable, "catalog database unavailable",
+                        absl::StrCat("postgresql: reconnect failed: ", PQerrorMessage(conn_)));
     }
+    ++reconnects_;
+    return ExecScriptOnce("SET client_min_messages = warning");
+  }
+
+  absl::StatusOr<std::vector<SqlRow>> RunOnce(absl::string_view sql,
+                                              const std::vector<SqlValue>& params) {
+    CALIBD_RETURN_IF_ERROR(EnsureConnected());
     const std::string text = Rewrite(sql);
     std::vector<std::string> storage(params.size());
     std::vector<const char*> values(params.size(), nullptr);
@@ -130,6 +182,7 @@ class PgConnection : public SqlConnection, public PgAccess {
 
  private:
   PGconn* conn_;
+  int64_t reconnects_ = 0;
 };
 
 absl::StatusOr<std::unique_ptr<SqlConnection>> OpenPostgres(const std::string& conninfo) {
@@ -138,7 +191,8 @@ absl::StatusOr<std::unique_ptr<SqlConnection>> OpenPostgres(const std::string& c
     std::string msg = PQerrorMessage(conn);
     PQfinish(conn);
     while (!msg.empty() && msg.back() == '\n') msg.pop_back();
-    return absl::UnavailableError(absl::StrCat("cannot connect to PostgreSQL: ", msg));
+    return WithDetail(absl::StatusCode::kUnavailable, "catalog database unavailable",
+                      absl::StrCat("cannot connect to PostgreSQL: ", msg));
   }
   auto c = std::make_unique<PgConnection>(conn);
   CALIBD_RETURN_IF_ERROR(c->ExecScript("SET client_min_messages = warning"));

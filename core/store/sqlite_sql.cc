@@ -8,7 +8,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/status/macros.h"
+#include "core/store/errors.h"
 #include "core/store/sql.h"
+#include "core/store/store.h"
 
 namespace calibd::store::internal {
 namespace {
@@ -24,22 +26,32 @@ class SqliteConnection : public SqlConnection {
   }
   bool postgres() const override { return false; }
 
+  // A sentence for anyone; the SQL text and SQLite's words go to the detail payload.
   absl::Status Error(int rc, absl::string_view what) {
-    std::string msg = absl::StrCat("sqlite: ", what, ": ", sqlite3_errmsg(db_));
+    const std::string detail = absl::StrCat("sqlite: ", what, ": ", sqlite3_errmsg(db_));
+    auto fail = [&](absl::StatusCode code, absl::string_view sentence) {
+      return WithDetail(code, sentence, detail);
+    };
     const int primary = rc & 0xff;
-    if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) return RetryableError(msg);
-    if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) return absl::DataLossError(msg);
+    if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED ||
+        rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+      absl::Status r = RetryableError("catalog write conflict");
+      r.SetPayload(kInternalDetailPayload, absl::Cord(detail));
+      return r;
+    }
+    if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) {
+      return fail(absl::StatusCode::kDataLoss, "catalog database reports corrupt data");
+    }
     if (primary == SQLITE_CONSTRAINT) {
-      if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
-        return RetryableError(msg);
-      }
-      return absl::FailedPreconditionError(msg);
+      return fail(absl::StatusCode::kFailedPrecondition, "catalog constraint violated");
     }
-    if (primary == SQLITE_FULL) return absl::ResourceExhaustedError(msg);
+    if (primary == SQLITE_FULL) {
+      return fail(absl::StatusCode::kResourceExhausted, "catalog database out of space");
+    }
     if (primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN || primary == SQLITE_READONLY) {
-      return absl::UnavailableError(msg);
+      return fail(absl::StatusCode::kUnavailable, "catalog database unavailable");
     }
-    return absl::InternalError(msg);
+    return fail(absl::StatusCode::kInternal, "catalog database error");
   }
 
   absl::Status ExecScript(absl::string_view sql) override {

@@ -55,6 +55,12 @@
 // log; `InternalDetail(status)` reads it. INTERNAL/UNAVAILABLE from the database read e.g.
 // "catalog database unavailable".
 //
+// Failover (shared store): a pooled connection found broken (PostgreSQL restarted, a failover)
+// is replaced on its next use, and a statement outside a transaction (a read) or a transaction
+// that failed before COMMIT was sent is run once more on the new connection — so after a
+// restart calls succeed without errors. A connection lost during COMMIT is UNAVAILABLE (the
+// outcome is unknown; PutMaster is idempotent, so retrying it is safe).
+//
 // Thread safety: every method may be called concurrently from any thread; several processes
 // may open the same store. Within one instance catalog calls share one connection (a mutex;
 // a selection costs ~0.1 ms of CPU on 100 000 versions), blob reads/writes and decoding run
@@ -198,7 +204,10 @@ class CalibrationStore {
 
   // "embedded:<dir>" or "postgresql://host:port/db" (password elided).
   virtual std::string Describe() const = 0;
-  // OK when the catalog answers; UNAVAILABLE otherwise (for health checks).
+  // OK when the catalog answers; UNAVAILABLE ("catalog database unavailable") otherwise — for
+  // readiness. Shared store: on its own connection (not queued behind other calls), failing
+  // within ~5 s when the database is down or unreachable (2 s connect timeout, tried twice;
+  // 2 s statement timeout); embedded: a SELECT on the catalog.
   virtual absl::Status Ping() = 0;
   // Counters of the LoadMaster cache (zeros for a store without one).
   virtual MasterCacheStats CacheStats() const { return {}; }
@@ -212,20 +221,20 @@ class CalibrationStore {
   virtual absl::StatusOr<DetectorRecord> GetDetector(const std::string& name,
                                                      int64_t version = 0) = 0;
   // The latest version of every detector, by name, a page at a time.
-  virtual absl::StatusOr<Page<DetectorRecord>> ListDetectors(const PageRequest& page) = 0;
+  virtual absl::StatusOr<Page<DetectorRecord>> ListDetectors(const PageRequest& page);
 
   // ---- masters ----
   virtual absl::StatusOr<MasterVersion> PutMaster(const PutMasterRequest& request,
                                                   const std::string& actor) = 0;
   // Versions matching the filter, ordered by (series id, version), a page at a time.
   virtual absl::StatusOr<Page<MasterVersion>> ListMasters(const MasterFilter& filter,
-                                                          const PageRequest& page) = 0;
+                                                          const PageRequest& page);
   virtual absl::StatusOr<std::vector<SeriesInfo>> ListSeries(const MasterFilter& filter) = 0;
   // The versions of a series, oldest first, a page at a time. NOT_FOUND for an unknown series.
   virtual absl::StatusOr<Page<MasterVersion>> History(int64_t series_id,
-                                                      const PageRequest& page) = 0;
+                                                      const PageRequest& page);
   // Number of versions per (detector, kind), ordered by detector, kind.
-  virtual absl::StatusOr<std::vector<VersionCount>> CountVersions() = 0;
+  virtual absl::StatusOr<std::vector<VersionCount>> CountVersions();
   virtual absl::StatusOr<MasterVersion> GetVersion(int64_t series_id, int64_t version) = 0;
   // The version `version` of the series (detector, kind, configuration); 0 = the latest.
   virtual absl::StatusOr<MasterVersion> GetMaster(const std::string& detector,
@@ -260,7 +269,7 @@ class CalibrationStore {
   // can decide `request` (see SeriesCandidate). `only_series` ≠ 0 restricts it to that series.
   virtual absl::StatusOr<SelectionCandidates> FetchCandidates(const DetectorSpec& spec,
                                                               const KindRequest& request,
-                                                              int64_t only_series = 0) = 0;
+                                                              int64_t only_series = 0);
 
   // ---- audit and impact ----
   virtual absl::StatusOr<std::vector<AuditEntry>> AuditLog(TimeMicros since, int limit = 1000) = 0;
@@ -268,13 +277,27 @@ class CalibrationStore {
   // certifications, decertifications), by id. Keyed by series id and version, not by text.
   virtual absl::StatusOr<std::vector<AuditEntry>> SeriesAudit(int64_t series_id,
                                                               int64_t min_version,
-                                                              int64_t max_version) = 0;
+                                                              int64_t max_version);
   // ---- change notification (for replicas and caches of selections) ----
   // A counter that grows with every committed change (the latest audit id).
   virtual absl::StatusOr<int64_t> ChangeCounter() = 0;
-  // Waits until ChangeCounter() > `known` or `timeout` passes; returns the counter. The shared
-  // store wakes on PostgreSQL NOTIFY (a hint) and re-reads; the embedded store polls.
+  // Waits until ChangeCounter() > `known` or `timeout` passes; returns the counter. The bound
+  // after a commit by any instance: shared store — at once on PostgreSQL NOTIFY (a hint; the
+  // counter is re-read), at most 1 s by polling when a notification is lost (e.g. while the
+  // LISTEN connection reconnects); embedded store — at most 50 ms (polling). Select itself always
+  // reads the catalog, so a put + certify committed through one instance is selected by every
+  // other at once; the feed is for caches of derived state.
   virtual absl::StatusOr<int64_t> WaitForChange(int64_t known, absl::Duration timeout) = 0;
+
+  // ---- transitional: the pre-paging API, kept so wrappers written against it (the server's
+  // SlowStore test double) still build. Do not call or override these in new code; derive
+  // wrappers from ForwardingStore (forwarding_store.h). A store must override the paged methods
+  // above or these (the defaults of each pair call the other). They go next phase. ----
+  virtual absl::StatusOr<std::vector<DetectorRecord>> ListDetectors();   // every page
+  virtual absl::StatusOr<std::vector<MasterVersion>> ListMasters(const MasterFilter& filter);
+  virtual absl::StatusOr<std::vector<MasterVersion>> History(int64_t series_id);
+  virtual absl::StatusOr<std::vector<MasterVersion>> FindBySha256(const std::string& sha256);
+  virtual absl::StatusOr<std::vector<VersionChange>> ChangedSince(TimeMicros since);
 };
 
 // A path (absolute or relative, or "file:<path>") → the embedded store in that directory;

@@ -57,6 +57,7 @@ TEST(MasterCacheTest, ConcurrentLoadsRunOnceAndErrorsAreNotCached) {
   std::atomic<int> loads{0};
   std::vector<std::thread> threads;
   std::vector<const CalibratedFrame*> got(8);
+  std::vector<absl::Status> statuses(8);
   for (int i = 0; i < 8; ++i) {
     threads.emplace_back([&, i] {
       auto r = cache.GetOrLoad("k", [&]() -> absl::StatusOr<CalibratedFrame> {
@@ -64,12 +65,20 @@ TEST(MasterCacheTest, ConcurrentLoadsRunOnceAndErrorsAreNotCached) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
         return Frame(10, 10, 1);
       });
+      statuses[i] = r.status();
       got[i] = r.ok() ? r->get() : nullptr;
     });
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(loads.load(), 1);
-  for (const CalibratedFrame* p : got) EXPECT_EQ(p, got[0]);
+  // Every caller got the one loaded frame (a null from a failed load must fail here).
+  ASSERT_NE(got[0], nullptr) << statuses[0];
+  EXPECT_EQ(got[0]->width(), 10);
+  EXPECT_EQ(got[0]->data.data()[0], 1.0f);
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_OK(statuses[i]);
+    EXPECT_EQ(got[i], got[0]) << i;
+  }
 
   EXPECT_THAT(cache.GetOrLoad("bad", [] {
     return absl::StatusOr<CalibratedFrame>(absl::DataLossError("corrupt"));

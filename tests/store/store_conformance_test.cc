@@ -706,6 +706,149 @@ TEST_P(StoreConformanceTest, BadInputsHaveExactCodes) {
   EXPECT_THAT(store_->Select(sel), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+// Materialised blobs: embedded — the blob file itself; shared — a verified spool copy reused
+// by sha256 and evicted least recently used beyond spool_bytes (the newest always kept).
+TEST_P(StoreConformanceTest, MaterialisationsAreReusedAndBounded) {
+  const Header h = FrameHeader("2026-03-01T00:00:00");
+  ASSERT_OK_AND_ASSIGN(MasterVersion a, Put("bias", 1, h));
+  ASSERT_OK_AND_ASSIGN(MasterVersion b, Put("bias", 2, h));
+  StoreOptions tiny;
+  tiny.spool_bytes = a.size_bytes + b.size_bytes - 1;  // room for one copy only
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<CalibrationStore> s, OpenStore(h_.url, tiny));
+  ASSERT_OK_AND_ASSIGN(std::string pa, s->MaterializeBlob(a.sha256));
+  ASSERT_OK_AND_ASSIGN(std::string pa2, s->MaterializeBlob(a.sha256));
+  EXPECT_EQ(pa, pa2);
+  ASSERT_OK_AND_ASSIGN(std::string pb, s->MaterializeBlob(b.sha256));
+  EXPECT_EQ(access(pb.c_str(), R_OK), 0);
+  if (GetParam() == Backend::kEmbedded) {
+    EXPECT_EQ(access(pa.c_str(), R_OK), 0);  // blobs themselves are never evicted
+  } else {
+    EXPECT_NE(access(pa.c_str(), R_OK), 0) << "the older copy should have been evicted";
+  }
+  // Evicted copies come back on demand, verified.
+  ASSERT_OK_AND_ASSIGN(pa2, s->MaterializeBlob(a.sha256));
+  ASSERT_OK_AND_ASSIGN(std::string sha, hash::Sha256File(pa2));
+  EXPECT_EQ(sha, a.sha256);
+}
+
+// One content rule (store.h): a non-finite pixel is accepted where DQ flags it, refused where
+// DQ is 0; a damaged CHECKSUM is DATA_LOSS. Both input paths (frame, spooled file).
+TEST_P(StoreConformanceTest, FlaggedNaNAcceptedUnflaggedRefusedBadChecksumDataLoss) {
+  const Header h = FrameHeader("2026-03-01T00:00:00");
+  CalibratedFrame flagged = MakeMaster(11);
+  flagged.data.data()[40] = std::numeric_limits<float>::quiet_NaN();
+  flagged.variance.data()[40] = std::numeric_limits<float>::infinity();
+  flagged.dq.data()[40] = 1;
+  PutMasterRequest req;
+  req.detector = kDetector;
+  req.kind = "bias";
+  req.header = h;
+  req.frame = &flagged;
+  ASSERT_OK_AND_ASSIGN(MasterVersion v, store_->PutMaster(req, "alice"));
+  EXPECT_TRUE(v.created);
+  // The same from a FITS file.
+  calibd::testing::TempDir tmp;
+  CalibratedFrame flagged2 = MakeMaster(12);
+  flagged2.data.data()[41] = -std::numeric_limits<float>::infinity();
+  flagged2.dq.data()[41] = 4;
+  fits::WriteOptions wo;
+  ASSERT_OK(fits::WriteCalibratedFrame(tmp.File("flagged.fits"), flagged2, wo));
+  req.frame = nullptr;
+  req.fits_path = tmp.File("flagged.fits");
+  ASSERT_OK_AND_ASSIGN(MasterVersion v2, store_->PutMaster(req, "alice"));
+  EXPECT_EQ(v2.version, v.version + 1);
+  // Unflagged: refused on both paths, naming the pixel (1-based).
+  CalibratedFrame bad = MakeMaster(13);
+  bad.data.data()[2 * kMasterWidth + 5] = std::numeric_limits<float>::quiet_NaN();
+  ASSERT_EQ(bad.dq.data()[2 * kMasterWidth + 5], 0);
+  req.fits_path.clear();
+  req.frame = &bad;
+  EXPECT_THAT(store_->PutMaster(req, "alice"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("(6, 3)")));
+  ASSERT_OK(fits::WriteCalibratedFrame(tmp.File("bad.fits"), bad, wo));
+  req.frame = nullptr;
+  req.fits_path = tmp.File("bad.fits");
+  EXPECT_THAT(store_->PutMaster(req, "alice"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not flagged in DQ")));
+  // A flipped data byte under a CHECKSUM: DATA_LOSS, and the message names no server path.
+  CalibratedFrame good = MakeMaster(14);
+  const std::string damaged = tmp.File("damaged.fits");
+  ASSERT_OK(fits::WriteCalibratedFrame(damaged, good, wo));
+  {
+    std::fstream f(damaged, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(5000);
+    char c = 0;
+    f.get(c);
+    f.seekp(5000);
+    f.put(static_cast<char>(c ^ 0x01));
+  }
+  req.fits_path = damaged;
+  absl::StatusOr<MasterVersion> r = store_->PutMaster(req, "alice");
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(std::string(r.status().message()), ::testing::Not(HasSubstr(tmp.path())));
+}
+
+// Lists page with opaque tokens: more rows than a page, no repeats, no gaps, a version added
+// between pages appears on a later page, and a foreign token is INVALID_ARGUMENT.
+TEST_P(StoreConformanceTest, ListsPageWithStableTokens) {
+  const Header fast = FrameHeader("2026-03-01T00:00:00");
+  const Header slow = FrameHeader("2026-03-01T00:00:00", 30, -10, "r", "slow");
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_OK(Put("bias", 100 + i, fast).status());
+    ASSERT_OK(Put("bias", 200 + i, slow).status());
+  }
+  PageRequest page{5, ""};
+  ASSERT_OK_AND_ASSIGN(Page<MasterVersion> p1, store_->ListMasters({}, page));
+  ASSERT_THAT(p1.items, SizeIs(5));
+  ASSERT_FALSE(p1.next_page_token.empty());
+  // A concurrent insert into the first series (already listed up to v5... or not).
+  ASSERT_OK_AND_ASSIGN(MasterVersion late, Put("bias", 300, fast));
+  std::vector<std::pair<int64_t, int64_t>> keys;
+  for (const MasterVersion& v : p1.items) keys.push_back({v.series_id, v.version});
+  page.page_token = p1.next_page_token;
+  while (!page.page_token.empty()) {
+    ASSERT_OK_AND_ASSIGN(Page<MasterVersion> p, store_->ListMasters({}, page));
+    ASSERT_LE(p.items.size(), 5u);
+    for (const MasterVersion& v : p.items) keys.push_back({v.series_id, v.version});
+    page.page_token = p.next_page_token;
+  }
+  ASSERT_THAT(keys, SizeIs(13));  // 12 + the late one (its series comes after the token)
+  EXPECT_TRUE(std::is_sorted(keys.begin(), keys.end()));
+  const std::set<std::pair<int64_t, int64_t>> distinct(keys.begin(), keys.end());
+  EXPECT_EQ(distinct.size(), 13u);
+  EXPECT_EQ(distinct.count({late.series_id, late.version}), 1u);
+
+  ASSERT_OK_AND_ASSIGN(std::vector<MasterVersion> hist, AllHistory(*store_, late.series_id, 2));
+  ASSERT_THAT(hist, SizeIs(7));
+  for (size_t i = 0; i < hist.size(); ++i) EXPECT_EQ(hist[i].version, static_cast<int64_t>(i) + 1);
+  MasterFilter slow_only;
+  slow_only.configuration = {{"readout_mode", "slow"}};
+  ASSERT_OK_AND_ASSIGN(std::vector<MasterVersion> slows, AllMasters(*store_, slow_only, 4));
+  EXPECT_THAT(slows, SizeIs(6));
+
+  DetectorSpec other = TestSpec();
+  for (const char* name : {"lfc/chip1", "lfc/chip2", "lfc/chip3"}) {
+    other.name = name;
+    ASSERT_OK(store_->PutDetector(other, "alice").status());
+  }
+  ASSERT_OK_AND_ASSIGN(std::vector<DetectorRecord> dets, AllDetectors(*store_, 1));
+  ASSERT_THAT(dets, SizeIs(4));
+  EXPECT_EQ(dets[0].spec.name, kDetector);
+  EXPECT_EQ(dets[3].spec.name, "lfc/chip3");
+
+  EXPECT_THAT(store_->History(late.series_id, PageRequest{5, p1.next_page_token}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store_->ListMasters({}, PageRequest{5, "garbage"}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store_->ListMasters({}, PageRequest{-1, ""}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_OK_AND_ASSIGN(std::vector<VersionCount> counts, store_->CountVersions());
+  ASSERT_THAT(counts, SizeIs(1));
+  EXPECT_EQ(counts[0].detector, kDetector);
+  EXPECT_EQ(counts[0].kind, "bias");
+  EXPECT_EQ(counts[0].versions, 13);
+}
+
 TEST_P(StoreConformanceTest, ReopenKeepsEverythingAndReplicasSeeChanges) {
   const Header h = FrameHeader("2026-03-01T00:00:00");
   ASSERT_OK_AND_ASSIGN(MasterVersion v1, Put("bias", 1, h));

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/status/macros.h"
 
 namespace calibd::testing {
 namespace {
@@ -171,32 +172,58 @@ absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start() {
     return absl::UnavailableError(
         absl::StrCat("initdb failed (exit ", rc.ok() ? *rc : -1, "): ", server->LogTail()));
   }
+  server->bin_ = bin;
+  server->data_ = data;
+  server->drop_ = as->drop;
+  server->uid_ = as->uid;
+  server->gid_ = as->gid;
   for (int attempt = 0; attempt < 5; ++attempt) {
     auto port = FreePort();
     if (!port.ok()) return port.status();
     server->port_ = *port;
-    auto pid = Spawn({bin + "/postgres", "-D", data, "-p", absl::StrCat(*port), "-k", templ, "-c",
-                      "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c",
-                      "synchronous_commit=off", "-c", "full_page_writes=off", "-c",
-                      "max_connections=200", "-c", "shared_buffers=32MB"},
-                     *as, server->log_path_, true);
-    if (!pid.ok()) return pid.status();
-    server->pid_ = *pid;
-    const std::string conninfo = server->Url("postgres") + "?connect_timeout=2";
-    for (int i = 0; i < 300; ++i) {
-      if (PQping(conninfo.c_str()) == PQPING_OK) return server;
-      int status = 0;
-      if (waitpid(server->pid_, &status, WNOHANG) == server->pid_) {
-        server->pid_ = -1;
-        break;  // died (port taken?): try another port
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    if (server->pid_ > 0) break;
+    if (server->Launch().ok()) return server;
+    if (server->pid_ > 0) break;  // running but not answering: give up
   }
   const std::string tail = server->LogTail();
   (void)server->Stop();
   return absl::UnavailableError(absl::StrCat("PostgreSQL did not start: ", tail));
+}
+
+absl::Status PostgresServer::Launch() {
+  RunAs as;
+  as.drop = drop_;
+  as.uid = uid_;
+  as.gid = gid_;
+  auto pid = Spawn({bin_ + "/postgres", "-D", data_, "-p", absl::StrCat(port_), "-k", dir_, "-c",
+                    "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c",
+                    "synchronous_commit=off", "-c", "full_page_writes=off", "-c",
+                    "max_connections=200", "-c", "shared_buffers=32MB"},
+                   as, log_path_, true);
+  if (!pid.ok()) return pid.status();
+  pid_ = *pid;
+  const std::string conninfo = Url("postgres") + "?connect_timeout=2";
+  for (int i = 0; i < 300; ++i) {
+    if (PQping(conninfo.c_str()) == PQPING_OK) return absl::OkStatus();
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return absl::UnavailableError("postgres exited");  // port taken?
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return absl::UnavailableError(absl::StrCat("PostgreSQL does not answer: ", LogTail()));
+}
+
+absl::Status PostgresServer::Restart() {
+  if (getpid() != owner_) return absl::FailedPreconditionError("not the owner of the server");
+  CALIBD_RETURN_IF_ERROR(Stop());
+  absl::Status s;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    s = Launch();
+    if (s.ok()) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return s;
 }
 
 PostgresServer::~PostgresServer() {

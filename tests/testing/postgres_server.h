@@ -10,7 +10,8 @@
 //
 // SharedPostgresServer() starts the server on first use and stops it at process exit; the
 // server also dies with the test process (PR_SET_PDEATHSIG). Start() may be used for a private
-// server (stopped by the destructor: SIGINT = fast shutdown, SIGKILL after 10 s).
+// server (stopped by the destructor: SIGINT = fast shutdown, SIGKILL after 10 s). Restart()
+// stops and starts it on the same port (connections of clients break, as in a failover).
 // Errors: UNAVAILABLE when the binaries are missing or the server does not come up (the
 // message includes the tail of the server log).
 //
@@ -45,11 +46,16 @@ class PostgresServer {
   absl::Status ExecSql(const std::string& database, const std::string& sql);
   // Stops the server (idempotent).
   absl::Status Stop();
+  // Stops the server (fast shutdown: clients' connections break) and starts it again on the
+  // same port and data directory — what a failover or a restart looks like to clients.
+  absl::Status Restart();
   const std::string& log_path() const { return log_path_; }
   std::string LogTail() const;
 
  private:
   PostgresServer() = default;
+  // Spawns `postgres` on port_ and waits until it answers; UNAVAILABLE if it died.
+  absl::Status Launch();
 
   std::string dir_;
   std::string log_path_;
@@ -57,6 +63,10 @@ class PostgresServer {
   pid_t pid_ = -1;
   pid_t owner_ = -1;  // the process that started it (forked children never stop it)
   std::atomic<int> next_db_{0};
+  std::string bin_, data_;
+  bool drop_ = false;
+  uid_t uid_ = 0;
+  gid_t gid_ = 0;
 };
 
 // The per-binary server, started on first call.
