@@ -15,7 +15,8 @@
 //   // master.frame: data, variance, dq; master.count: frames used per pixel.
 //
 // How the stack is read: each input is opened once (by its FrameSource) and read band after
-// band, top to bottom, so every input byte is read once. The band height is the largest that
+// band, top to bottom, so every input byte is read once; a frame already in memory
+// (FrameSource::in_memory, e.g. MemorySource) is read in place, not copied into a band. The band height is the largest that
 // keeps the working buffers (N bands of data, plus variance and DQ where needed) within
 // `memory_budget_bytes`, capped at ~24 MB of band data or 32 rows, whichever is larger
 // (larger bands stop paying: they fall out of the last-level cache between read and combine).
@@ -24,6 +25,10 @@
 // radix select over the float bits, in a 256 KiB histogram whatever the frame size). The
 // output (data, variance, dq, count: 12 bytes per pixel) is allocated once and is not part of
 // the budget.
+//
+// Small stacks (2..32 inputs) run sorting networks unrolled at compile time in registers; a
+// plain median (no clipping) keeps each pixel's values in registers from gather to output
+// (core/combine/fixed_networks.h). Results are the same bits as the general kernels'.
 //
 // Per pixel, in this order (values of masked inputs are never counted):
 //   1. an input value is masked when its DQ is nonzero (any bit in `dq_mask`) or it is not

@@ -117,7 +117,23 @@ def test_list_masters_pages_the_same_as_one_page(store_server, samples):
         c.build("dark", kind_files(samples, "dark"), detector=DETECTOR, certify_from=NIGHT)
         c.build("bias", kind_files(samples, "bias")[:3], detector=DETECTOR)
         everything = c.list_masters()
+        calls = []
+        real = c._store.ListMasters
+
+        def counting(request, **kw):
+            calls.append((request.page_size, request.page_token)
+                         if _requests.has_paging(type(request)) else (1, ""))
+            return real(request, **kw)
+
+        c._store.ListMasters = counting
         paged = c.list_masters(page_size=1)
+        c._store.ListMasters = real
+        # page_size is sent; the first request has no token, every later one the previous
+        # response's (a server that does not page yet answers everything at once).
+        assert all(size == 1 for size, _ in calls)
+        assert calls[0][1] == "" and all(token for _, token in calls[1:])
+        h = c.history(DETECTOR, "bias", page_size=1)
+        assert [v.version for v in h.versions] == [1, 2]
         assert [(v.kind, v.version) for v in everything] == [("bias", 1), ("bias", 2),
                                                                ("dark", 1)]
         assert [v.sha256 for v in paged] == [v.sha256 for v in everything]

@@ -196,3 +196,26 @@ def test_result_buffers_are_reused_only_when_dropped():
     view = _assemble(a, msgs).data[:2]  # a view keeps its frame's data plane in use
     other = _assemble(a, msgs)
     assert not np.shares_memory(view, other.data)
+
+
+def test_paging_follows_next_page_tokens():
+    """Client._pages against a fake ListMasters that pages by two (no server needed)."""
+    from calibd._proto import store_pb2
+    versions = [types_pb2.MasterVersion(kind="bias", version=v) for v in range(1, 6)]
+    seen = []
+
+    def fake(request, timeout=None, metadata=None):
+        seen.append((request.detector, request.page_size, request.page_token))
+        start = int(request.page_token or 0)
+        end = start + request.page_size
+        return store_pb2.ListMastersResponse(
+            versions=versions[start:end], next_page_token=str(end) if end < len(versions) else "")
+
+    c = calibd.Client("127.0.0.1:1")  # never connects: the fake answers
+    try:
+        c._store.ListMasters = fake
+        got = c.list_masters(detector="d", page_size=2)
+    finally:
+        c.close()
+    assert [v.version for v in got] == [1, 2, 3, 4, 5]
+    assert seen == [("d", 2, ""), ("d", 2, "2"), ("d", 2, "4")]
