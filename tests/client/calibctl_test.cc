@@ -132,10 +132,8 @@ TEST(CalibctlAuthTest, MissingTokenAndReadTokenWritingExit77) {
   EXPECT_THAT(r.out, HasSubstr("demo/ccd0"));
 }
 
-// DISABLED until the server passes page_size/page_token of ListDetectors (and ListMasters,
-// History) to the store: today server/store_service.cc answers every list in one response, so
-// calibctl's --limit reaches the server and is ignored. Enable it when that lands.
-TEST(CalibctlPagingTest, DISABLED_LimitAndPageTokenWalkTheDetectors) {
+// The server pages ListDetectors (and ListMasters, History) by the store's keyset tokens.
+TEST(CalibctlPagingTest, LimitAndPageTokenWalkTheDetectors) {
   TempDir dir;
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<CalibdProcess> server, CalibdProcess::Start());
   const std::string at = server->address();
