@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "core/hash/sha256.h"
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
 #include "core/store/master_cache.h"
@@ -108,7 +109,7 @@ void BulkLoad(const std::string& dir) {
     sqlite3_step(series);
     sqlite3_reset(series);
     for (int v = 1; v <= kVersionsPerSeries; ++v) {
-      const std::string sha = Sha256Bytes(absl::StrCat(s, "/", v));
+      const std::string sha = hash::Sha256Hex(absl::StrCat(s, "/", v));
       sqlite3_bind_int64(version, 1, s);
       sqlite3_bind_int64(version, 2, v);
       sqlite3_bind_text(version, 3, sha.c_str(), -1, SQLITE_TRANSIENT);

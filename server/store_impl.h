@@ -33,7 +33,8 @@
 #include "core/image/dq.h"
 #include "core/store/store.h"
 #include "server/backend.h"
-#include "server/recipe_builder.h"
+#include "server/recipe_options.h"
+#include "server/requests.h"
 
 namespace calibd::server {
 

@@ -296,8 +296,6 @@ class CalibrationStore {
   virtual absl::StatusOr<std::vector<DetectorRecord>> ListDetectors();   // every page
   virtual absl::StatusOr<std::vector<MasterVersion>> ListMasters(const MasterFilter& filter);
   virtual absl::StatusOr<std::vector<MasterVersion>> History(int64_t series_id);
-  virtual absl::StatusOr<std::vector<MasterVersion>> FindBySha256(const std::string& sha256);
-  virtual absl::StatusOr<std::vector<VersionChange>> ChangedSince(TimeMicros since);
 };
 
 // A path (absolute or relative, or "file:<path>") → the embedded store in that directory;
@@ -312,12 +310,6 @@ inline constexpr char kInternalDetailPayload[] = "calibd.internal_detail";
 // The detail of `status` ("" when none).
 std::string InternalDetail(const absl::Status& status);
 
-// Transitional forwarders to core/hash (calibd::hash::Sha256File / Sha256Hex): callers outside
-// core/store still use them; they go once those have switched. Do not add callers.
-inline absl::StatusOr<std::string> Sha256File(const std::string& path) {
-  return hash::Sha256File(path);
-}
-inline std::string Sha256Bytes(absl::string_view bytes) { return hash::Sha256Hex(bytes); }
 
 }  // namespace calibd::store
 

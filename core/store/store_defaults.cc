@@ -133,12 +133,4 @@ absl::StatusOr<std::vector<MasterVersion>> CalibrationStore::History(int64_t ser
   return all;
 }
 
-absl::StatusOr<std::vector<MasterVersion>> CalibrationStore::FindBySha256(const std::string&) {
-  return absl::UnimplementedError("FindBySha256 was removed (no caller)");
-}
-
-absl::StatusOr<std::vector<VersionChange>> CalibrationStore::ChangedSince(TimeMicros) {
-  return absl::UnimplementedError("ChangedSince was removed (no caller); see the audit log");
-}
-
 }  // namespace calibd::store

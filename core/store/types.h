@@ -91,17 +91,6 @@ struct AuditEntry {
   int64_t version = 0;
 };
 
-
-// Transitional: the type of the removed impact query (CalibrationStore::ChangedSince, which is
-// now UNIMPLEMENTED); it goes with it next phase.
-struct VersionChange {
-  MasterVersion version;
-  std::string change;
-  TimeMicros at = 0;
-  std::optional<TimeMicros> range_begin;
-  std::optional<TimeMicros> range_end;
-};
-
 }  // namespace calibd::store
 
 #endif  // CALIBD_CORE_STORE_TYPES_H_

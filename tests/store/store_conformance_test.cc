@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/hash/sha256.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/fits/fits.h"
@@ -247,7 +248,7 @@ TEST_P(StoreConformanceTest, LoadMasterRoundTripsAndCaches) {
     return absl::OkStatus();
   }));
   EXPECT_EQ(static_cast<int64_t>(bytes.size()), v.size_bytes);
-  EXPECT_EQ(Sha256Bytes(bytes), v.sha256);
+  EXPECT_EQ(hash::Sha256Hex(bytes), v.sha256);
 }
 
 TEST_P(StoreConformanceTest, CorruptBlobIsDataLossAndNeverServed) {
