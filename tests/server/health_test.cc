@@ -16,7 +16,7 @@
 #include "server/health.h"
 #include "server/metrics.h"
 #include "server/server.h"
-#include "tests/server/forwarding_store.h"
+#include "core/store/forwarding_store.h"
 #include "tests/testing/grpc_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -27,13 +27,13 @@ using ::calibd::testing::GrpcIs;
 using Serving = grpc::health::v1::HealthCheckResponse;
 
 // A store whose Ping fails while `down` is set.
-class FlakyPingStore final : public ForwardingStore {
+class FlakyPingStore final : public store::ForwardingStore {
  public:
   FlakyPingStore(std::unique_ptr<store::CalibrationStore> inner, std::atomic<bool>* down)
-      : ForwardingStore(std::move(inner)), down_(down) {}
+      : store::ForwardingStore(std::move(inner)), down_(down) {}
   absl::Status Ping() override {
     if (down_->load()) return absl::UnavailableError("SELECT 1: connection refused");
-    return inner_->Ping();
+    return inner().Ping();
   }
 
  private:

@@ -16,7 +16,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/server.h"
-#include "tests/server/forwarding_store.h"
+#include "core/store/forwarding_store.h"
 #include "tests/testing/grpc_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -31,18 +31,18 @@ constexpr auto kDelay = std::chrono::milliseconds(1500);
 constexpr double kDelayMs = 1500;
 
 // A store whose GetDetector(kSlowDetector) and ListDetectors sleep kDelay first.
-class SlowStore final : public ForwardingStore {
+class SlowStore final : public store::ForwardingStore {
  public:
-  using ForwardingStore::ForwardingStore;
+  using store::ForwardingStore::ForwardingStore;
   absl::StatusOr<store::DetectorRecord> GetDetector(const std::string& name,
                                                     int64_t version) override {
     if (name == kSlowDetector) std::this_thread::sleep_for(kDelay);
-    return inner_->GetDetector(name, version);
+    return inner().GetDetector(name, version);
   }
   absl::StatusOr<store::Page<store::DetectorRecord>> ListDetectors(
       const store::PageRequest& page) override {
     std::this_thread::sleep_for(kDelay);
-    return inner_->ListDetectors(page);
+    return inner().ListDetectors(page);
   }
 };
 
