@@ -132,28 +132,51 @@ def test_errors_carry_codes():
     assert isinstance(fe, calibd.Error)
 
 
-def test_fast_checksums_verify_with_astropy(tmp_path):
-    """calibd.reduce's writer patches CHECKSUM/DATASUM itself; astropy must agree with them."""
+@pytest.mark.parametrize("shape", [(37, 53), (3, 5), (64, 64)])
+def test_fast_writer_output_verifies_with_astropy(tmp_path, shape):
+    """calibd.reduce's writer computes CHECKSUM/DATASUM itself while writing; astropy must
+    verify every HDU, and read back the same planes and header cards. Odd shapes leave partial
+    32-bit words before the block padding; one writer serves several shapes (its buffers)."""
     import warnings
     from astropy.nddata import CCDData, StdDevUncertainty
-    from calibd._fitsio import encode_checksum, write_calibrated
+    from calibd._fitsio import FitsWriter, write_calibrated
     rng = np.random.default_rng(3)
-    data = rng.normal(100, 5, size=(37, 53)).astype(np.float32)
-    ccd = CCDData(data, unit="electron", uncertainty=StdDevUncertainty(np.sqrt(data)),
-                  meta=fits.Header({"EXPTIME": 3.0, "CHECKSUM": "stale", "DATASUM": "1"}))
-    ccd.dq = (rng.random((37, 53)) > 0.9).astype(np.uint16) * 8
-    path = str(tmp_path / "out.fits")
-    write_calibrated(ccd, path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with fits.open(path, checksum=True) as hdul:
-            assert [h.name for h in hdul] == ["PRIMARY", "UNCERT", "MASK", "DQ"]
-            for h in hdul:
-                assert h.verify_checksum() == 1 and h.verify_datasum() == 1, h.name
-            np.testing.assert_array_equal(hdul["DQ"].data, ccd.dq)
-            np.testing.assert_array_equal(hdul["MASK"].data, ccd.dq != 0)
-    back = CCDData.read(path, unit="electron")
-    np.testing.assert_array_equal(back.data, data)
+    header = fits.Header({"EXPTIME": 3.0, "CHECKSUM": "stale", "DATASUM": "1", "BITPIX": 8,
+                          "LONGSTR": "x" * 100, "OBJECT": "it's M31"})
+    header["HISTORY"] = "calibrated by calibd"
+    header["HIERARCH CALIBD LONG KEY"] = 7
+    writer = FitsWriter()
+    for _ in range(2):  # the second frame reuses the first one's buffers
+        data = rng.normal(100, 5, size=shape).astype(np.float32)
+        ccd = CCDData(data, unit="electron", uncertainty=StdDevUncertainty(np.sqrt(data)),
+                      meta=header)
+        ccd.dq = (rng.random(shape) > 0.9).astype(np.uint16) * 8
+        ccd.dq[0, 0] = 0x8001  # the sign bit of the stored int16
+        path = str(tmp_path / "out.fits")
+        writer.write(ccd, path, overwrite=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with fits.open(path, checksum=True) as hdul:
+                assert [h.name for h in hdul] == ["PRIMARY", "UNCERT", "MASK", "DQ"]
+                for h in hdul:
+                    assert h.verify_checksum() == 1 and h.verify_datasum() == 1, h.name
+                np.testing.assert_array_equal(hdul["DQ"].data, ccd.dq)
+                np.testing.assert_array_equal(hdul["MASK"].data, ccd.dq != 0)
+                np.testing.assert_array_equal(hdul["UNCERT"].data, np.sqrt(data))
+                h0 = hdul[0].header
+                assert h0["LONGSTR"] == "x" * 100 and h0["OBJECT"] == "it's M31"
+                assert h0["CALIBD LONG KEY"] == 7 and h0["BITPIX"] == -32
+                assert list(h0["HISTORY"]) == ["calibrated by calibd"]
+        back = CCDData.read(path)
+        np.testing.assert_array_equal(back.data, data)
+        assert back.unit == "electron"
+    with pytest.raises(calibd.AlreadyExists):
+        write_calibrated(ccd, path)
+
+
+def test_checksum_encoding_matches_astropy():
+    from calibd._fitsio import encode_checksum
+    rng = np.random.default_rng(3)
     # The encoding equals astropy's own (its private encoder as the oracle).
     from astropy.io.fits.hdu.base import _ValidHDU
     theirs = _ValidHDU.__new__(_ValidHDU)
