@@ -240,7 +240,7 @@ class Client:
                     configuration: Optional[Mapping[str, str]] = None,
                     attributes: Optional[Mapping[str, str]] = None, certify_from: Any = None,
                     certify_until: Any = None, replace: bool = False,
-                    timeout: Optional[float] = None) -> BuildResult:
+                    timeout: Optional[float] = None, **noise_options: Any) -> BuildResult:
         """See `calibd.Client.build` (the same options, ccdproc.combine's names)."""
         combine = _requests.combine_options(
             method, sigma_clip, sigma_clip_low_thresh, sigma_clip_high_thresh, sigma_clip_func,
@@ -248,7 +248,7 @@ class Client:
             minmax_clip_min, minmax_clip_max, scale, scale_section, weights, variance)
         req = _requests.build_options(detector, kind, combine, preprocess, policy, pins,
                                       configuration, attributes, certify_from, certify_until,
-                                      replace)
+                                      replace, noise_options)
         inputs = await asyncio.get_running_loop().run_in_executor(
             None, _requests.build_inputs, detector, frames)
         try:

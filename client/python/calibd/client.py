@@ -346,7 +346,7 @@ class Client:
               configuration: Optional[Mapping[str, str]] = None,
               attributes: Optional[Mapping[str, str]] = None, certify_from: Any = None,
               certify_until: Any = None, replace: bool = False,
-              timeout: Optional[float] = None) -> BuildResult:
+              timeout: Optional[float] = None, **noise_options: Any) -> BuildResult:
         """Combines raw frames (paths, CCDData, (array, header) pairs) and/or stored versions
         (`Stored`, `MasterVersion`) into a new master version, optionally certified.
 
@@ -358,6 +358,32 @@ class Client:
         (``preprocess`` overrides it, e.g. ``{"dark": False}``).
 
         Every input is read before anything is sent: a build is all or nothing.
+
+        The noise kinds build a detector-characterisation product instead of a combine
+        (`get_master` returns it as a `NoiseProduct`), each from its own inputs, pre-processed
+        as a bias (read_noise, gain) or a dark (dark_current, noise_model) is, with its own
+        keyword options (core/noise/noise.h documents each; unset = the default):
+
+        ``"read_noise"``
+            biases; ``min_frames`` (2).
+        ``"gain"``
+            flat pairs of increasing level plus >= 2 biases (IMAGETYP bias/zero);
+            ``sections`` (one FITS section per amplifier), ``level_sizes`` (frames per level,
+            in input order; default pairs), ``saturation_fraction`` (0.9),
+            ``max_saturated_fraction`` (0.001), ``nonlinearity_sigma`` (5).
+        ``"dark_current"``
+            darks of >= 3 exposure times; ``hot_sigma`` (5), ``hot_min_rate`` (0 e⁻/s).
+        ``"noise_model"``
+            darks of >= 4 (EM gain, exposure time) settings; ``prescan_section``,
+            ``unweighted`` (False).
+        ``"bad_pixels"``
+            stored dark_current / read_noise products (`Stored`) and/or one master flat;
+            ``dead_fraction`` (0.5), ``box`` (15), ``noisy_sigma`` (5).
+        ``"gain_normalisation"``
+            ``setting_key``, ``section``, ``reference`` (the server cannot store it yet:
+            `FailedPrecondition`).
+
+        An option of another kind is `InvalidArgument`.
         """
         combine = _requests.combine_options(
             method, sigma_clip, sigma_clip_low_thresh, sigma_clip_high_thresh, sigma_clip_func,
@@ -365,7 +391,7 @@ class Client:
             minmax_clip_min, minmax_clip_max, scale, scale_section, weights, variance)
         options = _requests.build_options(detector, kind, combine, preprocess, policy, pins,
                                           configuration, attributes, certify_from,
-                                          certify_until, replace)
+                                          certify_until, replace, noise_options)
         inputs = _requests.build_inputs(detector, frames)
         try:
             r = self._build_master(_requests.build_requests(options, inputs),
