@@ -242,3 +242,65 @@ def test_paging_follows_next_page_tokens():
         c.close()
     assert [v.version for v in got] == [1, 2, 3, 4, 5]
     assert seen == [("d", 2, ""), ("d", 2, "2"), ("d", 2, "4")]
+
+
+def test_dark_policy_and_noise_switches_map_to_recipe_overrides():
+    r = _calibrate.recipe_overrides(dark_policy="exact")
+    assert r.HasField("dark_scale") and not r.dark_scale and not r.HasField("dark")
+    r = _calibrate.recipe_overrides(dark_policy="skip")
+    assert r.HasField("dark") and not r.dark
+    with pytest.raises(calibd.InvalidArgument, match="dark_policy='guess'"):
+        _calibrate.recipe_overrides(dark_policy="guess")
+    with pytest.raises(calibd.InvalidArgument, match="unknown noise switch"):
+        _calibrate.recipe_overrides(noise={"flat_map": True})
+    fields = types_pb2.RecipeOverrides.DESCRIPTOR.fields_by_name
+    if "dark_policy" in fields:
+        r = _calibrate.recipe_overrides(dark_policy="measured_else_synthesized",
+                                        noise={"read_noise_map": True, "bad_pixels": False,
+                                               "gain_product": None})
+        assert r.dark_policy == types_pb2.DARK_POLICY_MEASURED_ELSE_SYNTHESIZED
+        assert r.HasField("read_noise_map") and r.read_noise_map
+        assert r.HasField("bad_pixels") and not r.bad_pixels
+        assert not r.HasField("gain_product")
+        h = _calibrate.frame_template("a/b", dark_policy="synthesized")
+        assert h.recipe.dark_policy == types_pb2.DARK_POLICY_SYNTHESIZED
+    else:  # a client built before the API had them says so instead of ignoring them
+        with pytest.raises(calibd.Unimplemented):
+            _calibrate.recipe_overrides(dark_policy="synthesized")
+        with pytest.raises(calibd.Unimplemented):
+            _calibrate.recipe_overrides(noise={"read_noise_map": True})
+
+
+def test_synthesized_dark_messages_assemble_into_a_frame():
+    try:
+        from calibd._proto import noise_pb2
+    except ImportError:
+        pytest.skip("this calibd API has no Noise.SynthesizeDark yet")
+    from calibd import _noise
+    n = 8
+    result = calibrator_pb2.ResultHeader(frame_id="synth", width=n, height=n,
+                                         planes=[types_pb2.PLANE_DATA, types_pb2.PLANE_DQ],
+                                         unit=types_pb2.OUTPUT_UNIT_ELECTRON)
+    result.masters.add(kind="noise_model", version=3)
+    head = noise_pb2.SynthesizeDarkResponse(header=noise_pb2.SynthesizeDarkHeader(
+        result=result, model=types_pb2.MasterVersion(kind="noise_model", version=3)))
+    data = np.arange(n * n, dtype="<f4").reshape(n, n)
+    dq = np.full((n, n), 2, dtype="<u2")
+    msgs = [head.SerializeToString()] + [
+        noise_pb2.SynthesizeDarkResponse(chunk=calibrator_pb2.ResultChunk(
+            plane=p, data=a.tobytes())).SerializeToString()
+        for p, a in ((types_pb2.PLANE_DATA, data), (types_pb2.PLANE_DQ, dq))]
+    out = _noise.SynthDarkAssembler()
+    for m in msgs:
+        out.add(_noise.decode_synth_dark_response(m))
+    frame = out.finish()
+    np.testing.assert_array_equal(frame.data, data)
+    np.testing.assert_array_equal(frame.dq, dq)
+    assert frame.unit == "electron" and frame.model.version == 3 and frame.mask.all()
+    bad = noise_pb2.SynthesizeDarkResponse(header=noise_pb2.SynthesizeDarkHeader(
+        result=calibrator_pb2.ResultHeader(status={"code": 5, "message": "no model"})))
+    with pytest.raises(calibd.NotFound):
+        _noise.SynthDarkAssembler().add(_noise.decode_synth_dark_response(
+            bad.SerializeToString()))
+    with pytest.raises(calibd.Unavailable):
+        _noise.SynthDarkAssembler().finish()

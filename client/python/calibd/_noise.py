@@ -191,3 +191,82 @@ def noise_product(hdul: fits.HDUList, master: Any = None) -> NoiseProduct:
     p["DQ"] = CCDData(dq, unit=u.dimensionless_unscaled, meta=fits.Header(), copy=False)
     p.dq = dq
     return p
+
+
+# --- synthesized darks ---------------------------------------------------------------------
+
+SYNTHESIZE_DARK = "/calibd.v1.Noise/SynthesizeDark"
+
+
+def noise_pb2() -> Any:
+    """The generated Noise API module; `Unimplemented` when this client was built without it."""
+    try:
+        from ._proto import noise_pb2 as m
+    except ImportError:
+        raise _errors.Unimplemented(
+            "this calibd client was built without the Noise API (proto/calibd/v1/noise.proto); "
+            "update it to synthesize darks") from None
+    return m
+
+
+def synth_dark_request(detector: str, exptime: float, em_gain: float = 1.0,
+                       temperature: Optional[float] = None,
+                       configuration: Optional[Mapping[str, str]] = None,
+                       version: Optional[int] = None, at: Any = None,
+                       planes: Optional[Sequence[str]] = None) -> Any:
+    """A ``SynthesizeDarkRequest`` (planes by name: "data", "variance", "dq")."""
+    from . import _calibrate, _convert
+    m = noise_pb2()
+    r = m.SynthesizeDarkRequest(detector=detector, exptime=float(exptime),
+                                em_gain=float(em_gain),
+                                configuration=dict(configuration or {}))
+    if temperature is not None:
+        r.temperature = float(temperature)
+    if version is not None and at is not None:
+        raise _errors.InvalidArgument("give version= or at=, not both")
+    if version is not None:
+        r.version = int(version)
+    elif at is not None:
+        _convert.set_timestamp(r.at, at)
+    if planes is not None:
+        if isinstance(planes, str):
+            planes = [p.strip() for p in planes.split(",") if p.strip()]
+        r.planes.extend(_calibrate._choice("planes", p, _calibrate._PLANES) for p in planes)
+    return r
+
+
+def decode_synth_dark_response(raw: bytes) -> Any:
+    from . import _wire
+    return _wire.decode_response(raw, noise_pb2().SynthesizeDarkHeader)
+
+
+class SynthDarkAssembler:
+    """Turns a SynthesizeDark response stream (a header, then plane chunks as Calibrate's) into
+    a `CalibratedFrame` in e⁻ with ``.model`` (the `MasterVersion` of the product used)."""
+
+    def __init__(self) -> None:
+        from . import _calibrate
+        self._assembler = _calibrate.ResultAssembler(window=1)
+        self._model: Any = None
+        self.result: Any = None
+
+    def add(self, message: Any) -> None:
+        from ._types import MasterVersion
+        if self.result is not None:
+            raise _errors.Internal("protocol error from the server: a message after the dark")
+        if hasattr(message, "result") and hasattr(message, "model"):  # SynthesizeDarkHeader
+            self._model = MasterVersion.from_proto(message.model) if message.HasField(
+                "model") else None
+            message = message.result
+        out = self._assembler.add(message, 0)
+        if out is None:
+            return
+        if isinstance(out, _errors.FrameError):
+            raise out.error
+        out.model = self._model
+        self.result = out
+
+    def finish(self) -> Any:
+        if self.result is None:
+            raise _errors.Unavailable("the stream ended before the synthesized dark was complete")
+        return self.result

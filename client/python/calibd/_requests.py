@@ -295,7 +295,8 @@ def decertify_request(detector: str, kind: str, version: int, begin: Any, end: A
 
 def select_request(detector: str, header: Any, policy: str, pins: Optional[Mapping[str, Any]],
                    max_age: Optional[float], kinds: Optional[Sequence[str]],
-                   recipe: Optional[Mapping[str, Any]], dark_policy: Optional[str]) -> Any:
+                   recipe: Optional[Mapping[str, Any]], dark_policy: Optional[str],
+                   noise: Optional[Mapping[str, Optional[bool]]] = None) -> Any:
     if isinstance(header, (str, os.PathLike)):
         from astropy.io import fits
         try:
@@ -308,7 +309,7 @@ def select_request(detector: str, header: Any, policy: str, pins: Optional[Mappi
     r = store_pb2.SelectRequest(detector=detector, kinds=list(kinds or []))
     r.cards.extend(_convert.header_to_cards(header))
     r.selection.CopyFrom(_calibrate.selection_options(policy, pins, max_age))
-    r.recipe.CopyFrom(_calibrate.recipe_overrides(recipe, dark_policy))
+    r.recipe.CopyFrom(_calibrate.recipe_overrides(recipe, dark_policy, noise))
     return r
 
 
