@@ -99,6 +99,30 @@ absl::StatusOr<store::TimeMicros> TimeMicrosFromProto(const google::protobuf::Ti
   return t.seconds() * store::kMicrosPerSecond + t.nanos() / 1000;  // nanos >= 0: floor
 }
 
+v1::DarkPolicy DarkPolicyToProto(store::DarkPolicy policy) {
+  switch (policy) {
+    case store::DarkPolicy::kMeasured: return v1::DARK_POLICY_MEASURED;
+    case store::DarkPolicy::kSynthesized: return v1::DARK_POLICY_SYNTHESIZED;
+    case store::DarkPolicy::kMeasuredElseSynthesized:
+      return v1::DARK_POLICY_MEASURED_ELSE_SYNTHESIZED;
+  }
+  return v1::DARK_POLICY_UNSPECIFIED;
+}
+
+absl::StatusOr<std::optional<store::DarkPolicy>> DarkPolicyFromProto(int policy) {
+  switch (policy) {
+    case v1::DARK_POLICY_UNSPECIFIED: return std::optional<store::DarkPolicy>();
+    case v1::DARK_POLICY_MEASURED: return store::DarkPolicy::kMeasured;
+    case v1::DARK_POLICY_SYNTHESIZED: return store::DarkPolicy::kSynthesized;
+    case v1::DARK_POLICY_MEASURED_ELSE_SYNTHESIZED:
+      return store::DarkPolicy::kMeasuredElseSynthesized;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "dark_policy: unknown value ", policy,
+          " (MEASURED, SYNTHESIZED or MEASURED_ELSE_SYNTHESIZED)"));
+  }
+}
+
 v1::DetectorSpec DetectorSpecToProto(const store::DetectorSpec& s) {
   v1::DetectorSpec p;
   p.set_name(s.name);
@@ -119,6 +143,7 @@ v1::DetectorSpec DetectorSpecToProto(const store::DetectorSpec& s) {
   k->set_binning(s.keys.binning);
   k->set_gain_setting(s.keys.gain_setting);
   k->set_temperature(s.keys.temperature);
+  k->set_em_gain(s.keys.em_gain);
   for (const auto& [kind, keys] : s.configuration_keys) {
     v1::ConfigurationKeys& ck = (*p.mutable_configuration_keys())[kind];
     for (const std::string& key : keys) ck.add_keys(key);
@@ -131,6 +156,10 @@ v1::DetectorSpec DetectorSpecToProto(const store::DetectorSpec& s) {
     q->set_description(b.description);
   }
   p.set_description(s.description);
+  if (s.dark_temperature_coefficient) {
+    p.set_dark_temperature_coefficient(*s.dark_temperature_coefficient);
+  }
+  p.set_dark_policy(DarkPolicyToProto(s.dark_policy));
   return p;
 }
 
@@ -156,6 +185,7 @@ store::DetectorSpec DetectorSpecFromProto(const v1::DetectorSpec& p) {
   key(p.keys().binning(), &s.keys.binning);
   key(p.keys().gain_setting(), &s.keys.gain_setting);
   key(p.keys().temperature(), &s.keys.temperature);
+  key(p.keys().em_gain(), &s.keys.em_gain);
   for (const auto& [kind, keys] : p.configuration_keys()) {
     s.configuration_keys[kind].assign(keys.keys().begin(), keys.keys().end());
   }
@@ -164,6 +194,12 @@ store::DetectorSpec DetectorSpecFromProto(const v1::DetectorSpec& p) {
     s.dq_bits.push_back({static_cast<uint16_t>(b.bit()), b.name(), b.description()});
   }
   s.description = p.description();
+  if (p.has_dark_temperature_coefficient()) {
+    s.dark_temperature_coefficient = p.dark_temperature_coefficient();
+  }
+  // An unknown value is refused by the server before it gets here (DarkPolicyFromProto).
+  s.dark_policy = DarkPolicyFromProto(p.dark_policy()).value_or(std::nullopt)
+                      .value_or(store::DarkPolicy::kMeasured);
   return s;
 }
 

@@ -17,6 +17,8 @@
 #ifndef CALIBD_PROTO_API_CONVERT_H_
 #define CALIBD_PROTO_API_CONVERT_H_
 
+#include <optional>
+
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "calibd/v1/types.pb.h"
@@ -50,6 +52,10 @@ google::protobuf::Timestamp TimeMicrosToProto(store::TimeMicros t);
 // [0, 999999999] (negative nanos included) or seconds outside the Timestamp range.
 absl::StatusOr<store::TimeMicros> TimeMicrosFromProto(const google::protobuf::Timestamp& t,
                                                       absl::string_view field = "timestamp");
+
+// DarkPolicy both ways; UNSPECIFIED is "not set" (nullopt), an unknown number INVALID_ARGUMENT.
+v1::DarkPolicy DarkPolicyToProto(store::DarkPolicy policy);
+absl::StatusOr<std::optional<store::DarkPolicy>> DarkPolicyFromProto(int policy);
 
 v1::DetectorSpec DetectorSpecToProto(const store::DetectorSpec& spec);
 store::DetectorSpec DetectorSpecFromProto(const v1::DetectorSpec& spec);

@@ -51,6 +51,10 @@ struct AppliedMaster {
   std::string sha256;
   store::SelectionMethod method = store::SelectionMethod::kCertified;
   double age_seconds = 0;  // frame time − master obs_time
+  // The recipe step it served ("bias", "dark", "flat", "read_noise", "gain", "bad_pixels");
+  // "" = kind. A synthesized dark: kind "noise_model"/"dark_current", used_as "dark".
+  std::string used_as;
+  std::string detail;  // how it was used, for people ("synthesized for t=30 s, g=1")
 };
 
 struct PreparedFrame {

@@ -30,7 +30,16 @@ RecipeOverrides RecipeOverridesFromProto(const v1::RecipeOverrides& r) {
   if (r.has_flat_floor()) o.flat_floor = r.flat_floor();
   if (r.has_exptime()) o.exptime = r.exptime();
   if (r.has_variance()) o.variance = r.variance();
+  // An unknown dark_policy number is refused by CheckRecipeOverrides; here it reads as unset.
+  o.dark_policy = api::DarkPolicyFromProto(r.dark_policy()).value_or(std::nullopt);
+  if (r.has_read_noise_map()) o.read_noise_map = r.read_noise_map();
+  if (r.has_gain_product()) o.gain_product = r.gain_product();
+  if (r.has_bad_pixels()) o.bad_pixels = r.bad_pixels();
   return o;
+}
+
+absl::Status CheckRecipeOverrides(const v1::RecipeOverrides& r) {
+  return api::DarkPolicyFromProto(r.dark_policy()).status();
 }
 
 absl::StatusOr<SelectionSpec> SelectionFromProto(const v1::SelectionOptions& s) {
@@ -72,6 +81,7 @@ absl::StatusOr<FrameRequest> FrameRequestFromProto(const v1::FrameHeader& h) {
         "frame '", r.frame_id, "': width and height must be > 0, got ", r.width, "x", r.height));
   }
   CALIBD_ASSIGN_OR_RETURN(r.pixel_type, PixelTypeFromProto(h.pixel_type()));
+  CALIBD_RETURN_IF_ERROR(CheckRecipeOverrides(h.recipe()));
   r.recipe = RecipeOverridesFromProto(h.recipe());
   CALIBD_ASSIGN_OR_RETURN(r.selection, SelectionFromProto(h.selection()));
   switch (h.unit()) {
@@ -221,6 +231,7 @@ void SelectedMastersToProto(const store::SelectionResult& r,
     m->set_sha256(k.chosen->sha256);
     m->set_outcome(OutcomeOf(k));
     m->set_age_seconds(double(r.time - k.chosen->obs_time) / store::kMicrosPerSecond);
+    m->set_used_as(k.kind);
   }
 }
 
@@ -230,6 +241,8 @@ void AppliedMasterToProto(const AppliedMaster& a, v1::AppliedMaster* p) {
   p->set_sha256(a.sha256);
   p->set_outcome(OutcomeOf(a.method));
   p->set_age_seconds(a.age_seconds);
+  p->set_used_as(a.used_as.empty() ? a.kind : a.used_as);
+  p->set_detail(a.detail);
 }
 
 void ResultHeaderToProto(const FrameResult& r, v1::ResultHeader* p) {
@@ -322,6 +335,7 @@ absl::StatusOr<BuildRequest> BuildRequestFromProto(const v1::BuildOptions& o) {
   r.detector = o.detector();
   r.kind = o.kind();
   CALIBD_ASSIGN_OR_RETURN(r.combine, CombineOptionsFromProto(o.combine()));
+  CALIBD_RETURN_IF_ERROR(CheckRecipeOverrides(o.preprocess()));
   r.preprocess = RecipeOverridesFromProto(o.preprocess());
   CALIBD_ASSIGN_OR_RETURN(r.selection, SelectionFromProto(o.selection()));
   r.configuration = ConfigurationFromProto(o.configuration());

@@ -46,6 +46,8 @@ using api::TimeMicrosFromProto;
 using api::TimeMicrosToProto;
 
 RecipeOverrides RecipeOverridesFromProto(const v1::RecipeOverrides& r);
+// INVALID_ARGUMENT for what RecipeOverridesFromProto cannot represent (an unknown dark_policy).
+absl::Status CheckRecipeOverrides(const v1::RecipeOverrides& r);
 absl::StatusOr<SelectionSpec> SelectionFromProto(const v1::SelectionOptions& s);
 absl::StatusOr<FrameRequest> FrameRequestFromProto(const v1::FrameHeader& h);
 

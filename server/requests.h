@@ -41,6 +41,10 @@ struct RecipeOverrides {
   std::string flat_norm;           // "mean" | "clipped_mean" | ""
   std::optional<double> flat_value, flat_floor, exptime;
   std::optional<bool> variance;
+  // Where the dark comes from; unset = the detector spec's dark_policy.
+  std::optional<store::DarkPolicy> dark_policy;
+  // The noise products: unset = used when selectable; true = required; false = not used.
+  std::optional<bool> read_noise_map, gain_product, bad_pixels;
 };
 
 // How masters are selected (proto calibd.v1.SelectionOptions).

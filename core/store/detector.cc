@@ -57,6 +57,24 @@ absl::StatusOr<std::string> ConfigText(const Header& header, const std::string& 
 
 }  // namespace
 
+absl::string_view DarkPolicyName(DarkPolicy policy) {
+  switch (policy) {
+    case DarkPolicy::kMeasured: return "measured";
+    case DarkPolicy::kSynthesized: return "synthesized";
+    case DarkPolicy::kMeasuredElseSynthesized: return "measured_else_synthesized";
+  }
+  return "measured";
+}
+
+absl::StatusOr<DarkPolicy> ParseDarkPolicy(absl::string_view name) {
+  for (DarkPolicy p : {DarkPolicy::kMeasured, DarkPolicy::kSynthesized,
+                       DarkPolicy::kMeasuredElseSynthesized}) {
+    if (name == DarkPolicyName(p)) return p;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "dark policy '", name, "' is not measured|synthesized|measured_else_synthesized"));
+}
+
 std::string HeaderKeyMap::KeywordFor(absl::string_view logical) const {
   if (logical == kKeyExposure) return exposure;
   if (logical == kKeyTime) return time;
@@ -65,6 +83,7 @@ std::string HeaderKeyMap::KeywordFor(absl::string_view logical) const {
   if (logical == kKeyBinning) return binning;
   if (logical == kKeyGainSetting) return gain_setting;
   if (logical == kKeyTemperature) return temperature;
+  if (logical == kKeyEmGain) return em_gain;
   return std::string(logical);
 }
 
@@ -126,9 +145,13 @@ absl::Status ValidateDetectorSpec(const DetectorSpec& spec) {
     return absl::InvalidArgumentError(absl::StrCat(
         "detector spec ", spec.name, ": saturation ", spec.saturation, " must be >= 0 (0 = none)"));
   }
+  if (spec.dark_temperature_coefficient && !std::isfinite(*spec.dark_temperature_coefficient)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "detector spec ", spec.name, ": dark_temperature_coefficient must be a finite number (1/K)"));
+  }
   const HeaderKeyMap& k = spec.keys;
   for (const std::string* key : {&k.exposure, &k.time, &k.filter, &k.readout_mode, &k.binning,
-                                  &k.gain_setting, &k.temperature}) {
+                                  &k.gain_setting, &k.temperature, &k.em_gain}) {
     if (key->empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("detector spec ", spec.name, ": a header key mapping is empty"));
@@ -240,7 +263,7 @@ std::string DetectorSpecToJson(const DetectorSpec& spec) {
   j["keys"] = {{"exposure", spec.keys.exposure},         {"time", spec.keys.time},
                {"filter", spec.keys.filter},             {"readout_mode", spec.keys.readout_mode},
                {"binning", spec.keys.binning},           {"gain_setting", spec.keys.gain_setting},
-               {"temperature", spec.keys.temperature}};
+               {"temperature", spec.keys.temperature},   {"em_gain", spec.keys.em_gain}};
   j["configuration_keys"] = spec.configuration_keys;
   j["tolerances"] = spec.tolerances;
   json bits = json::array();
@@ -249,6 +272,12 @@ std::string DetectorSpecToJson(const DetectorSpec& spec) {
   }
   j["dq_bits"] = bits;
   j["description"] = spec.description;
+  if (spec.dark_temperature_coefficient) {
+    j["dark_temperature_coefficient"] = *spec.dark_temperature_coefficient;
+  }
+  if (spec.dark_policy != DarkPolicy::kMeasured) {
+    j["dark_policy"] = std::string(DarkPolicyName(spec.dark_policy));
+  }
   return j.dump(2);
 }
 
@@ -285,6 +314,10 @@ absl::StatusOr<DetectorSpec> DetectorSpecFromJson(absl::string_view text) {
         spec.saturation = v.get<double>();
       } else if (field == "description") {
         spec.description = v.get<std::string>();
+      } else if (field == "dark_temperature_coefficient") {
+        if (!v.is_null()) spec.dark_temperature_coefficient = v.get<double>();
+      } else if (field == "dark_policy") {
+        CALIBD_ASSIGN_OR_RETURN(spec.dark_policy, ParseDarkPolicy(v.get<std::string>()));
       } else if (field == "keys") {
         if (!v.is_object()) throw json::other_error::create(501, "keys must be an object", &v);
         for (auto k = v.begin(); k != v.end(); ++k) {
@@ -298,11 +331,12 @@ absl::StatusOr<DetectorSpec> DetectorSpecFromJson(absl::string_view text) {
           else if (name == "binning") m.binning = value;
           else if (name == "gain_setting") m.gain_setting = value;
           else if (name == "temperature") m.temperature = value;
+          else if (name == "em_gain") m.em_gain = value;
           else {
             return absl::InvalidArgumentError(absl::StrCat(
                 "detector spec: unknown key mapping '", name,
                 "' (known: exposure, time, filter, readout_mode, binning, gain_setting, "
-                "temperature)"));
+                "temperature, em_gain)"));
           }
         }
       } else if (field == "configuration_keys") {

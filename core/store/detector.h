@@ -15,7 +15,7 @@
 //   // c == {"binning": "1x1", "exposure": "30", "gain_setting": "high", ...}
 //
 // Configuration entries are named by *logical* key ("exposure", "temperature", "filter",
-// "readout_mode", "binning", "gain_setting"), mapped to header keywords by `keys`; any other
+// "readout_mode", "binning", "gain_setting", "em_gain"), mapped to header keywords by `keys`; any other
 // name in `configuration_keys` is taken as a header keyword itself (e.g. "AMPNAME").
 //
 // JSON form (every field optional except name/width/height; defaults as below):
@@ -27,6 +27,7 @@
 //                           "flat": [..., "filter"], "dark": [..., "exposure","temperature"]},
 //    "tolerances": {"exposure": 1.0, "temperature": 0.5},
 //    "dq_bits": [{"bit": 512, "name": "bleed", "description": "charge bleed trail"}],
+//    "dark_temperature_coefficient": 0.08, "dark_policy": "measured_else_synthesized",
 //    "description": "…"}
 //
 // Thread safety: value types and pure functions.
@@ -35,6 +36,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,6 +61,7 @@ inline constexpr absl::string_view kKeyReadoutMode = "readout_mode";
 inline constexpr absl::string_view kKeyBinning = "binning";
 inline constexpr absl::string_view kKeyGainSetting = "gain_setting";
 inline constexpr absl::string_view kKeyTemperature = "temperature";
+inline constexpr absl::string_view kKeyEmGain = "em_gain";
 
 // Which header keyword carries each logical value.
 struct HeaderKeyMap {
@@ -69,11 +72,23 @@ struct HeaderKeyMap {
   std::string binning = "BINNING";
   std::string gain_setting = "GAINMODE";
   std::string temperature = "CCD-TEMP";
+  std::string em_gain = "EMGAIN";  // EM gain g; a frame without it has g = 1
 
   // The keyword for a logical name; any other name is returned unchanged (a literal keyword).
   std::string KeywordFor(absl::string_view logical) const;
   bool operator==(const HeaderKeyMap&) const = default;
 };
+
+// Where the dark subtracted from a frame comes from (proto calibd.v1.DarkPolicy).
+//   kMeasured                 a master dark, selected like any master (the default)
+//   kSynthesized              synthesized for the frame's (exptime, EM gain, temperature) from
+//                             the noise_model product, else the dark_current product
+//   kMeasuredElseSynthesized  the measured master when one is selectable, else synthesized
+enum class DarkPolicy { kMeasured, kSynthesized, kMeasuredElseSynthesized };
+// "measured", "synthesized", "measured_else_synthesized" (the JSON and CLI spelling).
+absl::string_view DarkPolicyName(DarkPolicy policy);
+// The inverse of DarkPolicyName; INVALID_ARGUMENT listing the names otherwise.
+absl::StatusOr<DarkPolicy> ParseDarkPolicy(absl::string_view name);
 
 // An instrument-specific DQ bit (core bits are in core/image/dq.h; these sit above them).
 struct DetectorDqBit {
@@ -105,6 +120,11 @@ struct DetectorSpec {
   std::map<std::string, double> tolerances;
   std::vector<DetectorDqBit> dq_bits;
   std::string description;
+  // Dark-current temperature coefficient c [1/K]: a synthesized dark's D is scaled by
+  // exp(c·(T − TEMPMOD)). Unset = no temperature scaling.
+  std::optional<double> dark_temperature_coefficient;
+  // The dark policy of requests that do not give one.
+  DarkPolicy dark_policy = DarkPolicy::kMeasured;
 
   bool operator==(const DetectorSpec&) const = default;
 };
@@ -118,7 +138,7 @@ std::map<std::string, double> DefaultTolerances();
 std::map<std::string, double> TolerancesOf(const DetectorSpec& spec);
 
 // INVALID_ARGUMENT naming the first bad field: bad name, non-positive shape, sections that do
-// not parse against the shape, gain <= 0, read noise < 0, DQ bits that are not single bits
+// not parse against the shape, gain <= 0, read noise < 0, a non-finite temperature coefficient, DQ bits that are not single bits
 // above the core bits or repeat, a tolerance < 0.
 absl::Status ValidateDetectorSpec(const DetectorSpec& spec);
 

@@ -121,5 +121,43 @@ TEST(TimeConvertTest, MalformedTimestampsAreInvalidArgument) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+TEST(DetectorSpecConvertTest, NoiseFieldsRoundTrip) {
+  store::DetectorSpec spec;
+  spec.name = "roman/excam";
+  spec.width = 64;
+  spec.height = 32;
+  spec.keys.em_gain = "CMDGAIN";
+  spec.dark_temperature_coefficient = 0.07;
+  spec.dark_policy = store::DarkPolicy::kMeasuredElseSynthesized;
+  v1::DetectorSpec p = DetectorSpecToProto(spec);
+  EXPECT_EQ(p.keys().em_gain(), "CMDGAIN");
+  EXPECT_TRUE(p.has_dark_temperature_coefficient());
+  EXPECT_EQ(p.dark_temperature_coefficient(), 0.07);
+  EXPECT_EQ(p.dark_policy(), v1::DARK_POLICY_MEASURED_ELSE_SYNTHESIZED);
+  EXPECT_EQ(DetectorSpecFromProto(p), spec);
+  // Unset on the wire = the defaults: keyword EMGAIN, no coefficient, MEASURED.
+  v1::DetectorSpec empty;
+  empty.set_name("a/b");
+  store::DetectorSpec d = DetectorSpecFromProto(empty);
+  EXPECT_EQ(d.keys.em_gain, "EMGAIN");
+  EXPECT_FALSE(d.dark_temperature_coefficient.has_value());
+  EXPECT_EQ(d.dark_policy, store::DarkPolicy::kMeasured);
+}
+
+TEST(DetectorSpecConvertTest, DarkPolicyBothWays) {
+  for (store::DarkPolicy policy :
+       {store::DarkPolicy::kMeasured, store::DarkPolicy::kSynthesized,
+        store::DarkPolicy::kMeasuredElseSynthesized}) {
+    ASSERT_OK_AND_ASSIGN(std::optional<store::DarkPolicy> back,
+                         DarkPolicyFromProto(DarkPolicyToProto(policy)));
+    EXPECT_EQ(back, policy);
+  }
+  ASSERT_OK_AND_ASSIGN(std::optional<store::DarkPolicy> unset,
+                       DarkPolicyFromProto(v1::DARK_POLICY_UNSPECIFIED));
+  EXPECT_FALSE(unset.has_value());
+  EXPECT_THAT(DarkPolicyFromProto(17),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dark_policy")));
+}
+
 }  // namespace
 }  // namespace calibd::api

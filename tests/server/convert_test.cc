@@ -43,6 +43,53 @@ TEST(ConvertTest, FrameRequestFromProto) {
   EXPECT_EQ(r.selection.policy, store::SelectionPolicy::kStrict);  // unspecified = strict
 }
 
+TEST(ConvertTest, DarkPolicyAndNoiseProductSwitches) {
+  v1::FrameHeader p = Header16(4, 4);
+  ASSERT_OK_AND_ASSIGN(FrameRequest unset, FrameRequestFromProto(p));
+  EXPECT_FALSE(unset.recipe.dark_policy.has_value());  // = the detector's default
+  EXPECT_FALSE(unset.recipe.read_noise_map.has_value());
+  EXPECT_FALSE(unset.recipe.gain_product.has_value());
+  EXPECT_FALSE(unset.recipe.bad_pixels.has_value());
+  p.mutable_recipe()->set_dark_policy(v1::DARK_POLICY_MEASURED_ELSE_SYNTHESIZED);
+  p.mutable_recipe()->set_read_noise_map(true);
+  p.mutable_recipe()->set_gain_product(false);
+  p.mutable_recipe()->set_bad_pixels(true);
+  ASSERT_OK_AND_ASSIGN(FrameRequest r, FrameRequestFromProto(p));
+  EXPECT_EQ(r.recipe.dark_policy, store::DarkPolicy::kMeasuredElseSynthesized);
+  EXPECT_EQ(r.recipe.read_noise_map, true);
+  EXPECT_EQ(r.recipe.gain_product, false);
+  EXPECT_EQ(r.recipe.bad_pixels, true);
+  p.mutable_recipe()->set_dark_policy(v1::DARK_POLICY_SYNTHESIZED);
+  ASSERT_OK_AND_ASSIGN(r, FrameRequestFromProto(p));
+  EXPECT_EQ(r.recipe.dark_policy, store::DarkPolicy::kSynthesized);
+  p.mutable_recipe()->set_dark_policy(static_cast<v1::DarkPolicy>(9));
+  EXPECT_THAT(FrameRequestFromProto(p),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dark_policy")));
+  v1::BuildOptions b;
+  b.mutable_preprocess()->set_dark_policy(static_cast<v1::DarkPolicy>(9));
+  EXPECT_THAT(BuildRequestFromProto(b),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dark_policy")));
+}
+
+TEST(ConvertTest, AppliedMasterSaysWhatItWasUsedAs) {
+  AppliedMaster a;
+  a.kind = "noise_model";
+  a.version = 3;
+  a.sha256 = std::string(64, 'a');
+  a.used_as = "dark";
+  a.detail = "synthesized for t=30 s, g=1";
+  v1::AppliedMaster p;
+  AppliedMasterToProto(a, &p);
+  EXPECT_EQ(p.kind(), "noise_model");
+  EXPECT_EQ(p.used_as(), "dark");
+  EXPECT_EQ(p.detail(), "synthesized for t=30 s, g=1");
+  AppliedMaster bias;
+  bias.kind = "bias";
+  AppliedMasterToProto(bias, &p);
+  EXPECT_EQ(p.used_as(), "bias");  // a plain master serves its own kind
+  EXPECT_EQ(p.detail(), "");
+}
+
 TEST(ConvertTest, FrameRequestFromProtoRefusesWhatTheWireCanGetWrong) {
   EXPECT_THAT(FrameRequestFromProto(Header16(0, 4)),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("width and height")));

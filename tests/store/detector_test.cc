@@ -25,6 +25,9 @@ DetectorSpec FullSpec() {
                              {"dark", {"readout_mode", "exposure", "temperature", "AMPNAME"}}};
   spec.dq_bits = {{512, "bleed", "charge bleed trail"}};
   spec.description = "test chip";
+  spec.keys.em_gain = "CMDGAIN";
+  spec.dark_temperature_coefficient = 0.08;
+  spec.dark_policy = DarkPolicy::kMeasuredElseSynthesized;
   return spec;
 }
 
@@ -51,6 +54,37 @@ TEST(DetectorSpecTest, JsonDefaultsAndErrors) {
   EXPECT_THAT(DetectorSpecFromJson(R"({"name": "a/b", "width": 10, "height": 5,
                                        "keys": {"exposure": "EXPOSURE", "colour": "X"}})"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("colour")));
+}
+
+TEST(DetectorSpecTest, NoiseFieldsDefaultsJsonAndErrors) {
+  ASSERT_OK_AND_ASSIGN(DetectorSpec s,
+                       DetectorSpecFromJson(R"({"name": "a/b", "width": 10, "height": 5})"));
+  EXPECT_EQ(s.keys.em_gain, "EMGAIN");
+  EXPECT_EQ(s.keys.KeywordFor(kKeyEmGain), "EMGAIN");
+  EXPECT_FALSE(s.dark_temperature_coefficient.has_value());
+  EXPECT_EQ(s.dark_policy, DarkPolicy::kMeasured);
+  // A spec without the new fields serialises without them (stored specs keep their text).
+  EXPECT_THAT(DetectorSpecToJson(s), ::testing::Not(HasSubstr("dark_policy")));
+  EXPECT_THAT(DetectorSpecToJson(s), ::testing::Not(HasSubstr("dark_temperature_coefficient")));
+  ASSERT_OK_AND_ASSIGN(s, DetectorSpecFromJson(R"({"name": "a/b", "width": 10, "height": 5,
+      "keys": {"em_gain": "CMDGAIN"}, "dark_temperature_coefficient": -0.05,
+      "dark_policy": "synthesized"})"));
+  EXPECT_EQ(s.keys.em_gain, "CMDGAIN");
+  EXPECT_EQ(s.dark_temperature_coefficient, -0.05);
+  EXPECT_EQ(s.dark_policy, DarkPolicy::kSynthesized);
+  EXPECT_THAT(DetectorSpecFromJson(R"({"name": "a/b", "width": 10, "height": 5,
+                                       "dark_policy": "guess"})"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("measured|synthesized|measured_else_synthesized")));
+  for (DarkPolicy p : {DarkPolicy::kMeasured, DarkPolicy::kSynthesized,
+                       DarkPolicy::kMeasuredElseSynthesized}) {
+    ASSERT_OK_AND_ASSIGN(DarkPolicy back, ParseDarkPolicy(DarkPolicyName(p)));
+    EXPECT_EQ(back, p);
+  }
+  DetectorSpec bad = testing::TestSpec();
+  bad.dark_temperature_coefficient = std::numeric_limits<double>::infinity();
+  EXPECT_THAT(ValidateDetectorSpec(bad), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                  HasSubstr("dark_temperature_coefficient")));
 }
 
 TEST(DetectorSpecTest, ValidationNamesTheField) {
