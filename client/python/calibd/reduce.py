@@ -18,6 +18,8 @@ from typing import Any, Deque, List, Optional, Tuple
 from astropy.table import Table
 
 from . import _errors
+from .client import Client
+from ._filestream import FileAssembler, FileResult
 from ._fitsio import write_calibrated
 
 
@@ -110,6 +112,14 @@ def reduce(collection: Any, client: Any, output: str, detector: Optional[str] = 
             if bar is not None:
                 bar.update(1)
 
+    # A blocking client streams each result straight into its file's buffers (_filestream);
+    # others (and results without the data plane) become CCDData, written by FitsWriter.
+    planes = calibrate_options.get("planes")
+    if isinstance(planes, str):
+        planes = [p.strip() for p in planes.split(",") if p.strip()]
+    if isinstance(client, Client) and (planes is None or "data" in planes) and \
+            sys.byteorder == "little":  # FileAssembler's checksums read native words
+        calibrate_options["_assembler"] = FileAssembler(sets=max(1, int(writers)) + 2)
     results = client.calibrate(files, detector=detector, **calibrate_options)
     try:
         for path, out, r in zip(files, outs, results):
@@ -122,8 +132,11 @@ def reduce(collection: Any, client: Any, output: str, detector: Optional[str] = 
                 masters = ", ".join(f"{m.kind} v{m.version} ({m.outcome})" for m in r.provenance)
                 rows.append((path, out, True, "OK", "", r.statistics.get("median", float("nan")),
                              r.statistics.get("flagged_fraction", float("nan")), masters))
-                pending.append((len(rows) - 1,
-                                pool.submit(write_calibrated, r, out, overwrite)))
+                if isinstance(r, FileResult):
+                    job = pool.submit(r.write, out, overwrite)
+                else:
+                    job = pool.submit(write_calibrated, r, out, overwrite)
+                pending.append((len(rows) - 1, job))
                 del r  # only the writer holds the result: its buffers come back when written
                 settle(max(1, int(writers)))
         settle(0)
