@@ -31,13 +31,86 @@ _ZERO_CHECKSUM = "0000000000000000"
 _EXCLUDE = tuple(range(0x3A, 0x41)) + tuple(range(0x5B, 0x61))
 
 
+# Stored BITPIX → the little-endian dtype of the pixels sent (BZERO 32768 on 16 bits: uint16).
+_PRIMARY_DTYPES = {8: "u1", 16: "<i2", 32: "<i4", 64: "<i8", -32: "<f4", -64: "<f8"}
+_SWAP_STEP = 1 << 18  # pixels converted per NumPy call (512 KiB of uint16): in the cache
+
+
+class _ReadPool:
+    """Pixel buffers of raw frames, reused once nothing else refers to them (the frame was
+    sent): no fresh memory, so no page faults, for each frame read."""
+
+    def __init__(self) -> None:
+        from ._calibrate import ArrayPool
+        self._pool = ArrayPool(12)
+        self._lock = threading.Lock()
+
+    def empty(self, shape: Tuple[int, int], dtype: str) -> np.ndarray:
+        with self._lock:
+            return self._pool.empty(shape, dtype)
+
+
+_read_pool: Any = None
+
+
+def _read_primary(path: str) -> Any:
+    """(pixels, header) of an uncompressed 2-D primary image read straight into a pooled
+    buffer (the header by astropy, the pixels with one readinto and an in-place conversion
+    to little-endian, in cache-sized steps); None for anything else (astropy reads it)."""
+    global _read_pool
+    with open(path, "rb") as f:
+        try:
+            header = fits.Header.fromfile(f)
+        except Exception:  # noqa: BLE001 - not a FITS header astropy can parse: astropy's error
+            return None
+        start = f.tell()
+        try:
+            if header.get("SIMPLE") is not True or header.get("NAXIS") != 2 or \
+                    header.get("GROUPS") or start % BLOCK:
+                return None
+            bitpix = int(header["BITPIX"])
+            nx, ny = int(header["NAXIS1"]), int(header["NAXIS2"])
+            bzero, bscale = header.get("BZERO", 0), header.get("BSCALE", 1)
+        except (KeyError, TypeError, ValueError):
+            return None
+        dtype = _PRIMARY_DTYPES.get(bitpix)
+        offset_u16 = bitpix == 16 and bzero == 32768
+        if dtype is None or nx <= 0 or ny <= 0 or bscale != 1 or (bzero != 0 and
+                                                                  not offset_u16):
+            return None
+        if offset_u16:
+            dtype = "<u2"
+        nbytes = nx * ny * abs(bitpix) // 8
+        if os.fstat(f.fileno()).st_size < start + nbytes:
+            return None  # truncated: astropy says how
+        if _read_pool is None:
+            _read_pool = _ReadPool()
+        pixels = _read_pool.empty((ny, nx), dtype)
+        flat = pixels.reshape(-1)
+        if f.readinto(memoryview(flat).cast("B")) != nbytes:
+            return None
+    if flat.itemsize > 1:
+        stored = flat.view(flat.dtype.newbyteorder(">"))
+        for i in range(0, flat.size, _SWAP_STEP):
+            if offset_u16:  # stored int16 + 32768 = the stored bits with the sign bit flipped
+                np.bitwise_xor(stored[i:i + _SWAP_STEP], np.uint16(0x8000),
+                               out=flat[i:i + _SWAP_STEP])
+            else:
+                np.copyto(flat[i:i + _SWAP_STEP], stored[i:i + _SWAP_STEP])
+    return pixels, header
+
+
 def read_fits_frame(path: str) -> Tuple[np.ndarray, fits.Header]:
     """Pixels and header of the first image HDU of a FITS file (tile-compressed too).
 
-    Unsigned 16-bit images (BITPIX 16, BZERO 32768) are read as stored and converted in one
-    pass to little-endian uint16, instead of astropy's scaling then a byte swap.
+    An uncompressed 2-D primary image (what cameras write) is read straight into a reused
+    buffer and converted in place to little-endian (unsigned 16-bit as stored, BZERO 32768,
+    without astropy's scaling); anything else through astropy.
     """
     try:
+        fast = _read_primary(path)
+        if fast is not None:
+            return fast
         with fits.open(path, memmap=False, do_not_scale_image_data=True) as hdul:
             for hdu in hdul:
                 if not hdu.is_image or hdu.data is None:
