@@ -234,6 +234,7 @@ int Calibrate(Context& c) {
       wo.overwrite = overwrite;
       wo.compress_masks = compress_masks;
       wo.pool = &write_pool;
+      wo.direct_io = true;  // nobody reads the output right away: no page-cache copy
       r.status = fits::WriteCalibratedFrame(out, r.frame, wo);
       write_seconds += absl::ToDoubleSeconds(absl::Now() - t0);
     }

@@ -18,26 +18,30 @@ import subprocess
 import sys
 import tempfile
 
-PROTOS = [
-    "calibd/v1/types.proto",
-    "calibd/v1/calibrator.proto",
-    "calibd/v1/store.proto",
-    "calibd/v1/builder.proto",
-    "grpc/health/v1/health.proto",
-]
+# Every calibd/v1/*.proto of PROTO_DIR (a service added to the API gets its stubs without an
+# edit here), plus the health service.
+HEALTH = "grpc/health/v1/health.proto"
+
+
+def protos(proto_dir: str) -> list:
+    api = sorted(f"calibd/v1/{n}" for n in os.listdir(os.path.join(proto_dir, "calibd", "v1"))
+                 if n.endswith(".proto"))
+    return api + [HEALTH]
+
 _IMPORT = re.compile(r"^from (calibd\.v1|grpc\.health\.v1) import (\w+_pb2)", re.M)
 
 
 def generate(proto_dir: str, package_dir: str, protoc: str = "protoc",
              plugin: str = "/usr/bin/grpc_python_plugin") -> None:
     out = os.path.join(package_dir, "_proto")
+    files = protos(proto_dir)
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([protoc, f"--proto_path={proto_dir}", f"--python_out={tmp}",
                         f"--grpc_python_out={tmp}", f"--plugin=protoc-gen-grpc_python={plugin}"]
-                       + [os.path.join(proto_dir, p) for p in PROTOS], check=True)
+                       + [os.path.join(proto_dir, p) for p in files], check=True)
         os.makedirs(out, exist_ok=True)
         names = []
-        for proto in PROTOS:
+        for proto in files:
             stem = proto[:-len(".proto")]
             for suffix in ("_pb2.py", "_pb2_grpc.py"):
                 src = os.path.join(tmp, stem + suffix)

@@ -2,6 +2,10 @@
 
 #include <cstring>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 namespace calibd::fits {
 
 void OnesComplementSum::AddBigEndian(const void* bytes, size_t n) {
@@ -10,6 +14,28 @@ void OnesComplementSum::AddBigEndian(const void* bytes, size_t n) {
   // uint64 accumulator overflows only after 2^32 words (16 GiB), far beyond one call.
   uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
   size_t i = 0;
+#if defined(__AVX2__)
+  // 8 words per step: bytes reversed within each word (vpshufb), widened to 64-bit lanes and
+  // added (GCC does not vectorise the scalar loop below: ~6 GB/s against ~20 here).
+  {
+    const __m256i reverse = _mm256_setr_epi8(3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13,
+                                             12, 3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14,
+                                             13, 12);
+    __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+    for (; i + 32 <= n; i += 32) {
+      const __m256i w = _mm256_shuffle_epi8(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)), reverse);
+      s0 = _mm256_add_epi64(s0, _mm256_cvtepu32_epi64(_mm256_castsi256_si128(w)));
+      s1 = _mm256_add_epi64(s1, _mm256_cvtepu32_epi64(_mm256_extracti128_si256(w, 1)));
+    }
+    alignas(32) uint64_t lanes[4];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_add_epi64(s0, s1));
+    a0 += lanes[0];
+    a1 += lanes[1];
+    a2 += lanes[2];
+    a3 += lanes[3];
+  }
+#endif
   for (; i + 16 <= n; i += 16) {
     uint32_t w[4];
     std::memcpy(w, p + i, sizeof w);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -207,11 +208,14 @@ absl::Status WriteCalibratedDirect(ImageFileWriter& writer, const CalibratedFram
     CALIBD_ASSIGN_OR_RETURN(
         uncert.cards, ExtensionCards("UNCERT", "uncertainty of the data", "StdDevUncertainty"));
     CALIBD_RETURN_IF_ERROR(writer.Append(uncert, [&](int y0, int rows, void* out) {
+      // sqrt and swap in one vectorised pass (this file is built with -fno-math-errno, so
+      // std::sqrt is vsqrtps; a negative variance still gives NaN, as before).
       const float* v = frame.variance.row(y0);
-      float* sd = static_cast<float*>(out);
+      uint32_t* sd = static_cast<uint32_t*>(out);
       const int64_t n = row * rows;
-      for (int64_t i = 0; i < n; ++i) sd[i] = std::sqrt(v[i]);
-      SwapInPlace(static_cast<uint32_t*>(out), n, uint32_t{0});
+      for (int64_t i = 0; i < n; ++i) {
+        sd[i] = __builtin_bswap32(std::bit_cast<uint32_t>(std::sqrt(v[i])));
+      }
     }));
   }
   if (frame.has_dq() && options.write_mask && !options.compress_masks) {
@@ -263,7 +267,8 @@ absl::Status WriteCalibratedFrame(const std::string& path, const CalibratedFrame
     return status;
   }
   CALIBD_ASSIGN_OR_RETURN(ImageFileWriter writer,
-                          ImageFileWriter::Create(path, options.overwrite, options.pool));
+                          ImageFileWriter::Create(path, options.overwrite, options.pool,
+                                                          options.direct_io));
   absl::Status status = WriteCalibratedDirect(writer, frame, options);
   if (status.ok()) status = writer.Close();
   if (!status.ok()) {

@@ -132,28 +132,51 @@ def test_errors_carry_codes():
     assert isinstance(fe, calibd.Error)
 
 
-def test_fast_checksums_verify_with_astropy(tmp_path):
-    """calibd.reduce's writer patches CHECKSUM/DATASUM itself; astropy must agree with them."""
+@pytest.mark.parametrize("shape", [(37, 53), (3, 5), (64, 64)])
+def test_fast_writer_output_verifies_with_astropy(tmp_path, shape):
+    """calibd.reduce's writer computes CHECKSUM/DATASUM itself while writing; astropy must
+    verify every HDU, and read back the same planes and header cards. Odd shapes leave partial
+    32-bit words before the block padding; one writer serves several shapes (its buffers)."""
     import warnings
     from astropy.nddata import CCDData, StdDevUncertainty
-    from calibd._fitsio import encode_checksum, write_calibrated
+    from calibd._fitsio import FitsWriter, write_calibrated
     rng = np.random.default_rng(3)
-    data = rng.normal(100, 5, size=(37, 53)).astype(np.float32)
-    ccd = CCDData(data, unit="electron", uncertainty=StdDevUncertainty(np.sqrt(data)),
-                  meta=fits.Header({"EXPTIME": 3.0, "CHECKSUM": "stale", "DATASUM": "1"}))
-    ccd.dq = (rng.random((37, 53)) > 0.9).astype(np.uint16) * 8
-    path = str(tmp_path / "out.fits")
-    write_calibrated(ccd, path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with fits.open(path, checksum=True) as hdul:
-            assert [h.name for h in hdul] == ["PRIMARY", "UNCERT", "MASK", "DQ"]
-            for h in hdul:
-                assert h.verify_checksum() == 1 and h.verify_datasum() == 1, h.name
-            np.testing.assert_array_equal(hdul["DQ"].data, ccd.dq)
-            np.testing.assert_array_equal(hdul["MASK"].data, ccd.dq != 0)
-    back = CCDData.read(path, unit="electron")
-    np.testing.assert_array_equal(back.data, data)
+    header = fits.Header({"EXPTIME": 3.0, "CHECKSUM": "stale", "DATASUM": "1", "BITPIX": 8,
+                          "LONGSTR": "x" * 100, "OBJECT": "it's M31"})
+    header["HISTORY"] = "calibrated by calibd"
+    header["HIERARCH CALIBD LONG KEY"] = 7
+    writer = FitsWriter()
+    for _ in range(2):  # the second frame reuses the first one's buffers
+        data = rng.normal(100, 5, size=shape).astype(np.float32)
+        ccd = CCDData(data, unit="electron", uncertainty=StdDevUncertainty(np.sqrt(data)),
+                      meta=header)
+        ccd.dq = (rng.random(shape) > 0.9).astype(np.uint16) * 8
+        ccd.dq[0, 0] = 0x8001  # the sign bit of the stored int16
+        path = str(tmp_path / "out.fits")
+        writer.write(ccd, path, overwrite=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with fits.open(path, checksum=True) as hdul:
+                assert [h.name for h in hdul] == ["PRIMARY", "UNCERT", "MASK", "DQ"]
+                for h in hdul:
+                    assert h.verify_checksum() == 1 and h.verify_datasum() == 1, h.name
+                np.testing.assert_array_equal(hdul["DQ"].data, ccd.dq)
+                np.testing.assert_array_equal(hdul["MASK"].data, ccd.dq != 0)
+                np.testing.assert_array_equal(hdul["UNCERT"].data, np.sqrt(data))
+                h0 = hdul[0].header
+                assert h0["LONGSTR"] == "x" * 100 and h0["OBJECT"] == "it's M31"
+                assert h0["CALIBD LONG KEY"] == 7 and h0["BITPIX"] == -32
+                assert list(h0["HISTORY"]) == ["calibrated by calibd"]
+        back = CCDData.read(path)
+        np.testing.assert_array_equal(back.data, data)
+        assert back.unit == "electron"
+    with pytest.raises(calibd.AlreadyExists):
+        write_calibrated(ccd, path)
+
+
+def test_checksum_encoding_matches_astropy():
+    from calibd._fitsio import encode_checksum
+    rng = np.random.default_rng(3)
     # The encoding equals astropy's own (its private encoder as the oracle).
     from astropy.io.fits.hdu.base import _ValidHDU
     theirs = _ValidHDU.__new__(_ValidHDU)
@@ -219,3 +242,102 @@ def test_paging_follows_next_page_tokens():
         c.close()
     assert [v.version for v in got] == [1, 2, 3, 4, 5]
     assert seen == [("d", 2, ""), ("d", 2, "2"), ("d", 2, "4")]
+
+
+def test_dark_policy_and_noise_switches_map_to_recipe_overrides():
+    r = _calibrate.recipe_overrides(dark_policy="exact")
+    assert r.HasField("dark_scale") and not r.dark_scale and not r.HasField("dark")
+    r = _calibrate.recipe_overrides(dark_policy="skip")
+    assert r.HasField("dark") and not r.dark
+    with pytest.raises(calibd.InvalidArgument, match="dark_policy='guess'"):
+        _calibrate.recipe_overrides(dark_policy="guess")
+    with pytest.raises(calibd.InvalidArgument, match="unknown noise switch"):
+        _calibrate.recipe_overrides(noise={"flat_map": True})
+    fields = types_pb2.RecipeOverrides.DESCRIPTOR.fields_by_name
+    if "dark_policy" in fields:
+        r = _calibrate.recipe_overrides(dark_policy="measured_else_synthesized",
+                                        noise={"read_noise_map": True, "bad_pixels": False,
+                                               "gain_product": None})
+        assert r.dark_policy == types_pb2.DARK_POLICY_MEASURED_ELSE_SYNTHESIZED
+        assert r.HasField("read_noise_map") and r.read_noise_map
+        assert r.HasField("bad_pixels") and not r.bad_pixels
+        assert not r.HasField("gain_product")
+        h = _calibrate.frame_template("a/b", dark_policy="synthesized")
+        assert h.recipe.dark_policy == types_pb2.DARK_POLICY_SYNTHESIZED
+    else:  # a client built before the API had them says so instead of ignoring them
+        with pytest.raises(calibd.Unimplemented):
+            _calibrate.recipe_overrides(dark_policy="synthesized")
+        with pytest.raises(calibd.Unimplemented):
+            _calibrate.recipe_overrides(noise={"read_noise_map": True})
+
+
+def test_synthesized_dark_messages_assemble_into_a_frame():
+    try:
+        from calibd._proto import noise_pb2
+    except ImportError:
+        pytest.skip("this calibd API has no Noise.SynthesizeDark yet")
+    from calibd import _noise
+    n = 8
+    result = calibrator_pb2.ResultHeader(frame_id="synth", width=n, height=n,
+                                         planes=[types_pb2.PLANE_DATA, types_pb2.PLANE_DQ],
+                                         unit=types_pb2.OUTPUT_UNIT_ELECTRON)
+    result.masters.add(kind="noise_model", version=3)
+    head = noise_pb2.SynthesizeDarkResponse(header=noise_pb2.SynthesizeDarkHeader(
+        result=result, model=types_pb2.MasterVersion(kind="noise_model", version=3)))
+    data = np.arange(n * n, dtype="<f4").reshape(n, n)
+    dq = np.full((n, n), 2, dtype="<u2")
+    msgs = [head.SerializeToString()] + [
+        noise_pb2.SynthesizeDarkResponse(chunk=calibrator_pb2.ResultChunk(
+            plane=p, data=a.tobytes())).SerializeToString()
+        for p, a in ((types_pb2.PLANE_DATA, data), (types_pb2.PLANE_DQ, dq))]
+    out = _noise.SynthDarkAssembler()
+    for m in msgs:
+        out.add(_noise.decode_synth_dark_response(m))
+    frame = out.finish()
+    np.testing.assert_array_equal(frame.data, data)
+    np.testing.assert_array_equal(frame.dq, dq)
+    assert frame.unit == "electron" and frame.model.version == 3 and frame.mask.all()
+    bad = noise_pb2.SynthesizeDarkResponse(header=noise_pb2.SynthesizeDarkHeader(
+        result=calibrator_pb2.ResultHeader(status={"code": 5, "message": "no model"})))
+    with pytest.raises(calibd.NotFound):
+        _noise.SynthDarkAssembler().add(_noise.decode_synth_dark_response(
+            bad.SerializeToString()))
+    with pytest.raises(calibd.Unavailable):
+        _noise.SynthDarkAssembler().finish()
+
+
+@pytest.mark.parametrize("split", [1 << 20, 4096, 999, 7])
+def test_streamed_file_equals_the_ccddata_writer(tmp_path, split):
+    """calibd.reduce's FileAssembler converts each chunk where it lands; whatever the chunk
+    boundaries (also ones splitting a pixel), the file equals FitsWriter's for the CCDData the
+    ResultAssembler builds from the same messages."""
+    from calibd import _filestream
+    from calibd._fitsio import FitsWriter
+    rng = np.random.default_rng(5)
+    hgt, wid = 37, 29
+    planes = {types_pb2.PLANE_DATA: rng.normal(0, 10, (hgt, wid)).astype("<f4"),
+              types_pb2.PLANE_VARIANCE: rng.uniform(0, 50, (hgt, wid)).astype("<f4"),
+              types_pb2.PLANE_DQ: (rng.random((hgt, wid)) > 0.8).astype("<u2") * 0x8004}
+    h = calibrator_pb2.ResultHeader(frame_id="f.fits", width=wid, height=hgt,
+                                    planes=list(planes), unit=types_pb2.OUTPUT_UNIT_ELECTRON)
+    h.cards.add(key="EXPTIME", double_value=30.0)
+    h.cards.add(key="OBJECT", string_value="M31")
+    msgs = [calibrator_pb2.CalibrateResponse(header=h).SerializeToString()]
+    for p, a in planes.items():
+        raw = a.tobytes()
+        for off in range(0, len(raw), split):
+            msgs.append(calibrator_pb2.CalibrateResponse(chunk=calibrator_pb2.ResultChunk(
+                plane=p, data=raw[off:off + split])).SerializeToString())
+    ccd = _assemble(_calibrate.ResultAssembler(), msgs)
+    FitsWriter().write(ccd, str(tmp_path / "ccddata.fits"))
+    fa = _filestream.FileAssembler()
+    for round_ in range(2):  # the second frame reuses the buffers once released
+        result = None
+        for m in msgs:
+            result = fa.add(_wire.decode_calibrate_response(m), 0)
+        assert isinstance(result, _filestream.FileResult) and result.frame_id == "f.fits"
+        result.write(str(tmp_path / "streamed.fits"), overwrite=True)
+        with open(tmp_path / "ccddata.fits", "rb") as a, open(tmp_path / "streamed.fits",
+                                                              "rb") as b:
+            assert a.read() == b.read()
+    assert len(fa._sets) == 1

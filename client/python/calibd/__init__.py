@@ -17,6 +17,7 @@ from ._errors import (Aborted, AlreadyExists, Cancelled, DataLoss, DeadlineExcee
                       OutOfRange, PermissionDenied, ResourceExhausted, Unauthenticated,
                       Unavailable, Unimplemented, Unknown)
 from ._requests import TLS, Stored
+from ._noise import NoiseProduct
 from ._types import (AppliedMaster, BuildResult, CalibratedFrame, Candidate, Certification,
                      DqBit, History, HistoryEvent, MasterVersion, PutResult, Selection,
                      TrailEntry)
@@ -26,7 +27,7 @@ from .reduce import reduce
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "aio", "reduce", "TLS", "Stored",
+    "Client", "aio", "reduce", "TLS", "Stored", "NoiseProduct",
     "CalibratedFrame", "MasterVersion", "Certification", "AppliedMaster", "Candidate",
     "TrailEntry", "Selection", "History", "HistoryEvent", "BuildResult", "PutResult", "DqBit",
     "Error", "FrameError", "Cancelled", "Unknown", "InvalidArgument", "DeadlineExceeded",

@@ -27,8 +27,13 @@ _PLANES = {"data": types_pb2.PLANE_DATA, "variance": types_pb2.PLANE_VARIANCE,
 _UNITS = {"adu": types_pb2.OUTPUT_UNIT_ADU, "electron": types_pb2.OUTPUT_UNIT_ELECTRON}
 _POLICIES = {"strict": types_pb2.SELECTION_POLICY_STRICT,
              "nearest": types_pb2.SELECTION_POLICY_NEAREST}
-# dark_policy → (RecipeOverrides.dark, RecipeOverrides.dark_scale)
-_DARK_POLICIES = {"scale": (None, True), "exact": (None, False), "skip": (False, None)}
+# Where the dark comes from (RecipeOverrides.dark_policy, types.proto DarkPolicy).
+_DARK_SOURCES = {"measured": "DARK_POLICY_MEASURED", "synthesized": "DARK_POLICY_SYNTHESIZED",
+                 "measured_else_synthesized": "DARK_POLICY_MEASURED_ELSE_SYNTHESIZED"}
+# The earlier values of dark_policy, about the dark's scaling: → (dark, dark_scale).
+_DARK_SCALING = {"scale": (None, True), "exact": (None, False), "skip": (False, None)}
+# The noise products' switches (RecipeOverrides): None = use when selectable.
+NOISE_SWITCHES = ("read_noise_map", "gain_product", "bad_pixels")
 _RECIPE_BOOLS = ("overscan", "trim", "bias", "dark", "flat", "variance", "dark_scale")
 _RECIPE_STRINGS = ("overscan_statistic", "overscan_fit", "overscan_axis", "overscan_section",
                    "trim_section", "flat_norm")
@@ -43,12 +48,24 @@ def _choice(name: str, value: str, choices: Mapping[str, Any]) -> Any:
             f"{name}={value!r}: give one of {', '.join(map(repr, choices))}") from None
 
 
+def _has_field(message: Any, name: str) -> bool:
+    return name in message.DESCRIPTOR.fields_by_name
+
+
 def recipe_overrides(recipe: Optional[Mapping[str, Any]] = None,
-                     dark_policy: Optional[str] = None) -> types_pb2.RecipeOverrides:
+                     dark_policy: Optional[str] = None,
+                     noise: Optional[Mapping[str, Optional[bool]]] = None
+                     ) -> types_pb2.RecipeOverrides:
     """``RecipeOverrides`` of a dict of its field names (``{"flat_norm": "clipped_mean"}``).
 
-    ``dark_policy``: "scale" (scale the dark by exposure, the default), "exact" (use the dark
-    as is: its exposure must match) or "skip" (no dark).
+    ``dark_policy``: where the dark comes from — "measured" (a master dark), "synthesized"
+    (from the detector's noise_model, else dark_current product, for each frame's exposure
+    time and EM gain) or "measured_else_synthesized"; unset = the detector's default. The
+    earlier values "scale" (scale the dark by exposure, the default), "exact" (no scaling)
+    and "skip" (no dark) still set the dark's scaling.
+
+    ``noise``: the switches ``read_noise_map``, ``gain_product``, ``bad_pixels`` — True =
+    required, False = not used, None = used when one is selectable.
     """
     r = types_pb2.RecipeOverrides()
     for key, value in (recipe or {}).items():
@@ -62,16 +79,37 @@ def recipe_overrides(recipe: Optional[Mapping[str, Any]] = None,
             setattr(r, key, float(value))
         elif key == "overscan_poly_order":
             r.overscan_poly_order = int(value)
-        elif key in types_pb2.RecipeOverrides.DESCRIPTOR.fields_by_name:
+        elif key == "dark_policy" and dark_policy is None:
+            dark_policy = value
+        elif _has_field(r, key):
             setattr(r, key, value)  # a field added to the API after this client
         else:
             raise _errors.InvalidArgument(f"unknown recipe option {key!r}")
     if dark_policy is not None:
-        dark, scale = _choice("dark_policy", dark_policy, _DARK_POLICIES)
-        if dark is not None:
-            r.dark = dark
-        if scale is not None:
-            r.dark_scale = scale
+        if dark_policy in _DARK_SCALING:
+            dark, scale = _DARK_SCALING[dark_policy]
+            if dark is not None:
+                r.dark = dark
+            if scale is not None:
+                r.dark_scale = scale
+        else:
+            enum = _choice("dark_policy", dark_policy, {**_DARK_SOURCES, **_DARK_SCALING})
+            if not _has_field(r, "dark_policy"):
+                raise _errors.Unimplemented(
+                    f"dark_policy={dark_policy!r}: this calibd API has no dark policies "
+                    "(RecipeOverrides.dark_policy); update the client and server")
+            r.dark_policy = types_pb2.DarkPolicy.Value(enum)
+    for key, value in (noise or {}).items():
+        if value is None:
+            continue
+        if key not in NOISE_SWITCHES:
+            raise _errors.InvalidArgument(f"unknown noise switch {key!r}; give one of "
+                                          f"{', '.join(NOISE_SWITCHES)}")
+        if not _has_field(r, key):
+            raise _errors.Unimplemented(
+                f"{key}: this calibd API cannot switch noise products (RecipeOverrides.{key}); "
+                "update the client and server")
+        setattr(r, key, bool(value))
     return r
 
 
@@ -103,7 +141,9 @@ def frame_template(detector: Optional[str], unit: str = "adu",
                    planes: Optional[Sequence[str]] = None, policy: str = "strict",
                    pins: Optional[Mapping[str, Any]] = None, max_age: Optional[float] = None,
                    dark_policy: Optional[str] = None,
-                   recipe: Optional[Mapping[str, Any]] = None) -> types_pb2.FrameHeader:
+                   recipe: Optional[Mapping[str, Any]] = None,
+                   noise: Optional[Mapping[str, Optional[bool]]] = None
+                   ) -> types_pb2.FrameHeader:
     """The options every frame of one `calibrate` call shares, as a FrameHeader."""
     h = types_pb2.FrameHeader(detector=detector or "", unit=_choice("unit", unit, _UNITS))
     if planes is not None:
@@ -112,7 +152,7 @@ def frame_template(detector: Optional[str], unit: str = "adu",
         for p in planes:
             h.planes.append(_choice("planes", p, _PLANES))
     h.selection.CopyFrom(selection_options(policy, pins, max_age))
-    h.recipe.CopyFrom(recipe_overrides(recipe, dark_policy))
+    h.recipe.CopyFrom(recipe_overrides(recipe, dark_policy, noise))
     return h
 
 

@@ -2,11 +2,12 @@
 does (data, UNCERT, MASK, DQ; CHECKSUM and DATASUM on every HDU) — fast.
 
 astropy computes FITS checksums in Python per 2880-byte block, which costs seconds for a
-4096x4096 frame (more than the calibration). Here the file is written with placeholder
-CHECKSUM/DATASUM cards, then each HDU's 32-bit ones'-complement sum is taken with NumPy over the
-file's bytes and the two cards are patched in place (FITS standard, appendix J: DATASUM is the
-data's sum, CHECKSUM the 16-character encoding of the complemented sum over header and data, so
-that the whole HDU sums to -0).
+4096x4096 frame, and its HDU writer copies each plane more than once. `FitsWriter` writes the
+image HDUs itself: header cards from astropy's `Header.tostring`, the data as big-endian bytes
+from one vectorised conversion into a reused buffer, each HDU's 32-bit ones'-complement sum
+taken with NumPy before the write (FITS standard, appendix J: DATASUM is the data's sum,
+CHECKSUM the 16-character encoding of the complemented sum over header and data, so that the
+whole HDU sums to -0). `add_checksums` fills placeholder cards of a file written by others.
 
 Thread safety: pure functions over their own files.
 """
@@ -14,8 +15,9 @@ from __future__ import annotations
 
 import mmap
 import os
-import warnings
-from typing import Any, List, Tuple
+import sys
+import threading
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 from astropy.io import fits
@@ -29,13 +31,86 @@ _ZERO_CHECKSUM = "0000000000000000"
 _EXCLUDE = tuple(range(0x3A, 0x41)) + tuple(range(0x5B, 0x61))
 
 
+# Stored BITPIX → the little-endian dtype of the pixels sent (BZERO 32768 on 16 bits: uint16).
+_PRIMARY_DTYPES = {8: "u1", 16: "<i2", 32: "<i4", 64: "<i8", -32: "<f4", -64: "<f8"}
+_SWAP_STEP = 1 << 18  # pixels converted per NumPy call (512 KiB of uint16): in the cache
+
+
+class _ReadPool:
+    """Pixel buffers of raw frames, reused once nothing else refers to them (the frame was
+    sent): no fresh memory, so no page faults, for each frame read."""
+
+    def __init__(self) -> None:
+        from ._calibrate import ArrayPool
+        self._pool = ArrayPool(12)
+        self._lock = threading.Lock()
+
+    def empty(self, shape: Tuple[int, int], dtype: str) -> np.ndarray:
+        with self._lock:
+            return self._pool.empty(shape, dtype)
+
+
+_read_pool: Any = None
+
+
+def _read_primary(path: str) -> Any:
+    """(pixels, header) of an uncompressed 2-D primary image read straight into a pooled
+    buffer (the header by astropy, the pixels with one readinto and an in-place conversion
+    to little-endian, in cache-sized steps); None for anything else (astropy reads it)."""
+    global _read_pool
+    with open(path, "rb") as f:
+        try:
+            header = fits.Header.fromfile(f)
+        except Exception:  # noqa: BLE001 - not a FITS header astropy can parse: astropy's error
+            return None
+        start = f.tell()
+        try:
+            if header.get("SIMPLE") is not True or header.get("NAXIS") != 2 or \
+                    header.get("GROUPS") or start % BLOCK:
+                return None
+            bitpix = int(header["BITPIX"])
+            nx, ny = int(header["NAXIS1"]), int(header["NAXIS2"])
+            bzero, bscale = header.get("BZERO", 0), header.get("BSCALE", 1)
+        except (KeyError, TypeError, ValueError):
+            return None
+        dtype = _PRIMARY_DTYPES.get(bitpix)
+        offset_u16 = bitpix == 16 and bzero == 32768
+        if dtype is None or nx <= 0 or ny <= 0 or bscale != 1 or (bzero != 0 and
+                                                                  not offset_u16):
+            return None
+        if offset_u16:
+            dtype = "<u2"
+        nbytes = nx * ny * abs(bitpix) // 8
+        if os.fstat(f.fileno()).st_size < start + nbytes:
+            return None  # truncated: astropy says how
+        if _read_pool is None:
+            _read_pool = _ReadPool()
+        pixels = _read_pool.empty((ny, nx), dtype)
+        flat = pixels.reshape(-1)
+        if f.readinto(memoryview(flat).cast("B")) != nbytes:
+            return None
+    if flat.itemsize > 1:
+        stored = flat.view(flat.dtype.newbyteorder(">"))
+        for i in range(0, flat.size, _SWAP_STEP):
+            if offset_u16:  # stored int16 + 32768 = the stored bits with the sign bit flipped
+                np.bitwise_xor(stored[i:i + _SWAP_STEP], np.uint16(0x8000),
+                               out=flat[i:i + _SWAP_STEP])
+            else:
+                np.copyto(flat[i:i + _SWAP_STEP], stored[i:i + _SWAP_STEP])
+    return pixels, header
+
+
 def read_fits_frame(path: str) -> Tuple[np.ndarray, fits.Header]:
     """Pixels and header of the first image HDU of a FITS file (tile-compressed too).
 
-    Unsigned 16-bit images (BITPIX 16, BZERO 32768) are read as stored and converted in one
-    pass to little-endian uint16, instead of astropy's scaling then a byte swap.
+    An uncompressed 2-D primary image (what cameras write) is read straight into a reused
+    buffer and converted in place to little-endian (unsigned 16-bit as stored, BZERO 32768,
+    without astropy's scaling); anything else through astropy.
     """
     try:
+        fast = _read_primary(path)
+        if fast is not None:
+            return fast
         with fits.open(path, memmap=False, do_not_scale_image_data=True) as hdul:
             for hdu in hdul:
                 if not hdu.is_image or hdu.data is None:
@@ -64,12 +139,16 @@ def read_fits_frame(path: str) -> Tuple[np.ndarray, fits.Header]:
     raise _errors.InvalidArgument(f"{path} has no image HDU")
 
 
-def ones_complement_sum(words: np.ndarray, start: int = 0) -> int:
-    """32-bit ones'-complement sum of big-endian uint32 words (plus ``start``)."""
-    total = int(words.sum(dtype=np.uint64)) + start
+def fold(total: int) -> int:
+    """A sum of 32-bit words folded to 32 bits with end-around carries (ones' complement)."""
     while total >> 32:
         total = (total & 0xFFFFFFFF) + (total >> 32)
     return total
+
+
+def ones_complement_sum(words: np.ndarray, start: int = 0) -> int:
+    """32-bit ones'-complement sum of big-endian uint32 words (plus ``start``)."""
+    return fold(int(words.sum(dtype=np.uint64)) + start)
 
 
 def encode_checksum(value: int) -> str:
@@ -99,109 +178,192 @@ def _card(key: str, value: str, comment: str) -> bytes:
     return text[:CARD].ljust(CARD).encode("ascii")
 
 
-def _data_bytes(cards: List[bytes], primary: bool) -> int:
-    values = {}
-    for c in cards:
-        key = c[:8].decode("ascii").strip()
-        if c[8:10] == b"= ":
-            v = c[10:].split(b"/")[0].strip()
-            values[key] = v
-    bitpix = abs(int(values["BITPIX"]))
-    naxis = int(values["NAXIS"])
-    if naxis == 0:
-        return 0
-    n = 1
-    for i in range(1, naxis + 1):
-        n *= int(values[f"NAXIS{i}"])
-    pcount = 0 if primary else int(values.get("PCOUNT", b"0"))
-    gcount = 1 if primary else int(values.get("GCOUNT", b"1"))
-    return bitpix // 8 * gcount * (pcount + n)
+def _value_card(key: str, value: Any, comment: str) -> bytes:
+    return fits.Card(key, value, comment).image.encode("ascii")
 
 
-def add_checksums(path: str) -> None:
-    """Fills the placeholder CHECKSUM/DATASUM cards of every HDU of ``path`` in place."""
-    with open(path, "r+b") as f:
-        size = os.fstat(f.fileno()).st_size
-        mm = mmap.mmap(f.fileno(), size)
-        try:
-            off = 0
-            primary = True
-            while off < size:
-                cards: List[bytes] = []
-                pos = off
-                end = None
-                while end is None:
-                    if pos + BLOCK > size:
-                        raise _errors.Internal(f"{path}: truncated header at byte {pos}")
-                    for k in range(pos, pos + BLOCK, CARD):
-                        card = mm[k:k + CARD]
-                        cards.append(card)
-                        if card[:8] == b"END     ":
-                            end = pos + BLOCK
-                            break
-                    pos += BLOCK
-                header_end = end
-                nbytes = _data_bytes(cards, primary)
-                padded = (nbytes + BLOCK - 1) // BLOCK * BLOCK
-                words = np.frombuffer(mm, dtype=">u4", count=padded // 4, offset=header_end)
-                datasum = ones_complement_sum(words)
-                del words
-                where = {}
-                for i, card in enumerate(cards):
-                    key = card[:8]
-                    if key in (b"CHECKSUM", b"DATASUM "):
-                        where[key] = off + i * CARD
-                if len(where) != 2:
-                    raise _errors.Internal(f"{path}: an HDU lacks CHECKSUM/DATASUM placeholders")
-                mm[where[b"DATASUM "]:where[b"DATASUM "] + CARD] = _card(
-                    "DATASUM", str(datasum), "data unit checksum")
-                mm[where[b"CHECKSUM"]:where[b"CHECKSUM"] + CARD] = _card(
-                    "CHECKSUM", _ZERO_CHECKSUM, "HDU checksum")
-                hwords = np.frombuffer(mm, dtype=">u4", count=(header_end - off) // 4,
-                                       offset=off)
-                total = ones_complement_sum(hwords, datasum)
-                del hwords
-                mm[where[b"CHECKSUM"]:where[b"CHECKSUM"] + CARD] = _card(
-                    "CHECKSUM", encode_checksum(total), "HDU checksum")
-                off = header_end + padded
-                primary = False
-            mm.flush()
-        finally:
-            mm.close()
+def _word_sum(raw: Any) -> int:
+    """Ones'-complement sum of a byte buffer read as big-endian 32-bit words (a partial last
+    word padded with zeros, as the FITS block padding does)."""
+    view = memoryview(raw).cast("B")
+    n = view.nbytes
+    whole = n // 4 * 4
+    total = ones_complement_sum(np.frombuffer(view, dtype=">u4", count=whole // 4))
+    if whole < n:
+        tail = bytes(view[whole:]) + b"\0" * (4 - (n - whole))
+        total = ones_complement_sum(np.frombuffer(tail, dtype=">u4"), total)
+    return total
+
+
+# Keywords the writer sets itself (the layout, the checksums, the unit): dropped from the
+# frame's header, as calibctl's writer does.
+_OWN_KEYS = {"SIMPLE", "BITPIX", "NAXIS", "EXTEND", "XTENSION", "PCOUNT", "GCOUNT", "BZERO",
+             "BSCALE", "CHECKSUM", "DATASUM", "BUNIT", "END", "EXTNAME", "UTYPE"}
+
+
+def _own(keyword: str) -> bool:
+    k = keyword.upper()
+    return k in _OWN_KEYS or (k.startswith("NAXIS") and k[5:].isdigit())
+
+
+def header_images(header: Any) -> bytes:
+    """The 80-character card images of a header's observation cards (astropy's
+    `Header.tostring`: long strings as CONTINUE cards, HIERARCH keys), layout cards left out."""
+    if header is None:
+        return b""
+    if not isinstance(header, fits.Header):
+        header = fits.Header(header)
+    kept = fits.Header([c for c in header.cards if not _own(c.keyword)])
+    return kept.tostring(sep="", endcard=False, padding=False).encode("ascii")
+
+
+class _Plane:
+    """One image HDU to write: its layout cards, the big-endian bytes and their DATASUM."""
+
+    __slots__ = ("cards", "data", "datasum")
+
+    def __init__(self, cards: bytes, data: memoryview, datasum: int) -> None:
+        self.cards = cards
+        self.data = data
+        self.datasum = datasum
+
+
+def _layout(primary: bool, bitpix: int, shape: Tuple[int, int]) -> bytes:
+    if primary:
+        cards = [_value_card("SIMPLE", True, "conforms to FITS standard")]
+    else:
+        cards = [_value_card("XTENSION", "IMAGE", "Image extension")]
+    cards += [_value_card("BITPIX", bitpix, "array data type"),
+              _value_card("NAXIS", 2, "number of array dimensions"),
+              _value_card("NAXIS1", shape[1], ""), _value_card("NAXIS2", shape[0], "")]
+    if primary:
+        cards.append(_value_card("EXTEND", True, ""))
+    else:
+        cards += [_value_card("PCOUNT", 0, "number of parameters"),
+                  _value_card("GCOUNT", 1, "number of groups")]
+    return b"".join(cards)
+
+
+def primary_cards(shape: Tuple[int, int], header: Any, unit: str) -> bytes:
+    """The data HDU's cards: layout, the frame's header cards, BUNIT."""
+    return (_layout(True, -32, shape) + header_images(header)
+            + _value_card("BUNIT", unit, "physical unit of the data"))
+
+
+def uncert_cards(shape: Tuple[int, int]) -> bytes:
+    return (_layout(False, -32, shape) + _value_card("EXTNAME", "UNCERT", "uncertainty of the data")
+            + _value_card("UTYPE", "StdDevUncertainty", "standard deviation = sqrt(variance)"))
+
+
+def mask_cards(shape: Tuple[int, int]) -> bytes:
+    return _layout(False, 8, shape) + _value_card("EXTNAME", "MASK", "1 where DQ is not 0")
+
+
+def dq_cards(shape: Tuple[int, int]) -> bytes:
+    # uint16 as FITS stores it: int16 + BZERO 32768
+    return (_layout(False, 16, shape) + _value_card("BSCALE", 1, "")
+            + _value_card("BZERO", 32768, "") + _value_card("EXTNAME", "DQ", "data-quality bits"))
+
+
+def write_planes(path: str, planes: List[_Plane], overwrite: bool = False) -> None:
+    """Writes the HDUs (header with checksums, data, block padding), one large write each.
+    An existing file is `AlreadyExists` unless ``overwrite``."""
+    try:
+        f = open(path, "wb" if overwrite else "xb")
+    except FileExistsError:
+        raise _errors.AlreadyExists(f"{path} exists; pass overwrite=True") from None
+    except OSError as e:
+        raise _errors.InvalidArgument(f"cannot write {path}: {e.strerror or e}") from None
+    with f:
+        for p in planes:
+            f.write(_hdu_header(p))
+            f.write(p.data)
+            pad = -p.data.nbytes % BLOCK
+            if pad:
+                f.write(b"\0" * pad)
+
+
+def _hdu_header(plane: _Plane) -> bytes:
+    """The plane's header block(s): its cards, DATASUM, and the CHECKSUM that makes the whole
+    HDU sum to -0 (computed over these header bytes plus the data's sum)."""
+    checksum_at = len(plane.cards)
+    body = (plane.cards + _card("CHECKSUM", _ZERO_CHECKSUM, "HDU checksum")
+            + _card("DATASUM", str(plane.datasum), "data unit checksum")
+            + b"END".ljust(CARD))
+    body += b" " * (-len(body) % BLOCK)
+    total = ones_complement_sum(np.frombuffer(body, dtype=">u4"), plane.datasum)
+    return (body[:checksum_at] + _card("CHECKSUM", encode_checksum(total), "HDU checksum")
+            + body[checksum_at + CARD:])
+
+
+class FitsWriter:
+    """Writes calibrated frames as calibctl does — float32 data (BUNIT), UNCERT (standard
+    deviation), MASK (uint8, 1 where DQ != 0) and DQ (uint16) image HDUs, CHECKSUM and DATASUM
+    on each — straight to the file, without astropy's HDU machinery.
+
+    Each plane is converted to big-endian with one vectorised pass into a buffer the writer
+    keeps for the next frame of the same shape (fresh memory costs page faults), its DATASUM is
+    summed with NumPy from the native array (a float's 32-bit word is the same number in either
+    byte order), and the header's CHECKSUM is computed before anything is written: one pass
+    over the pixels, one large write per plane. `CCDData.read` and astropy's checksum
+    verification read the files (tests/python/test_wire.py).
+
+    Thread safety: one writer per thread (its buffers are reused across calls).
+    """
+
+    def __init__(self) -> None:
+        self._buffers: Dict[str, np.ndarray] = {}  # per plane: the last frame's shape
+
+    def _buffer(self, plane: str, shape: Tuple[int, ...], dtype: str) -> np.ndarray:
+        b = self._buffers.get(plane)
+        if b is None or b.shape != tuple(shape) or b.dtype != np.dtype(dtype):
+            b = np.empty(shape, dtype=dtype)
+            self._buffers[plane] = b
+        return b
+
+    def _float_plane(self, name: str, cards: bytes, array: Any) -> _Plane:
+        src = np.ascontiguousarray(array, dtype=np.float32)
+        buf = self._buffer(name, src.shape, ">f4")
+        np.copyto(buf, src)
+        if sys.byteorder == "little":
+            datasum = ones_complement_sum(src.view("<u4"))
+        else:
+            datasum = _word_sum(buf)
+        return _Plane(cards, memoryview(buf).cast("B"), datasum)
+
+    def planes(self, ccd: Any) -> List[_Plane]:
+        """The HDUs of a calibrated frame (CCDData with ``.dq``), converted and summed."""
+        data = np.asarray(ccd.data)
+        if data.ndim != 2:
+            raise _errors.InvalidArgument(f"a frame to write must be 2-D, not {data.shape}")
+        shape = data.shape
+        unit = ccd.unit.to_string() if ccd.unit is not None else "adu"
+        out = [self._float_plane("DATA", primary_cards(shape, ccd.meta, unit), data)]
+        if ccd.uncertainty is not None:
+            out.append(self._float_plane("UNCERT", uncert_cards(shape), ccd.uncertainty.array))
+        dq = getattr(ccd, "dq", None)
+        if dq is not None:
+            dq = np.asarray(dq)
+            mask = self._buffer("MASK", shape, "u1")
+            np.not_equal(dq, 0, out=mask.view(bool))
+            out.append(_Plane(mask_cards(shape), memoryview(mask).cast("B"), _word_sum(mask)))
+            stored = self._buffer("DQ", shape, ">u2")
+            np.bitwise_xor(dq.astype(np.uint16, copy=False), np.uint16(0x8000), out=stored)
+            out.append(_Plane(dq_cards(shape), memoryview(stored).cast("B"), _word_sum(stored)))
+        return out
+
+    def write(self, ccd: Any, path: str, overwrite: bool = False) -> None:
+        """Writes ``ccd`` to ``path`` (an existing file: `AlreadyExists` unless ``overwrite``)."""
+        write_planes(path, self.planes(ccd), overwrite)
+
+
+_local = threading.local()
 
 
 def write_calibrated(ccd: Any, path: str, overwrite: bool = False) -> None:
-    """Writes a calibrated frame as calibctl does: float32 data (BUNIT), UNCERT (standard
-    deviation), MASK (uint8, 1 where DQ != 0) and DQ (uint16) extensions, CHECKSUM on every HDU.
-    """
-    header = ccd.meta.copy() if hasattr(ccd.meta, "copy") else fits.Header(ccd.meta)
-    if not isinstance(header, fits.Header):
-        header = fits.Header(header)
-    for key in ("CHECKSUM", "DATASUM"):
-        header.remove(key, ignore_missing=True, remove_all=True)
-    header["BUNIT"] = (ccd.unit.to_string(), "physical unit of the data")
-
-    def checked(h: fits.Header) -> fits.Header:
-        h["CHECKSUM"] = (_ZERO_CHECKSUM, "HDU checksum")
-        h["DATASUM"] = ("0", "data unit checksum")
-        return h
-
-    hdus = [fits.PrimaryHDU(np.asarray(ccd.data, dtype=np.float32), header=checked(header))]
-    if ccd.uncertainty is not None:
-        h = fits.Header()
-        h["EXTNAME"] = ("UNCERT", "uncertainty of the data")
-        h["UTYPE"] = ("StdDevUncertainty", "standard deviation = sqrt(variance)")
-        hdus.append(fits.ImageHDU(np.asarray(ccd.uncertainty.array, dtype=np.float32),
-                                  checked(h)))
-    dq = getattr(ccd, "dq", None)
-    if dq is not None:
-        h = fits.Header()
-        h["EXTNAME"] = ("MASK", "1 where DQ is not 0")
-        hdus.append(fits.ImageHDU((dq != 0).astype(np.uint8), checked(h)))
-        h = fits.Header()
-        h["EXTNAME"] = ("DQ", "data-quality bits")
-        hdus.append(fits.ImageHDU(dq, checked(h)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-        fits.HDUList(hdus).writeto(path, overwrite=overwrite, checksum=False)
-    add_checksums(path)
+    """Writes a calibrated frame as calibctl does (see `FitsWriter`), with this thread's
+    writer."""
+    w = getattr(_local, "writer", None)
+    if w is None:
+        w = _local.writer = FitsWriter()
+    w.write(ccd, path, overwrite=overwrite)

@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import grpc
 from google.protobuf import json_format
 
-from . import _calibrate, _convert, _errors, _wire
+from . import _calibrate, _convert, _errors, _noise, _wire
 from ._proto import builder_pb2, store_pb2, types_pb2
 from ._types import DqBit, MasterVersion
 
@@ -191,13 +191,16 @@ class MasterDownload:
 
 
 def master_ccddata(data: bytes, mv: MasterVersion):
-    """A downloaded master's FITS bytes as CCDData (unit from BUNIT, else adu)."""
+    """A downloaded master's FITS bytes as CCDData (unit from BUNIT, else adu); a noise
+    product (several maps) as a `calibd.NoiseProduct`, a dict of CCDData by EXTNAME."""
     import io
     from astropy.io import fits
     from astropy.nddata import CCDData, StdDevUncertainty
     from astropy import units as u
     import numpy as np
     with fits.open(io.BytesIO(data), memmap=False) as hdul:
+        if _noise.is_noise_product(hdul):
+            return _noise.noise_product(hdul, mv)
         prim = next(h for h in hdul if h.is_image and h.data is not None)
         header = prim.header.copy()
         unit = header.get("BUNIT", "adu")
@@ -292,7 +295,8 @@ def decertify_request(detector: str, kind: str, version: int, begin: Any, end: A
 
 def select_request(detector: str, header: Any, policy: str, pins: Optional[Mapping[str, Any]],
                    max_age: Optional[float], kinds: Optional[Sequence[str]],
-                   recipe: Optional[Mapping[str, Any]], dark_policy: Optional[str]) -> Any:
+                   recipe: Optional[Mapping[str, Any]], dark_policy: Optional[str],
+                   noise: Optional[Mapping[str, Optional[bool]]] = None) -> Any:
     if isinstance(header, (str, os.PathLike)):
         from astropy.io import fits
         try:
@@ -305,7 +309,7 @@ def select_request(detector: str, header: Any, policy: str, pins: Optional[Mappi
     r = store_pb2.SelectRequest(detector=detector, kinds=list(kinds or []))
     r.cards.extend(_convert.header_to_cards(header))
     r.selection.CopyFrom(_calibrate.selection_options(policy, pins, max_age))
-    r.recipe.CopyFrom(_calibrate.recipe_overrides(recipe, dark_policy))
+    r.recipe.CopyFrom(_calibrate.recipe_overrides(recipe, dark_policy, noise))
     return r
 
 
@@ -395,7 +399,8 @@ def build_options(detector: str, kind: str, combine: builder_pb2.CombineOptions,
                   preprocess: Optional[Mapping[str, Any]], policy: str,
                   pins: Optional[Mapping[str, Any]], configuration: Optional[Mapping[str, str]],
                   attributes: Optional[Mapping[str, str]], certify_from: Any, certify_until: Any,
-                  replace: bool) -> builder_pb2.BuildMasterRequest:
+                  replace: bool, noise_options: Optional[Mapping[str, Any]] = None
+                  ) -> builder_pb2.BuildMasterRequest:
     o = builder_pb2.BuildOptions(detector=detector, kind=kind,
                                  configuration=dict(configuration or {}),
                                  attributes={k: str(v) for k, v in (attributes or {}).items()},
@@ -410,6 +415,7 @@ def build_options(detector: str, kind: str, combine: builder_pb2.CombineOptions,
         if certify_from is None:
             raise _errors.InvalidArgument("certify_until needs certify_from")
         _convert.set_timestamp(o.certify_end, certify_until)
+    _noise.set_noise_options(o, kind, noise_options or {})
     return builder_pb2.BuildMasterRequest(options=o)
 
 

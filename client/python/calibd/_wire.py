@@ -12,7 +12,7 @@ Thread safety: pure functions.
 """
 from __future__ import annotations
 
-from typing import Tuple, Union
+from typing import Any, Tuple, Union
 
 from ._proto import calibrator_pb2
 
@@ -95,9 +95,15 @@ class ResultChunk:
 
 def decode_calibrate_response(raw: bytes) -> Union[calibrator_pb2.ResultHeader, ResultChunk]:
     """Parses a `CalibrateResponse`: a `ResultHeader` message, or a `ResultChunk` view."""
+    return decode_response(raw, calibrator_pb2.ResultHeader)
+
+
+def decode_response(raw: bytes, header_type: Any) -> Any:
+    """Parses a response whose field 1 is a header message (of ``header_type``) and field 2 a
+    `ResultChunk` (CalibrateResponse, SynthesizeDarkResponse): the header, or a chunk view."""
     buf = memoryview(raw)
     i = 0
-    result: Union[calibrator_pb2.ResultHeader, ResultChunk, None] = None
+    result: Any = None
     while i < len(buf):
         key, i = _read_varint(buf, i)
         field, wire = key >> 3, key & 7
@@ -116,7 +122,7 @@ def decode_calibrate_response(raw: bytes) -> Union[calibrator_pb2.ResultHeader, 
         body = buf[i:i + n]
         i += n
         if field == _RESPONSE_HEADER:
-            result = calibrator_pb2.ResultHeader.FromString(body.tobytes())
+            result = header_type.FromString(body.tobytes())
         elif field == _RESPONSE_CHUNK:
             result = _decode_result_chunk(body)
     if result is None:

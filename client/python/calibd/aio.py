@@ -23,7 +23,7 @@ from typing import Any, AsyncIterator, Dict, List, Mapping, Optional, Sequence, 
 import grpc
 import grpc.aio
 
-from . import _calibrate, _convert, _errors, _requests, _wire
+from . import _calibrate, _convert, _errors, _noise, _requests, _wire
 from ._proto import builder_pb2, health_pb2, health_pb2_grpc, store_pb2, store_pb2_grpc
 from ._types import (BuildResult, CalibratedFrame, Certification, DqBit, History, HistoryEvent,
                      MasterVersion, PutResult, Selection)
@@ -69,6 +69,7 @@ class Client:
         self._calibrate = self._channel.stream_stream(
             _CALIBRATE, request_serializer=_wire.serializer,
             response_deserializer=_wire.decode_calibrate_response)
+        self._synthesize_dark: Any = None  # made on first use
 
     async def close(self) -> None:
         """Closes the channel (calls in progress are cancelled)."""
@@ -219,10 +220,10 @@ class Client:
                      pins: Optional[Mapping[str, Any]] = None, max_age: Optional[float] = None,
                      kinds: Optional[Sequence[str]] = None,
                      recipe: Optional[Mapping[str, Any]] = None,
-                     dark_policy: Optional[str] = None) -> Selection:
+                     dark_policy: Optional[str] = None, **noise: Optional[bool]) -> Selection:
         """See `calibd.Client.select`."""
         req = _requests.select_request(detector, header, policy, pins, max_age, kinds, recipe,
-                                       dark_policy)
+                                       dark_policy, noise)
         return Selection.from_proto(await self._unary(self._store.Select, req,
                                                       f"select {detector}"))
 
@@ -240,7 +241,7 @@ class Client:
                     configuration: Optional[Mapping[str, str]] = None,
                     attributes: Optional[Mapping[str, str]] = None, certify_from: Any = None,
                     certify_until: Any = None, replace: bool = False,
-                    timeout: Optional[float] = None) -> BuildResult:
+                    timeout: Optional[float] = None, **noise_options: Any) -> BuildResult:
         """See `calibd.Client.build` (the same options, ccdproc.combine's names)."""
         combine = _requests.combine_options(
             method, sigma_clip, sigma_clip_low_thresh, sigma_clip_high_thresh, sigma_clip_func,
@@ -248,7 +249,7 @@ class Client:
             minmax_clip_min, minmax_clip_max, scale, scale_section, weights, variance)
         req = _requests.build_options(detector, kind, combine, preprocess, policy, pins,
                                       configuration, attributes, certify_from, certify_until,
-                                      replace)
+                                      replace, noise_options)
         inputs = await asyncio.get_running_loop().run_in_executor(
             None, _requests.build_inputs, detector, frames)
         try:
@@ -259,19 +260,45 @@ class Client:
             raise _errors.from_rpc_error(e, f"build {detector} {kind}") from None
         return BuildResult.from_proto(r)
 
+    # -- synthesized darks -------------------------------------------------------------------
+
+    async def synthesize_dark(self, detector: str, exptime: float, em_gain: float = 1.0,
+                              temperature: Optional[float] = None,
+                              configuration: Optional[Mapping[str, str]] = None,
+                              version: Optional[int] = None, at: Any = None,
+                              planes: Optional[Sequence[str]] = None,
+                              timeout: Optional[float] = None) -> CalibratedFrame:
+        """See `calibd.Client.synthesize_dark`."""
+        req = _noise.synth_dark_request(detector, exptime, em_gain, temperature, configuration,
+                                        version, at, planes)
+        if self._synthesize_dark is None:
+            self._synthesize_dark = self._channel.unary_stream(
+                _noise.SYNTHESIZE_DARK, request_serializer=type(req).SerializeToString,
+                response_deserializer=_noise.decode_synth_dark_response)
+        out = _noise.SynthDarkAssembler()
+        try:
+            async for message in self._synthesize_dark(
+                    req, timeout=self._stream_timeout(timeout), metadata=self._metadata):
+                out.add(message)
+        except grpc.RpcError as e:
+            raise _errors.from_rpc_error(e, f"synthesize a dark for {detector}") from None
+        return out.finish()
+
     # -- calibrate ---------------------------------------------------------------------------
 
     def calibrate(self, frames: Any, detector: Optional[str] = None, unit: str = "adu",
                   planes: Optional[Sequence[str]] = None, policy: str = "strict",
                   pins: Optional[Mapping[str, Any]] = None, max_age: Optional[float] = None,
                   dark_policy: Optional[str] = None, recipe: Optional[Mapping[str, Any]] = None,
-                  window: int = _calibrate.DEFAULT_WINDOW,
+                  read_noise_map: Optional[bool] = None, gain_product: Optional[bool] = None,
+                  bad_pixels: Optional[bool] = None, window: int = _calibrate.DEFAULT_WINDOW,
                   timeout: Optional[float] = None) -> AsyncIterator[Result]:
         """See `calibd.Client.calibrate`; an async generator. ``frames`` may be an async
         iterable. Cancelling the consuming task (or closing the generator) cancels the stream.
         """
         template = _calibrate.frame_template(detector, unit, planes, policy, pins, max_age,
-                                             dark_policy, recipe)
+                                             dark_policy, recipe, {"read_noise_map": read_noise_map,
+                                             "gain_product": gain_product, "bad_pixels": bad_pixels})
         return self._calibrate_stream(frames, template, window, self._stream_timeout(timeout))
 
     async def _calibrate_stream(self, frames: Any, template: Any, window: int,

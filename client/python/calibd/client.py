@@ -23,7 +23,7 @@ from typing import (Any, Callable, Deque, Dict, Iterable, Iterator, List, Mappin
 
 import grpc
 
-from . import _calibrate, _convert, _errors, _requests, _wire
+from . import _calibrate, _convert, _errors, _noise, _requests, _wire
 from ._proto import (builder_pb2, health_pb2, health_pb2_grpc, store_pb2,
                      store_pb2_grpc)
 from ._types import (BuildResult, CalibratedFrame, Certification, DqBit, History, HistoryEvent,
@@ -128,6 +128,7 @@ class Client:
         self._calibrate = self._channel.stream_stream(
             _CALIBRATE, request_serializer=_wire.serializer,
             response_deserializer=_wire.decode_calibrate_response)
+        self._synthesize_dark: Optional[Callable[..., Any]] = None  # made on first use
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -325,10 +326,10 @@ class Client:
     def select(self, header: Any, detector: str, policy: str = "strict",
                pins: Optional[Mapping[str, Any]] = None, max_age: Optional[float] = None,
                kinds: Optional[Sequence[str]] = None, recipe: Optional[Mapping[str, Any]] = None,
-               dark_policy: Optional[str] = None) -> Selection:
+               dark_policy: Optional[str] = None, **noise: Optional[bool]) -> Selection:
         """Which masters a frame (a header, CCDData or FITS path) would get, and why."""
         req = _requests.select_request(detector, header, policy, pins, max_age, kinds, recipe,
-                                       dark_policy)
+                                       dark_policy, noise)
         return Selection.from_proto(self._unary(self._store.Select, req, f"select {detector}"))
 
     # -- build -----------------------------------------------------------------------------
@@ -346,7 +347,7 @@ class Client:
               configuration: Optional[Mapping[str, str]] = None,
               attributes: Optional[Mapping[str, str]] = None, certify_from: Any = None,
               certify_until: Any = None, replace: bool = False,
-              timeout: Optional[float] = None) -> BuildResult:
+              timeout: Optional[float] = None, **noise_options: Any) -> BuildResult:
         """Combines raw frames (paths, CCDData, (array, header) pairs) and/or stored versions
         (`Stored`, `MasterVersion`) into a new master version, optionally certified.
 
@@ -358,6 +359,32 @@ class Client:
         (``preprocess`` overrides it, e.g. ``{"dark": False}``).
 
         Every input is read before anything is sent: a build is all or nothing.
+
+        The noise kinds build a detector-characterisation product instead of a combine
+        (`get_master` returns it as a `NoiseProduct`), each from its own inputs, pre-processed
+        as a bias (read_noise, gain) or a dark (dark_current, noise_model) is, with its own
+        keyword options (core/noise/noise.h documents each; unset = the default):
+
+        ``"read_noise"``
+            biases; ``min_frames`` (2).
+        ``"gain"``
+            flat pairs of increasing level plus >= 2 biases (IMAGETYP bias/zero);
+            ``sections`` (one FITS section per amplifier), ``level_sizes`` (frames per level,
+            in input order; default pairs), ``saturation_fraction`` (0.9),
+            ``max_saturated_fraction`` (0.001), ``nonlinearity_sigma`` (5).
+        ``"dark_current"``
+            darks of >= 3 exposure times; ``hot_sigma`` (5), ``hot_min_rate`` (0 e⁻/s).
+        ``"noise_model"``
+            darks of >= 4 (EM gain, exposure time) settings; ``prescan_section``,
+            ``unweighted`` (False).
+        ``"bad_pixels"``
+            stored dark_current / read_noise products (`Stored`) and/or one master flat;
+            ``dead_fraction`` (0.5), ``box`` (15), ``noisy_sigma`` (5).
+        ``"gain_normalisation"``
+            ``setting_key``, ``section``, ``reference`` (the server cannot store it yet:
+            `FailedPrecondition`).
+
+        An option of another kind is `InvalidArgument`.
         """
         combine = _requests.combine_options(
             method, sigma_clip, sigma_clip_low_thresh, sigma_clip_high_thresh, sigma_clip_func,
@@ -365,7 +392,7 @@ class Client:
             minmax_clip_min, minmax_clip_max, scale, scale_section, weights, variance)
         options = _requests.build_options(detector, kind, combine, preprocess, policy, pins,
                                           configuration, attributes, certify_from,
-                                          certify_until, replace)
+                                          certify_until, replace, noise_options)
         inputs = _requests.build_inputs(detector, frames)
         try:
             r = self._build_master(_requests.build_requests(options, inputs),
@@ -375,14 +402,85 @@ class Client:
             raise _errors.from_rpc_error(e, f"build {detector} {kind}") from None
         return BuildResult.from_proto(r)
 
+    # -- synthesized darks -------------------------------------------------------------------
+
+    def synthesize_dark(self, detector: str, exptime: float, em_gain: float = 1.0,
+                        temperature: Optional[float] = None,
+                        configuration: Optional[Mapping[str, str]] = None,
+                        version: Optional[int] = None, at: Any = None,
+                        planes: Optional[Sequence[str]] = None,
+                        timeout: Optional[float] = None) -> CalibratedFrame:
+        """A master dark for any exposure time and EM gain, synthesized by the server from the
+        detector's noise_model product (else its dark_current product).
+
+        From a noise_model: data = F/g + t·D + C, i.e. (F + g·t·D + g·C)/g — the dark of a frame
+        divided by its EM gain g (corgidrp's build_synthesized_dark) — with variance aᵀΣa,
+        a = (1/g, t, 1) and Σ each pixel's covariance of (F, D, C); from a dark_current
+        product: t·D (g ignored).
+
+        Parameters
+        ----------
+        detector : str
+            "instrument/detector".
+        exptime : float
+            Exposure time t [s], > 0.
+        em_gain : float
+            EM gain g (1 for a conventional CCD).
+        temperature : float, optional
+            Detector temperature [°C]: D scaled by exp(c·(T − the model's TEMPMOD)) with the
+            detector spec's dark temperature coefficient c.
+        configuration : dict, optional
+            The model's series (default: the only one).
+        version : int, optional
+            The model version; or
+        at : datetime, str or astropy Time, optional
+            the one certified at this time; neither = the one certified now, else the latest.
+        planes : sequence of {"data", "variance", "dq"}, optional
+            Default all three.
+
+        Returns
+        -------
+        CalibratedFrame
+            In electrons, with ``uncertainty`` (sqrt of the variance), ``mask``/``dq``,
+            ``meta`` (IMAGETYP = 'dark', SYNTHDRK, SYNMODEL, SYNMODV, EXPTIME, EMGAIN, ...),
+            ``provenance`` (the product used) and ``model`` (its `MasterVersion`).
+
+        Raises
+        ------
+        NotFound
+            Unknown detector, or it has neither a noise_model nor a dark_current product.
+        InvalidArgument
+            exptime <= 0, em_gain < 0, a bad plane name.
+        FailedPrecondition
+            ``temperature`` without a coefficient in the spec or a TEMPMOD in the model.
+        Unimplemented
+            The server (or this client's API) has no SynthesizeDark.
+        """
+        req = _noise.synth_dark_request(detector, exptime, em_gain, temperature, configuration,
+                                        version, at, planes)
+        if self._synthesize_dark is None:
+            self._synthesize_dark = self._channel.unary_stream(
+                _noise.SYNTHESIZE_DARK, request_serializer=type(req).SerializeToString,
+                response_deserializer=_noise.decode_synth_dark_response)
+        out = _noise.SynthDarkAssembler()
+        try:
+            for message in self._synthesize_dark(req, timeout=self._stream_timeout(timeout),
+                                                 metadata=self._metadata):
+                out.add(message)
+        except grpc.RpcError as e:
+            raise _errors.from_rpc_error(e, f"synthesize a dark for {detector}") from None
+        return out.finish()
+
     # -- calibrate ---------------------------------------------------------------------------
 
     def calibrate(self, frames: Any, detector: Optional[str] = None, unit: str = "adu",
                   planes: Optional[Sequence[str]] = None, policy: str = "strict",
                   pins: Optional[Mapping[str, Any]] = None, max_age: Optional[float] = None,
                   dark_policy: Optional[str] = None, recipe: Optional[Mapping[str, Any]] = None,
-                  window: int = _calibrate.DEFAULT_WINDOW,
-                  timeout: Optional[float] = None) -> Iterator[Result]:
+                  read_noise_map: Optional[bool] = None, gain_product: Optional[bool] = None,
+                  bad_pixels: Optional[bool] = None, window: int = _calibrate.DEFAULT_WINDOW,
+                  timeout: Optional[float] = None, *, _assembler: Any = None
+                  ) -> Iterator[Result]:
         """Calibrates frames over one Calibrate stream, yielding results in order as they arrive.
 
         Parameters
@@ -400,8 +498,19 @@ class Client:
             How masters are selected; ``max_age`` [s] bounds how far the nearest version may be.
         pins : dict, optional
             ``{kind: version number or sha256}``: use exactly these masters.
-        dark_policy : {"scale", "exact", "skip"}, optional
-            Scale the dark by exposure (default), use it unscaled, or apply none.
+        dark_policy : {"measured", "synthesized", "measured_else_synthesized"}, optional
+            Where the dark comes from: a measured master dark; one synthesized for each
+            frame's exposure time, EM gain and temperature from the detector's noise_model
+            (else dark_current) product; or the measured one when selectable, else a
+            synthesized one. Default: the detector spec's policy (else measured). The
+            provenance says which (``used_as == "dark"``, ``kind`` "noise_model" for a
+            synthesized one). The earlier values "scale" (default), "exact" (unscaled) and
+            "skip" (no dark) set the dark's exposure scaling instead.
+        read_noise_map, gain_product, bad_pixels : bool, optional
+            The noise products: the per-pixel read noise of the variance, the measured gain
+            (ELECTRON output and variance), the bad-pixel map OR-ed into DQ. None (default):
+            used when one is selectable; True: required (none is a frame error under
+            "strict"); False: not used.
         recipe : dict, optional
             Other ``RecipeOverrides`` fields, e.g. ``{"flat_norm": "clipped_mean"}``.
         window : int
@@ -423,12 +532,14 @@ class Client:
             stream.
         """
         template = _calibrate.frame_template(detector, unit, planes, policy, pins, max_age,
-                                             dark_policy, recipe)
+                                             dark_policy, recipe, {"read_noise_map": read_noise_map,
+                                             "gain_product": gain_product, "bad_pixels": bad_pixels})
+        # _assembler: calibd.reduce's FileAssembler (results straight into file buffers).
         return self._calibrate_stream(_calibrate.as_iterable(frames), template, window,
-                                      self._stream_timeout(timeout))
+                                      self._stream_timeout(timeout), _assembler)
 
     def _calibrate_stream(self, frames: Iterable[Any], template: Any, window: int,
-                          timeout: Optional[float]) -> Iterator[Result]:
+                          timeout: Optional[float], assembler: Any = None) -> Iterator[Result]:
         pipe = _Pipeline(window)
 
         def requests() -> Iterator[Any]:
@@ -462,7 +573,8 @@ class Client:
                 pipe.finish_writing()
 
         call = self._calibrate(requests(), timeout=timeout, metadata=self._metadata)
-        assembler = _calibrate.ResultAssembler(window)
+        if assembler is None:
+            assembler = _calibrate.ResultAssembler(window)
         try:
             while True:
                 item = pipe.next_item(call)

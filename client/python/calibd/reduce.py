@@ -8,14 +8,19 @@ Thread safety: as the client's `calibrate`.
 """
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+import functools
 import glob as _glob
 import os
 import sys
-from typing import Any, List, Optional
+from typing import Any, Deque, List, Optional, Tuple
 
 from astropy.table import Table
 
 from . import _errors
+from .client import Client
+from ._filestream import FileAssembler, FileResult
 from ._fitsio import write_calibrated
 
 
@@ -48,7 +53,7 @@ def output_name(out_dir: str, path: str) -> str:
 
 def reduce(collection: Any, client: Any, output: str, detector: Optional[str] = None,
            imagetyp: Optional[str] = None, overwrite: bool = False, progress: Optional[bool] = None,
-           **calibrate_options: Any) -> Table:
+           writers: int = 1, **calibrate_options: Any) -> Table:
     """Calibrates every file of a collection into ``output``, one stream for all.
 
     Parameters
@@ -67,6 +72,9 @@ def reduce(collection: Any, client: Any, output: str, detector: Optional[str] = 
     progress : bool, optional
         A tqdm progress bar (when python3-tqdm is installed); default when stderr is a
         terminal.
+    writers : int
+        Threads writing the output files while the stream goes on (default 1: on a machine
+        shared with the server, one is as fast as more).
 
     Returns
     -------
@@ -90,20 +98,58 @@ def reduce(collection: Any, client: Any, output: str, detector: Optional[str] = 
         except ImportError:
             bar = None
     rows = []
+    # Files are written on `writers` threads while the stream goes on receiving (and gRPC's
+    # thread reading and sending the next inputs): the work under each is in C (NumPy's
+    # conversion, the kernel's write), which releases the GIL. At most `writers` + 1 results
+    # wait for their writer, so memory stays bounded.
+    pending: Deque[Tuple[int, concurrent.futures.Future]] = collections.deque()
+    writers = max(0, int(writers))
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, writers),
+                                                 thread_name_prefix="calibd-write")
+
+    def settle(limit: int) -> None:
+        while len(pending) > limit:
+            _, future = pending.popleft()
+            future.result()  # a write error is raised here (the stream is then cancelled)
+            if bar is not None:
+                bar.update(1)
+
+    # A blocking client streams each result straight into its file's buffers (_filestream);
+    # others (and results without the data plane) become CCDData, written by FitsWriter.
+    planes = calibrate_options.get("planes")
+    if isinstance(planes, str):
+        planes = [p.strip() for p in planes.split(",") if p.strip()]
+    if isinstance(client, Client) and (planes is None or "data" in planes) and \
+            sys.byteorder == "little":  # FileAssembler's checksums read native words
+        calibrate_options["_assembler"] = FileAssembler(sets=writers + 2)
+    results = client.calibrate(files, detector=detector, **calibrate_options)
     try:
-        for path, out, r in zip(files, outs, client.calibrate(files, detector=detector,
-                                                               **calibrate_options)):
+        for path, out, r in zip(files, outs, results):
             if isinstance(r, _errors.FrameError):
                 rows.append((path, "", False, r.code.name, r.message, float("nan"),
                              float("nan"), ""))
+                if bar is not None:
+                    bar.update(1)
             else:
-                write_calibrated(r, out, overwrite=overwrite)
                 masters = ", ".join(f"{m.kind} v{m.version} ({m.outcome})" for m in r.provenance)
                 rows.append((path, out, True, "OK", "", r.statistics.get("median", float("nan")),
                              r.statistics.get("flagged_fraction", float("nan")), masters))
-            if bar is not None:
-                bar.update(1)
+                write = (functools.partial(r.write, out, overwrite) if isinstance(r, FileResult)
+                         else functools.partial(write_calibrated, r, out, overwrite))
+                if writers:
+                    job = pool.submit(write)
+                else:  # written here, between receiving results
+                    job = concurrent.futures.Future()
+                    job.set_result(write())
+                pending.append((len(rows) - 1, job))
+                del r  # only the writer holds the result: its buffers come back when written
+                settle(writers)
+        settle(0)
     finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()  # cancels the stream when a write failed or the caller interrupted
+        pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()
     return Table(rows=rows if rows else None,

@@ -3,7 +3,7 @@
 //   node validate.mjs --overlay embedded|shared|dev-postgres RENDERED.yaml
 //
 // 1. Schemas: every object is built as its kubernetes-models class (prometheus-operator's for
-//    ServiceMonitor) and validated with the package's compiled OpenAPI schema (types,
+//    ServiceMonitor and PrometheusRule) and validated with the package's compiled OpenAPI schema (types,
 //    required fields, enums, formats). A kind without a model is an error.
 // 2. Unknown fields: the same objects, as TypeScript object literals typed with the
 //    package's interfaces, go through the TypeScript compiler, whose excess-property check
@@ -245,6 +245,12 @@ for (const w of calibdWorkloads) {
   if (!sm.some((m) => services.some((s) => matches(m.spec.selector.matchLabels, s.metadata.labels) &&
       m.spec.endpoints.some((e) => s.spec.ports.some((p) => p.name === e.port && p.targetPort === "metrics"))))) {
     fail(where, "no ServiceMonitor scraping the metrics port");
+  }
+  // The alert rules for the operator (the same as deploy/monitoring/calibd-rules.yaml: the
+  // deploy_prometheusrule test checks that; here, that they are rendered and well-formed).
+  const alerts = byKind("PrometheusRule").flatMap((r) => r.spec.groups.flatMap((g) => g.rules.map((x) => x.alert)));
+  for (const a of ["CalibdReplicaDown", "CalibdStoreUnavailable"]) {
+    if (!alerts.includes(a)) fail(where, `no PrometheusRule with the alert ${a}`);
   }
   if (!byKind("PodDisruptionBudget").some((p) => matches(p.spec.selector.matchLabels, podLabels))) fail(where, "no PodDisruptionBudget");
   if (!byKind("NetworkPolicy").some((p) => matches(p.spec.podSelector.matchLabels, podLabels))) fail(where, "no NetworkPolicy");
