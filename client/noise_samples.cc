@@ -71,11 +71,14 @@ std::string NoiseSampleSpecJson(const NoiseSampleOptions& o) {
   "gain": %g,
   "read_noise": %g,
   "saturation": %g,
-  "keys": {"exposure": "EXPTIME", "time": "DATE-OBS", "temperature": "CCD-TEMP"},
-  "configuration_keys": {"default": []}
+  "keys": {"exposure": "EXPTIME", "time": "DATE-OBS", "temperature": "CCD-TEMP",
+           "em_gain": "EMGAIN"},
+  "configuration_keys": {"default": []},
+  "dark_temperature_coefficient": %g
 }
 )",
-      o.detector, w, o.height, biassec, trimsec, trimsec, o.gain, rn, o.saturation);
+      o.detector, w, o.height, biassec, trimsec, trimsec, o.gain, rn, o.saturation,
+      o.dark_temperature_coefficient);
 }
 
 absl::StatusOr<RawFrame> SimulateNoiseFrame(const NoiseSampleOptions& o, const std::string& kind,
@@ -162,7 +165,7 @@ absl::StatusOr<RawFrame> SimulateNoiseFrame(const NoiseSampleOptions& o, const s
   hd.Set("GAINMODE", mode, "gain setting");
   hd.Set("DATE-OBS", absl::FormatTime("%Y-%m-%dT%H:%M:%E3S", t, absl::UTCTimeZone()),
          "start of exposure, UTC");
-  hd.Set("CCD-TEMP", -85.0, "detector temperature [C]");
+  hd.Set("CCD-TEMP", o.temperature, "detector temperature [C]");
   hd.Set("BIASSEC", FormatFitsSection(Section{o.data_width, w, 0, h}), "overscan region");
   hd.Set("TRIMSEC", FormatFitsSection(Section{0, o.data_width, 0, h}), "illuminated region");
   hd.Set("DATASEC", FormatFitsSection(Section{0, o.data_width, 0, h}), "illuminated region");

@@ -3,7 +3,7 @@
 // pixels, fixed pattern F and clock-induced charge C, a flat response with dead pixels, and
 // gain settings of different gains; plus the truth maps themselves.
 //
-//   NoiseSampleOptions o;                  // 64×48 illuminated + 8 overscan columns
+//   NoiseSampleOptions o;                  // 64×48 illuminated + 32 overscan columns
 //   o.data_width = o.height = 256;         // --size 256
 //   ASSIGN_OR_RETURN(NoiseSampleSet set, MakeNoiseSamples("/tmp/noise", o));
 //   // set.bias: 16 biases; set.ptc: 5 flat pairs; set.dark: 3 exposure times × 4;
@@ -40,12 +40,13 @@ struct NoiseSampleOptions {
   std::string detector = "demo/emccd0";
   int data_width = 64;      // illuminated columns
   int height = 48;          // rows
-  int overscan_width = 8;   // overscan columns right of the data
+  int overscan_width = 32;  // overscan columns right of the data (many: the per-row overscan
+                            // estimate adds little noise to every pixel)
   int n_bias = 16;
   int frames_per_setting = 4;  // darks per exposure time, EMCCD darks per (g, t)
   double gain = 1.5;           // e⁻/ADU
-  double read_noise_min = 3;   // e⁻, at the left edge
-  double read_noise_max = 6;   // e⁻, at the right edge
+  double read_noise_min = 4;   // e⁻, at the left edge
+  double read_noise_max = 5;   // e⁻, at the right edge (the spec says the mean)
   double bias_level = 1000;    // ADU
   double fpn_mean = 20, fpn_spread = 5;     // F [e⁻]: mean ± half-range
   double dark_mean = 0.0125, dark_spread = 0.0025;  // D [e⁻/s]
@@ -64,6 +65,10 @@ struct NoiseSampleOptions {
       {"low", 3.0}, {"mid", 1.5}, {"high", 0.75}};
   double gainnorm_level = 10000;  // e⁻
   double saturation = 65000;      // ADU
+  double temperature = -85;       // °C, every frame's CCD-TEMP
+  // In the spec: D scales by exp(c·ΔT) (the frames are all at `temperature`; the value is
+  // what synth-dark --temperature uses).
+  double dark_temperature_coefficient = 0.08;  // 1/K
   std::string night = "2026-03-01";
   uint64_t seed = 20260302;
   bool overwrite = false;

@@ -443,6 +443,49 @@ absl::StatusOr<v1::SynthesizeDarkRequest> SynthesizeDarkRequestFromFlags(const P
   return r;
 }
 
+std::vector<FlagSpec> NoiseRecipeFlags() {
+  return {
+      {"dark-policy", 0, FlagKind::kValue,
+       "where the dark comes from: measured, synthesized (from the noise model) or "
+       "measured_else_synthesized (default: the detector's)",
+       "P"},
+      {"read-noise-map", 0, FlagKind::kBool, "require the read_noise product's per-pixel map"},
+      {"no-read-noise-map", 0, FlagKind::kBool, "use the scalar read noise, not the map"},
+      {"gain-product", 0, FlagKind::kBool, "require the gain product's gain"},
+      {"no-gain-product", 0, FlagKind::kBool, "use the spec's gain, not the gain product"},
+      {"bad-pixels", 0, FlagKind::kBool, "require the bad_pixels product (OR-ed into DQ)"},
+      {"no-bad-pixels", 0, FlagKind::kBool, "do not use the bad_pixels product"},
+  };
+}
+
+absl::Status NoiseRecipeFromFlags(const ParsedArgs& args, v1::RecipeOverrides* recipe) {
+  if (args.Has("dark-policy")) {
+    const std::string p = args.Value("dark-policy");
+    CALIBD_RETURN_IF_ERROR(
+        CheckChoice("dark-policy", p, {"measured", "synthesized", "measured_else_synthesized"}));
+    recipe->set_dark_policy(p == "measured"      ? v1::DARK_POLICY_MEASURED
+                            : p == "synthesized" ? v1::DARK_POLICY_SYNTHESIZED
+                                                 : v1::DARK_POLICY_MEASURED_ELSE_SYNTHESIZED);
+  }
+  struct Switch {
+    const char* name;
+    void (v1::RecipeOverrides::*set)(bool);
+  };
+  for (const Switch& s : {Switch{"read-noise-map", &v1::RecipeOverrides::set_read_noise_map},
+                          Switch{"gain-product", &v1::RecipeOverrides::set_gain_product},
+                          Switch{"bad-pixels", &v1::RecipeOverrides::set_bad_pixels}}) {
+    const std::string no = absl::StrCat("no-", s.name);
+    const bool on = args.Bool(s.name), off = args.Bool(no);
+    if (on && off) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("give --", s.name, " or --", no, ", not both"));
+    }
+    if (on) (recipe->*s.set)(true);
+    if (off) (recipe->*s.set)(false);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CalibrateOptions> CalibrateOptionsFromFlags(const ParsedArgs& args) {
   CalibrateOptions o;
   CALIBD_ASSIGN_OR_RETURN(o.detector, RequiredFlag(args, "detector"));
@@ -467,6 +510,7 @@ absl::StatusOr<CalibrateOptions> CalibrateOptionsFromFlags(const ParsedArgs& arg
     if (step == "dark") o.recipe.set_dark(false);
     if (step == "flat") o.recipe.set_flat(false);
   }
+  CALIBD_RETURN_IF_ERROR(NoiseRecipeFromFlags(args, &o.recipe));
   return o;
 }
 
@@ -517,7 +561,7 @@ absl::StatusOr<NoiseSampleOptions> NoiseSampleOptionsFromFlags(const ParsedArgs&
     CALIBD_ASSIGN_OR_RETURN(int n, IntFlag(args, "size", 64));
     if (n < 16 || n > 8192) return absl::InvalidArgumentError("--size must be in [16, 8192]");
     o.data_width = o.height = n;
-    o.overscan_width = std::max(8, n / 16);
+    o.overscan_width = std::max(32, n / 16);
   }
   if (args.Has("frames")) {
     CALIBD_ASSIGN_OR_RETURN(int n, IntFlag(args, "frames", 0));

@@ -78,8 +78,16 @@ bool IsNoiseKind(const std::string& kind);
 // at most one of --version N / --at TIME, --config KEY=VALUE.
 absl::StatusOr<v1::SynthesizeDarkRequest> SynthesizeDarkRequestFromFlags(const ParsedArgs& args);
 
+// The noise side of a recipe (calibrate, select): --dark-policy
+// measured|synthesized|measured_else_synthesized, --read-noise-map/--no-read-noise-map,
+// --gain-product/--no-gain-product, --bad-pixels/--no-bad-pixels (absent = the server's
+// default: use the product when one is selectable). Both forms of one switch is
+// INVALID_ARGUMENT.
+absl::Status NoiseRecipeFromFlags(const ParsedArgs& args, v1::RecipeOverrides* recipe);
+std::vector<FlagSpec> NoiseRecipeFlags();
+
 // --detector, the selection flags, --unit adu|electron, --planes data,variance,dq,
-// --flat-norm, --skip STEP (repeated).
+// --flat-norm, --skip STEP (repeated), the noise recipe flags above.
 absl::StatusOr<CalibrateOptions> CalibrateOptionsFromFlags(const ParsedArgs& args);
 // --small, --width, --height, --overscan, --frames, --lights, --detector, --seed, --night,
 // --compress, --overwrite (make-samples).

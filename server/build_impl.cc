@@ -149,8 +149,9 @@ absl::StatusOr<std::vector<std::unique_ptr<combine::FrameSource>>> OpenBuildInpu
 int64_t BuildSession::memory_limit() const {
   const int64_t cap = backend_->limits.combine_memory_bytes;
   const int64_t asked = request_.combine.memory_budget_bytes;
-  if (IsNoiseKind(request_.kind) || asked <= 0) return cap;
-  return std::min(asked, cap);
+  const int64_t budget = IsNoiseKind(request_.kind) || asked <= 0 ? cap : std::min(asked, cap);
+  // A quarter stays for Combine's band buffers of the inputs spooled beyond it.
+  return budget / 4 * 3;
 }
 
 absl::Status BuildSession::AddRaw(const PreparedFrame& prepared, RawImage pixels,

@@ -2,8 +2,10 @@
 // Raw inputs are pre-processed by the build's recipe (the same code path as Calibrate, with
 // the defaults of the kind being built: biases overscan+trim, darks also bias-subtracted, flats
 // also dark-subtracted) and kept in memory (pooled buffers) while the pre-processed stack fits
-// the build's memory budget (the combine budget: BuildOptions' memory budget capped by
-// --combine-memory-bytes); beyond it each further input is spooled to a temporary FITS file.
+// three quarters of the build's memory budget (the combine budget: BuildOptions' memory budget
+// capped by --combine-memory-bytes; the last quarter is for Combine's band buffers of spooled
+// inputs); beyond it each further input is spooled to a temporary FITS file. A 20 × 2048² bias
+// stack is ~500 MB pre-processed (data + DQ), a 200 × 4096² one ~19 GB (mostly spooled).
 // Stored versions are used from their blobs. Finish() combines everything in row bands with
 // bounded memory (combine::Combine over MemorySource / FitsSource; frames in memory are read
 // in place) — or builds a noise product from the same inputs (server/noise_build.h) — stores

@@ -20,16 +20,6 @@
 
 namespace calibd::server {
 
-namespace {
-
-// The spec's dark temperature coefficient c [1/K], when it has one.
-std::optional<double> DarkTemperatureCoefficient(const store::DetectorSpec& spec) {
-  (void)spec;
-  return std::nullopt;
-}
-
-}  // namespace
-
 absl::StatusOr<SynthDarkQuery> SynthDarkQueryFromProto(const v1::SynthesizeDarkRequest& r,
                                                        const store::DetectorSpec& spec) {
   SynthDarkQuery q;
@@ -60,7 +50,7 @@ absl::StatusOr<SynthDarkQuery> SynthDarkQueryFromProto(const v1::SynthesizeDarkR
     if (!std::isfinite(r.temperature())) {
       return absl::InvalidArgumentError("temperature must be a finite number of °C");
     }
-    const std::optional<double> c = DarkTemperatureCoefficient(spec);
+    const std::optional<double> c = spec.dark_temperature_coefficient;
     if (!c.has_value()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "detector ", r.detector(),
