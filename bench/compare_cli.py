@@ -21,8 +21,8 @@ On the same files, in one run (absolute times drift on a shared machine; ratios 
 Each calibctl measurement is repeated REPEAT times (the best is reported, every run printed);
 ccdproc runs once. The 1-minute load average is recorded next to every figure: other jobs on a
 shared machine move absolute times, so compare the ratios of one run, taken when the load is low.
-calibd runs with --combine-memory-bytes = COMBINE_MEMORY_MB MiB (builds keep 3/4 of it of
-pre-processed inputs in memory; the default 256 MiB holds ~7 of the 20 2048^2 biases).
+calibd runs with --combine-memory-bytes = COMBINE_MEMORY_MB MiB (builds keep up to 2/3 of it of
+pre-processed inputs in memory; the default 256 MiB holds 6 of the 20 2048^2 biases).
 Prints seconds, frames/s and ratios against issue 9's targets (calibrate >= 10x ccdproc and
 >= 4 frames/s; data only >= 10 frames/s; build >= 30x), and one JSON line for scripts.
 """

@@ -153,8 +153,9 @@ int64_t BuildSession::budget() const {
 }
 
 int64_t BuildSession::memory_limit() const {
-  // A quarter stays for Combine's band buffers of the inputs spooled beyond it.
-  return budget() / 4 * 3;
+  // A third stays for Combine's band buffers of the inputs spooled beyond it (32 rows of each
+  // at least: ~150 MB for 200 × 4096²) and the output planes (12 bytes per pixel).
+  return budget() / 3 * 2;
 }
 
 absl::Status BuildSession::AddRaw(const PreparedFrame& prepared, RawImage pixels,
