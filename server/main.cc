@@ -191,8 +191,14 @@ int main(int argc, char** argv) {
   using calibd::server::LogEvent;
   // Keep large frame buffers in the process (PERFORMANCE.md fact 1): glibc would otherwise
   // mmap blocks over its threshold and unmap them on free, paying first-touch again each frame.
+  // But bound what glibc keeps beyond the budgets (frame buffers are reused through the
+  // BufferPool anyway): free memory at the top of a heap is returned past 128 MiB, and at most
+  // 4 arenas hold such heaps (glibc's default is 8 per core, each trimmed only past the
+  // threshold). The 64-stream 4096² run of bench/load/run_load.sh (1.5 GiB frame budget)
+  // peaked at 4203 MiB RSS with a 1 GiB threshold and default arenas, 3635 MiB with these.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 128 << 20);
+  mallopt(M_ARENA_MAX, 4);
 
   absl::SetProgramUsageMessage("calibd: calibrates astronomical CCD/CMOS frames over gRPC");
   for (int i = 1; i < argc; ++i) {

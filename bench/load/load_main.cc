@@ -7,8 +7,8 @@
 // its resident memory at start, end and peak (/proc/<pid>/status, sampled every 50 ms).
 //
 //   calibd_load --server 127.0.0.1:50051 --setup            # detector + bias/dark/flat masters
-//   calibd_load --server 127.0.0.1:50051 --server_pid 1234 --streams 1,2,4 \
-//               --frames 12 --planes all,data --json load.json
+//   calibd_load --server 127.0.0.1:50051 --server_pid 1234 --streams 1,2,4
+//                 --frames 12 --planes all,data --json load.json
 //
 // `--setup` puts the detector `bench/cam4k` (PutDetector), writes bias, dark and flat masters
 // of the trimmed shape with the project's FITS writer, uploads them (PutMaster, 1 MiB chunks,
@@ -18,8 +18,17 @@
 // Each stream keeps at most --window frames in flight (sent, result not complete), so the
 // latency of a frame is the pipeline's, not the length of a client-side queue.
 //
+// Every frame is accounted for: calibrated (its result bytes hashed with SHA-256 and, with
+// --verify, compared with a reference frame calibrated alone on one stream first: all frames
+// are the same raw frame, so every result must be the same bytes), refused with
+// RESOURCE_EXHAUSTED (the server's --frame-memory-bytes budget: a stream that waited past its
+// deadline ends with that code, and its frames without a result count as refused), or lost
+// (anything else: the run fails). A health prober on its own channel calls grpc.health.v1
+// Check every 200 ms throughout each configuration and reports its worst latency and failures.
+//
+//   calibd_load --streams 64 --frames 2 --warmup 0 --planes all --deadline_s 120
+//
 // Thread safety: a command-line program; each stream runs on its own writer and reader threads.
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -51,6 +60,7 @@
 #include "calibd/v1/calibrator.grpc.pb.h"
 #include "calibd/v1/store.grpc.pb.h"
 #include "core/fits/fits.h"
+#include "core/hash/sha256.h"
 #include "core/image/frame.h"
 #include "core/status/macros.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -71,6 +81,9 @@ ABSL_FLAG(int, height, 4096, "raw frame height");
 ABSL_FLAG(int, overscan, 32, "overscan columns on the right");
 ABSL_FLAG(std::string, detector, "bench/cam4k", "detector name");
 ABSL_FLAG(std::string, json, "", "write the results as JSON to this file");
+ABSL_FLAG(double, deadline_s, 0, "deadline of each stream in seconds (0 = none)");
+ABSL_FLAG(bool, verify, true,
+          "calibrate one frame alone first and check every result is the same bytes");
 
 namespace calibd::load {
 namespace {
@@ -142,7 +155,7 @@ std::vector<uint16_t> MakeRawPixels(int width, int height, int overscan) {
 struct ProcSample {
   double cpu_seconds = 0;  // utime + stime
   double rss_mb = 0;
-  double hwm_mb = 0;       // VmHWM: peak RSS since start
+  double hwm_mb = 0;  // VmHWM: peak RSS since start
 };
 
 ProcSample ReadProc(int pid) {
@@ -211,8 +224,13 @@ struct StreamResult {
   std::vector<double> latencies_ms;  // measured frames only
   int64_t bytes_in = 0;              // raw bytes sent, measured frames
   int64_t bytes_out = 0;             // result bytes received, measured frames
-  int errors = 0;
+  int errors = 0;                    // frames whose result header carried a failure
+  int refused = 0;                   // ... of which RESOURCE_EXHAUSTED
   std::string first_error;
+  int intended = 0;                  // frames the stream was to send
+  int sent = 0;                      // frames whose header and chunks were written
+  int completed = 0;                 // frames whose whole result arrived (ok or not)
+  std::vector<std::string> digests;  // SHA-256 of each OK frame's result bytes (all frames)
   grpc::Status status;
 };
 
@@ -220,16 +238,28 @@ class FrameStream {
  public:
   FrameStream(v1::Calibrator::Stub* stub, const std::vector<v1::CalibrateRequest>* chunks,
               int width, int height, bool data_only, int warmup, int frames, int window)
-      : stub_(stub), chunks_(chunks), width_(width), height_(height), data_only_(data_only),
-        warmup_(warmup), frames_(frames), window_(window) {}
+      : stub_(stub),
+        chunks_(chunks),
+        width_(width),
+        height_(height),
+        data_only_(data_only),
+        warmup_(warmup),
+        frames_(frames),
+        window_(window) {}
 
   StreamResult Run() {
     grpc::ClientContext ctx;
     if (!absl::GetFlag(FLAGS_token).empty()) {
       ctx.AddMetadata("authorization", "Bearer " + absl::GetFlag(FLAGS_token));
     }
+    if (absl::GetFlag(FLAGS_deadline_s) > 0) {
+      ctx.set_deadline(
+          std::chrono::system_clock::now() +
+          std::chrono::milliseconds(static_cast<int64_t>(absl::GetFlag(FLAGS_deadline_s) * 1000)));
+    }
     auto rw = stub_->Calibrate(&ctx);
     const int total = warmup_ + frames_;
+    result_.intended = total;
     std::thread reader([&] { ReadAll(rw.get(), total); });
     v1::CalibrateRequest header_msg;
     FillFrameHeader(header_msg.mutable_header(), width_, height_, data_only_);
@@ -248,6 +278,10 @@ class FrameStream {
         if (!ok) break;
         ok = rw->Write(c);
       }
+      if (ok) {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++result_.sent;
+      }
       if (ok && i >= warmup_) {
         std::lock_guard<std::mutex> lock(mu_);
         result_.bytes_in += int64_t{width_} * height_ * 2;
@@ -265,9 +299,14 @@ class FrameStream {
     v1::CalibrateResponse msg;
     int frame = 0;
     int64_t expected = -1, received = 0;
+    bool frame_ok = false;
+    hash::Sha256 digest;
     auto finish_frame = [&] {
       auto now = Clock::now();
+      std::string hex = digest.HexDigest();
       std::lock_guard<std::mutex> lock(mu_);
+      ++result_.completed;
+      if (frame_ok) result_.digests.push_back(std::move(hex));
       if (frame >= warmup_) {
         result_.latencies_ms.push_back(
             std::chrono::duration<double, std::milli>(now - start_.front()).count());
@@ -283,8 +322,12 @@ class FrameStream {
     while (frame < total && rw->Read(&msg)) {
       if (msg.has_header()) {
         const v1::ResultHeader& h = msg.header();
+        frame_ok = h.status().code() == 0;
         if (h.status().code() != 0) {
           std::lock_guard<std::mutex> lock(mu_);
+          if (h.status().code() == static_cast<int>(absl::StatusCode::kResourceExhausted)) {
+            ++result_.refused;
+          }
           if (result_.errors++ == 0) {
             result_.first_error = absl::StrCat(h.status().code(), ": ", h.status().message());
           }
@@ -299,6 +342,7 @@ class FrameStream {
         if (expected == 0) finish_frame();
       } else if (msg.has_chunk()) {
         received += static_cast<int64_t>(msg.chunk().data().size());
+        digest.Update(msg.chunk().data());
         if (expected >= 0 && received >= expected) finish_frame();
       }
     }
@@ -325,6 +369,13 @@ struct RunResult {
   int streams = 0;
   int frames = 0;
   int errors = 0;
+  int sent = 0;        // frames to send, warm-up included
+  int calibrated = 0;  // ... calibrated (OK result)
+  int refused = 0;     // ... refused with RESOURCE_EXHAUSTED (per frame or by the stream)
+  int wrong = 0;       // ... calibrated, but not the reference bytes
+  int health_checks = 0, health_failures = 0;
+  double health_max_ms = 0;
+  std::string digest;  // the result bytes' SHA-256 (when all agree)
   double seconds = 0;
   double frames_per_s = 0, mb_in_per_s = 0, mb_out_per_s = 0;
   double p50_ms = 0, p99_ms = 0, max_ms = 0;
@@ -341,9 +392,48 @@ double Percentile(std::vector<double> v, double q) {
   return v[lo] + (v[hi] - v[lo]) * (pos - lo);
 }
 
+// grpc.health.v1 Check every 200 ms on a channel of its own (as a kubelet probe would),
+// 2 s deadline, until destroyed: how many, how many failed (error or not SERVING), the worst.
+class HealthProber {
+ public:
+  explicit HealthProber(const std::string& server) {
+    channel_ = grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~HealthProber() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  int checks = 0, failures = 0;
+  double max_ms = 0;
+
+ private:
+  void Run() {
+    auto stub = grpc::health::v1::Health::NewStub(channel_);
+    while (!stop_) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      grpc::health::v1::HealthCheckRequest req;
+      grpc::health::v1::HealthCheckResponse resp;
+      auto t0 = Clock::now();
+      grpc::Status s = stub->Check(&ctx, req, &resp);
+      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      ++checks;
+      if (!s.ok() || resp.status() != grpc::health::v1::HealthCheckResponse::SERVING) ++failures;
+      max_ms = std::max(max_ms, ms);
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  std::shared_ptr<grpc::Channel> channel_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 absl::StatusOr<RunResult> RunConfiguration(const std::shared_ptr<grpc::Channel>& channel,
                                            const std::vector<v1::CalibrateRequest>& chunks,
-                                           const std::string& planes, int streams) {
+                                           const std::string& planes, int streams, int warmup,
+                                           int frames, const std::string& reference) {
   const int w = absl::GetFlag(FLAGS_width), h = absl::GetFlag(FLAGS_height);
   const int pid = absl::GetFlag(FLAGS_server_pid);
   auto stub = v1::Calibrator::NewStub(channel);
@@ -352,13 +442,12 @@ absl::StatusOr<RunResult> RunConfiguration(const std::shared_ptr<grpc::Channel>&
   run.streams = streams;
   ProcSample before = ReadProc(pid);
   RssSampler sampler(pid);
+  HealthProber prober(absl::GetFlag(FLAGS_server));
   std::vector<StreamResult> results(streams);
   std::vector<std::unique_ptr<FrameStream>> fs;
   for (int i = 0; i < streams; ++i) {
-    fs.push_back(std::make_unique<FrameStream>(stub.get(), &chunks, w, h, planes == "data",
-                                               absl::GetFlag(FLAGS_warmup),
-                                               absl::GetFlag(FLAGS_frames),
-                                               absl::GetFlag(FLAGS_window)));
+    fs.push_back(std::make_unique<FrameStream>(stub.get(), &chunks, w, h, planes == "data", warmup,
+                                               frames, absl::GetFlag(FLAGS_window)));
   }
   // Throughput counts from the end of the slowest warm-up; simpler and close enough: time the
   // whole run and subtract nothing, but count only measured frames' bytes over the measured
@@ -372,21 +461,36 @@ absl::StatusOr<RunResult> RunConfiguration(const std::shared_ptr<grpc::Channel>&
   double wall = std::chrono::duration<double>(Clock::now() - t0).count();
   ProcSample after = ReadProc(pid);
   run.server_rss_peak_mb = sampler.Peak();
+  prober.Stop();
+  run.health_checks = prober.checks;
+  run.health_failures = prober.failures;
+  run.health_max_ms = prober.max_ms;
   std::vector<double> lat;
   int64_t in = 0, out = 0;
+  std::string lost;
   for (const StreamResult& r : results) {
-    if (!r.status.ok()) {
-      return absl::UnknownError(absl::StrCat("stream ended with ", r.status.error_code(), ": ",
-                                             r.status.error_message()));
+    run.sent += r.intended;
+    run.calibrated += static_cast<int>(r.digests.size());
+    run.refused += r.refused;
+    for (const std::string& d : r.digests) {
+      if (run.digest.empty()) run.digest = d;
+      if (d != (reference.empty() ? run.digest : reference)) ++run.wrong;
     }
-    if (r.errors > 0) {
-      return absl::UnknownError(absl::StrCat(r.errors, " frames failed; first: ", r.first_error));
+    if (!r.status.ok() && r.status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      // Waited for memory past the deadline: the frames without a result (sent or not).
+      run.refused += r.intended - r.completed;
+    } else if (!r.status.ok() || r.completed != r.intended) {
+      lost =
+          absl::StrCat("stream ended with ", r.status.error_code(), " (", r.status.error_message(),
+                       ") after ", r.completed, " of ", r.sent, " results");
+    }
+    if (r.errors > r.refused) {
+      lost = absl::StrCat(r.errors - r.refused, " frames failed; first: ", r.first_error);
     }
     lat.insert(lat.end(), r.latencies_ms.begin(), r.latencies_ms.end());
     in += r.bytes_in;
     out += r.bytes_out;
   }
-  const int warmup = absl::GetFlag(FLAGS_warmup), frames = absl::GetFlag(FLAGS_frames);
   run.frames = static_cast<int>(lat.size());
   run.seconds = wall * frames / (warmup + frames);
   run.frames_per_s = run.frames / run.seconds;
@@ -395,6 +499,7 @@ absl::StatusOr<RunResult> RunConfiguration(const std::shared_ptr<grpc::Channel>&
   run.p50_ms = Percentile(lat, 0.5);
   run.p99_ms = Percentile(lat, 0.99);
   run.max_ms = lat.empty() ? 0 : *std::max_element(lat.begin(), lat.end());
+  if (!lost.empty()) return absl::DataLossError(absl::StrCat("frames lost: ", lost));
   if (pid > 0) {
     run.server_cpu_cores = (after.cpu_seconds - before.cpu_seconds) / wall;
     run.server_rss_start_mb = before.rss_mb;
@@ -418,15 +523,6 @@ absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
                       absl::StrCat(what, ": ", s.error_message()));
 }
 
-std::string Sha256Hex(const std::string& bytes) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
-  std::string hex;
-  for (unsigned int i = 0; i < len; ++i) absl::StrAppendFormat(&hex, "%02x", md[i]);
-  return hex;
-}
-
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
@@ -447,7 +543,7 @@ absl::StatusOr<int64_t> PutMaster(v1::Store::Stub* store, const std::string& kin
   h->set_detector(absl::GetFlag(FLAGS_detector));
   h->set_kind(kind);
   h->set_total_bytes(static_cast<int64_t>(bytes.size()));
-  h->set_sha256(Sha256Hex(bytes));
+  h->set_sha256(hash::Sha256Hex(bytes));
   (*h->mutable_attributes())["source"] = "calibd_load";
   bool ok = writer->Write(req);
   for (size_t off = 0; ok && off < bytes.size(); off += kChunkBytes) {
@@ -489,8 +585,8 @@ absl::Status Setup(const std::shared_ptr<grpc::Channel>& channel) {
     const char* name;
     float base, amplitude;
   };
-  for (const Kind& k : {Kind{"bias", 0.0f, 2.0f}, Kind{"dark", 1.0f, 1.0f},
-                        Kind{"flat", 20000.0f, 2000.0f}}) {
+  for (const Kind& k :
+       {Kind{"bias", 0.0f, 2.0f}, Kind{"dark", 1.0f, 1.0f}, Kind{"flat", 20000.0f, 2000.0f}}) {
     CalibratedFrame m;
     m.data = Image<float>::Allocate(dw, h);
     for (int y = 0; y < h; ++y) {
@@ -545,9 +641,8 @@ absl::Status WaitServing(const std::shared_ptr<grpc::Channel>& channel, int seco
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  return absl::DeadlineExceededError(absl::StrCat("calibd not SERVING after ", seconds,
-                                                  " s; last health answer: ",
-                                                  last.error_message()));
+  return absl::DeadlineExceededError(absl::StrCat(
+      "calibd not SERVING after ", seconds, " s; last health answer: ", last.error_message()));
 }
 
 int Main() {
@@ -581,27 +676,49 @@ int Main() {
                                                     std::min<size_t>(kChunkBytes, total - off));
   }
   std::vector<RunResult> runs;
-  std::printf("%-5s %7s %7s %9s %9s %9s %8s %8s %9s %9s %9s\n", "planes", "streams", "frames",
-              "frames/s", "MB/s in", "MB/s out", "p50 ms", "p99 ms", "srv cpu", "rss MB",
-              "peak MB");
+  std::printf("%-5s %7s %7s %9s %9s %9s %8s %8s %9s %9s %9s %6s %7s %5s %11s\n", "planes",
+              "streams", "frames", "frames/s", "MB/s in", "MB/s out", "p50 ms", "p99 ms", "srv cpu",
+              "rss MB", "peak MB", "ok", "refused", "wrong", "health max");
   for (absl::string_view planes : absl::StrSplit(absl::GetFlag(FLAGS_planes), ',')) {
+    std::string reference;
+    if (absl::GetFlag(FLAGS_verify)) {
+      absl::StatusOr<RunResult> r = RunConfiguration(channel, chunks, std::string(planes), 1,
+                                                     /*warmup=*/0, /*frames=*/1, "");
+      if (!r.ok() || r->calibrated != 1) {
+        std::cerr << "calibd_load: the reference frame (" << planes
+                  << ") failed: " << (r.ok() ? "refused" : r.status().ToString()) << "\n";
+        return 1;
+      }
+      reference = r->digest;
+      std::fprintf(stderr, "reference %s: sha256 %s\n", std::string(planes).c_str(),
+                   reference.c_str());
+    }
     for (absl::string_view n : absl::StrSplit(absl::GetFlag(FLAGS_streams), ',')) {
       int streams = 0;
       if (!absl::SimpleAtoi(n, &streams) || streams <= 0) {
         std::cerr << "calibd_load: bad --streams entry '" << n << "'\n";
         return 2;
       }
-      absl::StatusOr<RunResult> r = RunConfiguration(channel, chunks, std::string(planes), streams);
+      absl::StatusOr<RunResult> r =
+          RunConfiguration(channel, chunks, std::string(planes), streams,
+                           absl::GetFlag(FLAGS_warmup), absl::GetFlag(FLAGS_frames), reference);
       if (!r.ok()) {
         std::cerr << "calibd_load: " << planes << " x" << streams << ": " << r.status() << "\n";
         return 1;
       }
-      std::printf("%-6s %7d %7d %9.2f %9.0f %9.0f %8.0f %8.0f %9.2f %4.0f->%-4.0f %9.0f\n",
-                  r->planes.c_str(), r->streams, r->frames, r->frames_per_s, r->mb_in_per_s,
-                  r->mb_out_per_s, r->p50_ms, r->p99_ms, r->server_cpu_cores,
-                  r->server_rss_start_mb, r->server_rss_end_mb, r->server_rss_peak_mb);
+      std::printf(
+          "%-6s %7d %7d %9.2f %9.0f %9.0f %8.0f %8.0f %9.2f %4.0f->%-4.0f %9.0f %6d %7d %5d "
+          "%5.0f ms/%d\n",
+          r->planes.c_str(), r->streams, r->frames, r->frames_per_s, r->mb_in_per_s,
+          r->mb_out_per_s, r->p50_ms, r->p99_ms, r->server_cpu_cores, r->server_rss_start_mb,
+          r->server_rss_end_mb, r->server_rss_peak_mb, r->calibrated, r->refused, r->wrong,
+          r->health_max_ms, r->health_failures);
       std::fflush(stdout);
       runs.push_back(*r);
+      if (r->wrong > 0) {
+        std::cerr << "calibd_load: " << r->wrong << " results differ from the reference\n";
+        return 1;
+      }
     }
   }
   if (!absl::GetFlag(FLAGS_json).empty()) {
@@ -615,10 +732,14 @@ int Main() {
                  "\"frames_per_s\": %.4f, \"mb_in_per_s\": %.2f, \"mb_out_per_s\": %.2f, "
                  "\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f, "
                  "\"server_cpu_cores\": %.3f, \"server_rss_start_mb\": %.1f, "
-                 "\"server_rss_end_mb\": %.1f, \"server_rss_peak_mb\": %.1f}",
+                 "\"server_rss_end_mb\": %.1f, \"server_rss_peak_mb\": %.1f, "
+                 "\"sent\": %d, \"calibrated\": %d, \"refused\": %d, \"wrong\": %d, "
+                 "\"health_checks\": %d, \"health_failures\": %d, \"health_max_ms\": %.1f}",
                  r.planes, r.streams, r.frames, r.seconds, r.frames_per_s, r.mb_in_per_s,
                  r.mb_out_per_s, r.p50_ms, r.p99_ms, r.max_ms, r.server_cpu_cores,
-                 r.server_rss_start_mb, r.server_rss_end_mb, r.server_rss_peak_mb);
+                 r.server_rss_start_mb, r.server_rss_end_mb, r.server_rss_peak_mb, r.sent,
+                 r.calibrated, r.refused, r.wrong, r.health_checks, r.health_failures,
+                 r.health_max_ms);
     }
     out << "]}\n";
   }
