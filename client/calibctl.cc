@@ -46,7 +46,8 @@ const std::vector<FlagSpec>& GlobalFlags() {
 std::vector<Command> Commands() {
   std::vector<Command> all;
   for (std::vector<Command> group : {DetectorCommands(), MasterCommands(), BuildCommands(),
-                                     CalibrateCommands(), HealthCommands(), SampleCommands()}) {
+                                     CalibrateCommands(), NoiseCommands(), HealthCommands(),
+                                     SampleCommands()}) {
     for (Command& c : group) all.push_back(std::move(c));
   }
   return all;

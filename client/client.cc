@@ -57,6 +57,7 @@ CalibdClient::CalibdClient(ClientOptions options, std::shared_ptr<grpc::Channel>
       store_(v1::Store::NewStub(channel_)),
       calibrator_(v1::Calibrator::NewStub(channel_)),
       builder_(v1::Builder::NewStub(channel_)),
+      noise_(v1::Noise::NewStub(channel_)),
       health_(grpc::health::v1::Health::NewStub(channel_)) {}
 
 absl::StatusOr<std::string> ChannelTarget(const std::string& server, bool* round_robin) {
@@ -389,6 +390,46 @@ absl::StatusOr<v1::MasterVersion> CalibdClient::GetMaster(const std::string& det
   });
 }
 
+absl::StatusOr<SynthesizedDark> CalibdClient::SynthesizeDark(
+    const v1::SynthesizeDarkRequest& request) {
+  // Read-only: safe to try again after UNAVAILABLE.
+  return WithRetry<SynthesizedDark>([&]() -> absl::StatusOr<SynthesizedDark> {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, true);
+    std::unique_ptr<grpc::ClientReader<v1::SynthesizeDarkResponse>> reader =
+        noise_->SynthesizeDark(&ctx, request);
+    SynthesizedDark out;
+    ResultAssembler assembler;
+    bool have_header = false;
+    absl::Status protocol;
+    v1::SynthesizeDarkResponse resp;
+    while (protocol.ok() && reader->Read(&resp)) {
+      if (resp.has_header()) {
+        out.header = resp.header();
+        have_header = true;
+        protocol = assembler.Start(out.header.result());
+      } else if (!have_header) {
+        protocol = absl::InternalError("the server sent pixels before the synthesized dark's header");
+      } else {
+        protocol = assembler.AddChunk(resp.chunk());
+      }
+    }
+    if (!protocol.ok()) {
+      ctx.TryCancel();
+      (void)reader->Finish();
+      return protocol;
+    }
+    grpc::Status s = reader->Finish();
+    if (!s.ok()) return FromGrpc(s, ctx);
+    if (!have_header) return absl::InternalError("the server sent no synthesized dark");
+    if (!assembler.complete()) {
+      return absl::InternalError("the synthesized dark's planes ended early");
+    }
+    out.frame = assembler.Take();
+    return out;
+  });
+}
+
 absl::StatusOr<v1::CertifyResponse> CalibdClient::Certify(const v1::CertifyRequest& request) {
   grpc::ClientContext ctx;
   Prepare(&ctx, false);
@@ -420,7 +461,8 @@ absl::StatusOr<v1::SelectResponse> CalibdClient::Select(const v1::SelectRequest&
 }
 
 absl::StatusOr<v1::BuildMasterResponse> CalibdClient::BuildMaster(
-    const v1::BuildOptions& options, const std::vector<std::string>& paths, ProgressFn progress) {
+    const v1::BuildOptions& options, const std::vector<std::string>& paths, ProgressFn progress,
+    const std::vector<v1::StoredFrameRef>& stored) {
   // Read every input first: a local problem must not leave a half-sent build behind.
   int64_t total = 0;
   for (const std::string& p : paths) {
@@ -442,6 +484,11 @@ absl::StatusOr<v1::BuildMasterResponse> CalibdClient::BuildMaster(
   v1::BuildMasterRequest req;
   *req.mutable_options() = options;
   bool ok = writer->Write(SerializeMessage(req));
+  for (size_t i = 0; ok && i < stored.size(); ++i) {
+    req.Clear();
+    *req.mutable_stored() = stored[i];
+    ok = writer->Write(SerializeMessage(req));
+  }
   BufferPool pool(size_t{1} << 28);
   auto read = [&pool, &paths](size_t i) -> absl::StatusOr<std::shared_ptr<RawFrame>> {
     fits::ReadOptions ro;

@@ -34,6 +34,7 @@
 #include "absl/time/time.h"
 #include "calibd/v1/builder.grpc.pb.h"
 #include "calibd/v1/calibrator.grpc.pb.h"
+#include "calibd/v1/noise.grpc.pb.h"
 #include "calibd/v1/store.grpc.pb.h"
 #include "core/image/buffer_pool.h"
 #include "core/image/frame.h"
@@ -109,6 +110,13 @@ struct CalibrateOptions {
   CalibrateStats* stats = nullptr;  // filled when set
 };
 
+// A synthesized dark: the frame (data e⁻, variance e⁻², DQ; header cards as the server sent
+// them) and the server's header (the model's provenance, statistics).
+struct SynthesizedDark {
+  v1::SynthesizeDarkHeader header;
+  CalibratedFrame frame;
+};
+
 // One file's outcome: either the calibrated frame with the server's result header, or why it
 // failed (locally, or the server's per-frame status).
 struct CalibrateResult {
@@ -150,10 +158,16 @@ class CalibdClient {
   absl::StatusOr<v1::DecertifyResponse> Decertify(const v1::DecertifyRequest& request);
   absl::StatusOr<v1::SelectResponse> Select(const v1::SelectRequest& request);
 
-  // Sends every file as a raw input of one build.
-  absl::StatusOr<v1::BuildMasterResponse> BuildMaster(const v1::BuildOptions& options,
-                                                      const std::vector<std::string>& paths,
-                                                      ProgressFn progress = nullptr);
+  // Sends the stored versions `stored` (e.g. the products a bad_pixels map is made from), then
+  // every file as a raw input of one build.
+  absl::StatusOr<v1::BuildMasterResponse> BuildMaster(
+      const v1::BuildOptions& options, const std::vector<std::string>& paths,
+      ProgressFn progress = nullptr, const std::vector<v1::StoredFrameRef>& stored = {});
+
+  // Noise.SynthesizeDark: the dark for (exptime, em_gain[, temperature]) from the detector's
+  // noise_model (else dark_current product), received into memory. Read-only: tried again
+  // after UNAVAILABLE.
+  absl::StatusOr<SynthesizedDark> SynthesizeDark(const v1::SynthesizeDarkRequest& request);
 
   // Calibrates every file over one stream: a reader thread reads file n+2 while a sender
   // thread sends file n+1 and results of file n come back; pixels go out over the frames' own
@@ -187,6 +201,7 @@ class CalibdClient {
   std::unique_ptr<v1::Store::Stub> store_;
   std::unique_ptr<v1::Calibrator::Stub> calibrator_;
   std::unique_ptr<v1::Builder::Stub> builder_;
+  std::unique_ptr<v1::Noise::Stub> noise_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
   std::atomic<int64_t> retries_{0};
 };

@@ -62,6 +62,9 @@ int Select(Context& c) {
   if (!sel.ok()) return c.Usage(sel.status());
   *req.mutable_selection() = *sel;
   for (const std::string& k : c.args.Values("kind")) req.add_kinds(k);
+  if (absl::Status s = NoiseRecipeFromFlags(c.args, req.mutable_recipe()); !s.ok()) {
+    return c.Usage(s);
+  }
   absl::StatusOr<Header> header = fits::ReadHeader(path);
   if (!header.ok()) return Fail(absl::StrCat("select ", path), header.status());
   HeaderToProto(*header, req.mutable_cards());
@@ -284,7 +287,11 @@ std::vector<Command> CalibrateCommands() {
         PolicyFlag(),
         MaxAgeFlag(),
         PinFlag(),
-        {"kind", 'k', FlagKind::kRepeated, "only these kinds", "KIND"}},
+        {"kind", 'k', FlagKind::kRepeated, "only these kinds", "KIND"},
+        // The noise products and the dark policy (requests.h NoiseRecipeFlags).
+        NoiseRecipeFlags()[0], NoiseRecipeFlags()[1], NoiseRecipeFlags()[2],
+        NoiseRecipeFlags()[3], NoiseRecipeFlags()[4], NoiseRecipeFlags()[5],
+        NoiseRecipeFlags()[6]},
        Select},
       {"calibrate",
        "calibrate --detector D [-o DIR] [--policy strict|nearest] [--pin KIND=VERSION]... FILES...",
@@ -303,7 +310,11 @@ std::vector<Command> CalibrateCommands() {
         {"overwrite", 0, FlagKind::kBool, "replace existing output files"},
         {"compress-masks", 0, FlagKind::kBool,
          "tile-compress MASK and DQ (RICE_1; mostly zeros, ~50x smaller; astropy reads them)"},
-        {"stats", 0, FlagKind::kBool, "print where the time went (stderr)"}},
+        {"stats", 0, FlagKind::kBool, "print where the time went (stderr)"},
+        // The noise products and the dark policy (requests.h NoiseRecipeFlags).
+        NoiseRecipeFlags()[0], NoiseRecipeFlags()[1], NoiseRecipeFlags()[2],
+        NoiseRecipeFlags()[3], NoiseRecipeFlags()[4], NoiseRecipeFlags()[5],
+        NoiseRecipeFlags()[6]},
        Calibrate},
   };
 }

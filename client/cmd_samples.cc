@@ -8,13 +8,69 @@
 #include "client/command.h"
 #include "client/exit_codes.h"
 #include "client/format.h"
+#include "client/noise_samples.h"
 #include "client/requests.h"
 #include "client/samples.h"
 
 namespace calibd::client {
 namespace {
 
+int MakeNoiseSamplesCommand(Context& c) {
+  const std::string dir = c.args.Value("noise");
+  if (dir.empty()) return c.Usage("--noise needs a directory");
+  if (c.args.Has("output")) return c.Usage("give either -o DIR or --noise DIR");
+  absl::StatusOr<NoiseSampleOptions> o = NoiseSampleOptionsFromFlags(c.args);
+  if (!o.ok()) return c.Usage(o.status());
+  absl::StatusOr<NoiseSampleSet> set = MakeNoiseSamples(dir, *o);
+  if (!set.ok()) return Fail(absl::StrCat("make-samples --noise ", dir), set.status());
+  if (c.json) {
+    JsonWriter j;
+    j.BeginObject();
+    j.Key("spec");
+    j.String(set->spec_path);
+    j.Key("truth");
+    j.String(set->truth_path);
+    j.Key("detector");
+    j.String(o->detector);
+    j.Key("certify_from");
+    j.String(set->certify_from);
+    for (auto [name, list] :
+         {std::make_pair("bias", &set->bias), std::make_pair("ptc", &set->ptc),
+          std::make_pair("dark", &set->dark), std::make_pair("emccd", &set->emccd),
+          std::make_pair("gainnorm", &set->gainnorm)}) {
+      j.Key(name);
+      j.BeginArray();
+      for (const std::string& p : *list) j.String(p);
+      j.EndArray();
+    }
+    j.EndObject();
+    std::cout << j.str() << "\n";
+    return 0;
+  }
+  std::string settings;
+  for (const auto& [g, t] : o->em_settings) {
+    absl::StrAppend(&settings, settings.empty() ? "" : ", ", "(", g, ", ", t, " s)");
+  }
+  std::string times;
+  for (double t : o->dark_exptimes) absl::StrAppend(&times, times.empty() ? "" : ", ", t);
+  std::cout << "wrote " << set->spec_path << " (detector " << o->detector << ", "
+            << o->data_width + o->overscan_width << "x" << o->height << " uint16 with "
+            << o->overscan_width << " overscan columns) and the truth maps " << set->truth_path
+            << "\n"
+            << "  " << set->bias.size() << " biases in " << dir << "/bias/, " << set->ptc.size()
+            << " flats (" << o->ptc_levels.size() << " pairs) in " << dir << "/ptc/, "
+            << set->dark.size() << " darks (" << times << " s) in " << dir << "/dark/,\n"
+            << "  " << set->emccd.size() << " EMCCD darks at (EM gain, exposure) " << settings
+            << " in " << dir << "/emccd/, " << set->gainnorm.size() << " flats at "
+            << o->gain_settings.size() << " gain settings in " << dir << "/gainnorm/\n"
+            << "  frames were taken on " << o->night << "; certify from " << set->certify_from
+            << "\n";
+  return 0;
+}
+
 int MakeSamplesCommand(Context& c) {
+  if (c.args.Has("noise")) return MakeNoiseSamplesCommand(c);
+  if (c.args.Has("size")) return c.Usage("--size applies to --noise samples (use --width/--height)");
   absl::StatusOr<std::string> dir = RequiredFlag(c.args, "output");
   if (!dir.ok()) return c.Usage(dir.status());
   absl::StatusOr<SampleOptions> o = SampleOptionsFromFlags(c.args);
@@ -84,9 +140,15 @@ int Health(Context& c) {
 std::vector<Command> SampleCommands() {
   return {
       {"make-samples",
-       "make-samples -o DIR [--small]",
-       "write realistic raw frames (bias, dark, flat, light) and SPEC.json for trying calibd",
+       "make-samples (-o DIR [--small] | --noise DIR [--size N])",
+       "write realistic raw frames (bias, dark, flat, light) and SPEC.json for trying calibd; "
+       "--noise: stacks with known truth for every noise product",
        {{"output", 'o', FlagKind::kValue, "directory to write", "DIR"},
+        {"noise", 0, FlagKind::kValue,
+         "write noise-product stacks (biases, flat pairs, darks, EMCCD darks, gain settings) "
+         "and TRUTH.fits here instead",
+         "DIR"},
+        {"size", 0, FlagKind::kValue, "--noise: N x N illuminated pixels (default 64x48)", "N"},
         {"small", 0, FlagKind::kBool, "128x96 frames instead of 1024x1024 (fast)"},
         {"width", 0, FlagKind::kValue, "illuminated columns (default 1024)", "N"},
         {"height", 0, FlagKind::kValue, "rows (default 1024)", "N"},

@@ -62,6 +62,7 @@ std::vector<Command> BuildCommands();      // build
 std::vector<Command> CalibrateCommands();  // select, calibrate
 std::vector<Command> SampleCommands();     // make-samples
 std::vector<Command> HealthCommands();     // health
+std::vector<Command> NoiseCommands();      // synth-dark
 
 // "calibctl: <what>: <CODE>: <message>[ (request id ID)]" on stderr; returns the exit code of
 // the status's class.

@@ -1,10 +1,13 @@
 #include "client/requests.h"
 
+#include <algorithm>
+#include <cmath>
 #include <limits>
 #include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/convert.h"
 #include "core/status/macros.h"
@@ -239,7 +242,248 @@ absl::StatusOr<v1::BuildOptions> BuildOptionsFromFlags(const ParsedArgs& args) {
   CALIBD_RETURN_IF_ERROR(TimeFlag(args, "certify-from", [&] { return o.mutable_certify_begin(); }));
   CALIBD_RETURN_IF_ERROR(TimeFlag(args, "certify-until", [&] { return o.mutable_certify_end(); }));
   o.set_certify_replace(args.Bool("replace"));
+  CALIBD_ASSIGN_OR_RETURN(*o.mutable_noise(), NoiseBuildOptionsFromFlags(args, o.kind()));
   return o;
+}
+
+bool IsNoiseKind(const std::string& kind) {
+  for (const char* k : {"read_noise", "gain", "dark_current", "bad_pixels", "noise_model",
+                        "gain_normalisation"}) {
+    if (kind == k) return true;
+  }
+  return false;
+}
+
+namespace {
+
+// A noise flag: its name, the kinds it applies to, its help text.
+struct NoiseFlag {
+  const char* name;
+  std::vector<std::string> kinds;
+  const char* help;
+  const char* value;  // "" = boolean
+};
+
+const std::vector<NoiseFlag>& NoiseFlagTable() {
+  static const auto* table = new std::vector<NoiseFlag>{
+      {"min-frames", {"read_noise"}, "read_noise: fewest valid frames per pixel (default 2)", "N"},
+      {"hot-sigma", {"dark_current"},
+       "dark_current: hot = rate above the median by K robust sigma (default 5)", "K"},
+      {"hot-min-rate", {"dark_current"},
+       "dark_current: ... and above the median by at least R e-/s (default 0)", "R"},
+      {"dead-fraction", {"bad_pixels"},
+       "bad_pixels: dead = flat below F x its local median (default 0.5)", "F"},
+      {"box", {"bad_pixels"}, "bad_pixels: local-median window, odd (default 15)", "N"},
+      {"noisy-sigma", {"bad_pixels"},
+       "bad_pixels: noisy = read noise above median + K robust sigma (default 5)", "K"},
+      {"amp-section", {"gain"},
+       "gain: an amplifier's FITS section, repeated (default the whole frame)", "SECTION"},
+      {"level-sizes", {"gain"},
+       "gain: flats per illumination level, in the order given (default pairs)", "N,N,..."},
+      {"saturation-fraction", {"gain"},
+       "gain: exclude levels with mean above F x saturation (default 0.9)", "F"},
+      {"max-saturated-fraction", {"gain"},
+       "gain: exclude levels with more than F of pixels saturated (default 0.001)", "F"},
+      {"nonlinearity-sigma", {"gain"},
+       "gain: drop the worst level while its residual exceeds K sigma (default 5)", "K"},
+      {"prescan-section", {"noise_model"},
+       "noise_model: where the bias offset BIASOFF is measured (FITS section)", "SECTION"},
+      {"unweighted", {"noise_model"}, "noise_model: equal weights (errors from the scatter)", ""},
+      {"setting-key", {"gain_normalisation"},
+       "gain_normalisation: header keyword of the gain setting (default GAINMODE)", "KEY"},
+      {"norm-section", {"gain_normalisation"},
+       "gain_normalisation: the section measured (default the frame)", "SECTION"},
+      {"reference", {"gain_normalisation"},
+       "gain_normalisation: the reference setting (default the lowest response)", "SETTING"},
+  };
+  return *table;
+}
+
+absl::StatusOr<double> NonNegative(const ParsedArgs& args, const char* flag, bool positive) {
+  CALIBD_ASSIGN_OR_RETURN(double v, ParseDouble(flag, args.Value(flag)));
+  if (!(positive ? v > 0 : v >= 0) || !std::isfinite(v)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, " must be ", positive ? "> 0" : ">= 0", ", got ", v));
+  }
+  return v;
+}
+
+absl::StatusOr<double> Fraction(const ParsedArgs& args, const char* flag) {
+  CALIBD_ASSIGN_OR_RETURN(double v, ParseDouble(flag, args.Value(flag)));
+  if (!(v > 0 && v <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be in (0, 1], got ", v));
+  }
+  return v;
+}
+
+}  // namespace
+
+std::vector<FlagSpec> NoiseBuildFlags() {
+  std::vector<FlagSpec> out;
+  for (const NoiseFlag& f : NoiseFlagTable()) {
+    const bool repeated = std::string(f.name) == "amp-section";
+    out.push_back({f.name, 0,
+                   *f.value == 0 ? FlagKind::kBool
+                   : repeated    ? FlagKind::kRepeated
+                                 : FlagKind::kValue,
+                   f.help, f.value});
+  }
+  return out;
+}
+
+absl::StatusOr<v1::NoiseBuildOptions> NoiseBuildOptionsFromFlags(const ParsedArgs& args,
+                                                                 const std::string& kind) {
+  for (const NoiseFlag& f : NoiseFlagTable()) {
+    if (!args.Has(f.name)) continue;
+    if (std::find(f.kinds.begin(), f.kinds.end(), kind) == f.kinds.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("--", f.name, " applies to --kind ",
+                                                     absl::StrJoin(f.kinds, ", "), " only"));
+    }
+  }
+  v1::NoiseBuildOptions n;
+  if (args.Has("min-frames")) {
+    CALIBD_ASSIGN_OR_RETURN(int v, IntFlag(args, "min-frames", 2));
+    if (v < 2) return absl::InvalidArgumentError("--min-frames must be 2 or more");
+    n.set_min_frames(v);
+  }
+  if (args.Has("hot-sigma")) {
+    CALIBD_ASSIGN_OR_RETURN(double v, NonNegative(args, "hot-sigma", true));
+    n.set_hot_sigma(v);
+  }
+  if (args.Has("hot-min-rate")) {
+    CALIBD_ASSIGN_OR_RETURN(double v, NonNegative(args, "hot-min-rate", false));
+    n.set_hot_min_rate(v);
+  }
+  if (args.Has("dead-fraction")) {
+    CALIBD_ASSIGN_OR_RETURN(double v, Fraction(args, "dead-fraction"));
+    n.set_dead_fraction(v);
+  }
+  if (args.Has("box")) {
+    CALIBD_ASSIGN_OR_RETURN(int v, IntFlag(args, "box", 15));
+    if (v < 3 || v % 2 == 0) return absl::InvalidArgumentError("--box must be odd and >= 3");
+    n.set_box(v);
+  }
+  if (args.Has("noisy-sigma")) {
+    CALIBD_ASSIGN_OR_RETURN(double v, NonNegative(args, "noisy-sigma", true));
+    n.set_noisy_sigma(v);
+  }
+  for (const std::string& s : args.Values("amp-section")) n.add_sections(s);
+  if (args.Has("level-sizes")) {
+    for (absl::string_view part : absl::StrSplit(args.Value("level-sizes"), ',')) {
+      CALIBD_ASSIGN_OR_RETURN(int64_t v, ParseInt("level-sizes", part));
+      if (v < 2) {
+        return absl::InvalidArgumentError("--level-sizes: every level needs 2 or more flats");
+      }
+      n.add_level_sizes(static_cast<int32_t>(v));
+    }
+  }
+  if (args.Has("saturation-fraction")) {
+    CALIBD_ASSIGN_OR_RETURN(double v, Fraction(args, "saturation-fraction"));
+    n.set_saturation_fraction(v);
+  }
+  if (args.Has("max-saturated-fraction")) {
+    CALIBD_ASSIGN_OR_RETURN(double v, Fraction(args, "max-saturated-fraction"));
+    n.set_max_saturated_fraction(v);
+  }
+  if (args.Has("nonlinearity-sigma")) {
+    CALIBD_ASSIGN_OR_RETURN(double v, NonNegative(args, "nonlinearity-sigma", true));
+    n.set_nonlinearity_sigma(v);
+  }
+  n.set_prescan_section(args.Value("prescan-section"));
+  if (args.Bool("unweighted")) n.set_unweighted(true);
+  n.set_setting_key(args.Value("setting-key"));
+  n.set_section(args.Value("norm-section"));
+  n.set_reference(args.Value("reference"));
+  return n;
+}
+
+absl::StatusOr<std::vector<v1::StoredFrameRef>> StoredInputsFromFlags(const ParsedArgs& args) {
+  std::vector<v1::StoredFrameRef> out;
+  for (const std::string& text : args.Values("stored")) {
+    CALIBD_ASSIGN_OR_RETURN(auto kv, ParseKeyValue(text));
+    int64_t version = 0;
+    if (!absl::SimpleAtoi(kv.second, &version) || version < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--stored ", text, ": the version must be a number >= 1 (KIND=VERSION)"));
+    }
+    v1::StoredFrameRef ref;
+    ref.set_detector(args.Value("detector"));
+    ref.set_kind(kv.first);
+    ref.set_version(version);
+    out.push_back(std::move(ref));
+  }
+  return out;
+}
+
+absl::StatusOr<v1::SynthesizeDarkRequest> SynthesizeDarkRequestFromFlags(const ParsedArgs& args) {
+  v1::SynthesizeDarkRequest r;
+  CALIBD_ASSIGN_OR_RETURN(*r.mutable_detector(), RequiredFlag(args, "detector"));
+  CALIBD_RETURN_IF_ERROR(RequiredFlag(args, "exptime").status());
+  CALIBD_ASSIGN_OR_RETURN(double t, NonNegative(args, "exptime", true));
+  r.set_exptime(t);
+  if (args.Has("em-gain")) {
+    CALIBD_ASSIGN_OR_RETURN(double g, NonNegative(args, "em-gain", true));
+    r.set_em_gain(g);
+  }
+  if (args.Has("temperature")) {
+    CALIBD_ASSIGN_OR_RETURN(double c, ParseDouble("temperature", args.Value("temperature")));
+    if (!std::isfinite(c)) return absl::InvalidArgumentError("--temperature must be a number");
+    r.set_temperature(c);
+  }
+  if (args.Has("version") && args.Has("at")) {
+    return absl::InvalidArgumentError("give at most one of --version N and --at TIME");
+  }
+  if (args.Has("version")) {
+    CALIBD_ASSIGN_OR_RETURN(int64_t v, PositiveInt(args, "version"));
+    r.set_version(v);
+  }
+  CALIBD_RETURN_IF_ERROR(TimeFlag(args, "at", [&] { return r.mutable_at(); }));
+  CALIBD_ASSIGN_OR_RETURN(auto config, KeyValuesFromFlags(args, "config"));
+  r.mutable_configuration()->insert(config.begin(), config.end());
+  return r;
+}
+
+std::vector<FlagSpec> NoiseRecipeFlags() {
+  return {
+      {"dark-policy", 0, FlagKind::kValue,
+       "where the dark comes from: measured, synthesized (from the noise model) or "
+       "measured_else_synthesized (default: the detector's)",
+       "P"},
+      {"read-noise-map", 0, FlagKind::kBool, "require the read_noise product's per-pixel map"},
+      {"no-read-noise-map", 0, FlagKind::kBool, "use the scalar read noise, not the map"},
+      {"gain-product", 0, FlagKind::kBool, "require the gain product's gain"},
+      {"no-gain-product", 0, FlagKind::kBool, "use the spec's gain, not the gain product"},
+      {"bad-pixels", 0, FlagKind::kBool, "require the bad_pixels product (OR-ed into DQ)"},
+      {"no-bad-pixels", 0, FlagKind::kBool, "do not use the bad_pixels product"},
+  };
+}
+
+absl::Status NoiseRecipeFromFlags(const ParsedArgs& args, v1::RecipeOverrides* recipe) {
+  if (args.Has("dark-policy")) {
+    const std::string p = args.Value("dark-policy");
+    CALIBD_RETURN_IF_ERROR(
+        CheckChoice("dark-policy", p, {"measured", "synthesized", "measured_else_synthesized"}));
+    recipe->set_dark_policy(p == "measured"      ? v1::DARK_POLICY_MEASURED
+                            : p == "synthesized" ? v1::DARK_POLICY_SYNTHESIZED
+                                                 : v1::DARK_POLICY_MEASURED_ELSE_SYNTHESIZED);
+  }
+  struct Switch {
+    const char* name;
+    void (v1::RecipeOverrides::*set)(bool);
+  };
+  for (const Switch& s : {Switch{"read-noise-map", &v1::RecipeOverrides::set_read_noise_map},
+                          Switch{"gain-product", &v1::RecipeOverrides::set_gain_product},
+                          Switch{"bad-pixels", &v1::RecipeOverrides::set_bad_pixels}}) {
+    const std::string no = absl::StrCat("no-", s.name);
+    const bool on = args.Bool(s.name), off = args.Bool(no);
+    if (on && off) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("give --", s.name, " or --", no, ", not both"));
+    }
+    if (on) (recipe->*s.set)(true);
+    if (off) (recipe->*s.set)(false);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<CalibrateOptions> CalibrateOptionsFromFlags(const ParsedArgs& args) {
@@ -266,6 +510,7 @@ absl::StatusOr<CalibrateOptions> CalibrateOptionsFromFlags(const ParsedArgs& arg
     if (step == "dark") o.recipe.set_dark(false);
     if (step == "flat") o.recipe.set_flat(false);
   }
+  CALIBD_RETURN_IF_ERROR(NoiseRecipeFromFlags(args, &o.recipe));
   return o;
 }
 
@@ -301,6 +546,35 @@ absl::StatusOr<SampleOptions> SampleOptionsFromFlags(const ParsedArgs& args) {
   if (o.data_width < 8 || o.height < 8 || o.overscan_width < 2) {
     return absl::InvalidArgumentError("--width and --height must be >= 8 and --overscan >= 2");
   }
+  return o;
+}
+
+absl::StatusOr<NoiseSampleOptions> NoiseSampleOptionsFromFlags(const ParsedArgs& args) {
+  NoiseSampleOptions o;
+  for (const char* f : {"small", "width", "height", "overscan", "lights", "compress"}) {
+    if (args.Has(f)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", f, " does not apply to --noise samples (use --size N)"));
+    }
+  }
+  if (args.Has("size")) {
+    CALIBD_ASSIGN_OR_RETURN(int n, IntFlag(args, "size", 64));
+    if (n < 16 || n > 8192) return absl::InvalidArgumentError("--size must be in [16, 8192]");
+    o.data_width = o.height = n;
+    o.overscan_width = std::max(32, n / 16);
+  }
+  if (args.Has("frames")) {
+    CALIBD_ASSIGN_OR_RETURN(int n, IntFlag(args, "frames", 0));
+    if (n < 2) return absl::InvalidArgumentError("--frames must be 2 or more for --noise");
+    o.frames_per_setting = n;
+  }
+  if (args.Has("detector")) o.detector = args.Value("detector");
+  if (args.Has("seed")) {
+    CALIBD_ASSIGN_OR_RETURN(int64_t seed, ParseInt("seed", args.Value("seed")));
+    o.seed = static_cast<uint64_t>(seed);
+  }
+  if (args.Has("night")) o.night = args.Value("night");
+  o.overwrite = args.Bool("overwrite");
   return o;
 }
 

@@ -18,10 +18,12 @@
 
 #include "absl/status/statusor.h"
 #include "calibd/v1/builder.pb.h"
+#include "calibd/v1/noise.pb.h"
 #include "calibd/v1/store.pb.h"
 #include "calibd/v1/types.pb.h"
 #include "client/args.h"
 #include "client/client.h"
+#include "client/noise_samples.h"
 #include "client/samples.h"
 
 namespace calibd::client {
@@ -58,12 +60,43 @@ absl::StatusOr<v1::DecertifyRequest> DecertifyRequestFromFlags(const ParsedArgs&
 // --clip-spread, --no-clip, --clip-extrema, --min-value, --max-value, --scale), the selection
 // flags, --attr, --config, --certify-from [--certify-until], --replace.
 absl::StatusOr<v1::BuildOptions> BuildOptionsFromFlags(const ParsedArgs& args);
+// The noise kinds' build flags (each applies to the kinds named in NoiseBuildFlags()'s help):
+// --min-frames, --hot-sigma, --hot-min-rate, --dead-fraction, --box, --noisy-sigma,
+// --amp-section (repeated), --level-sizes N,N,..., --saturation-fraction,
+// --max-saturated-fraction, --nonlinearity-sigma, --prescan-section, --unweighted,
+// --setting-key, --norm-section, --reference. A flag given for a kind it does not apply to is
+// INVALID_ARGUMENT naming the kinds it does apply to. Called by BuildOptionsFromFlags.
+absl::StatusOr<v1::NoiseBuildOptions> NoiseBuildOptionsFromFlags(const ParsedArgs& args,
+                                                                 const std::string& kind);
+std::vector<FlagSpec> NoiseBuildFlags();
+// build --stored KIND=VERSION (repeated): stored versions of the build's detector used as
+// inputs (e.g. --stored dark_current=1 --stored read_noise=2 for bad_pixels); the series with
+// --config's configuration (empty = the only one).
+absl::StatusOr<std::vector<v1::StoredFrameRef>> StoredInputsFromFlags(const ParsedArgs& args);
+bool IsNoiseKind(const std::string& kind);
+// synth-dark: --detector, --exptime T (> 0), --em-gain G (> 0, default 1), --temperature C,
+// at most one of --version N / --at TIME, --config KEY=VALUE.
+absl::StatusOr<v1::SynthesizeDarkRequest> SynthesizeDarkRequestFromFlags(const ParsedArgs& args);
+
+// The noise side of a recipe (calibrate, select): --dark-policy
+// measured|synthesized|measured_else_synthesized, --read-noise-map/--no-read-noise-map,
+// --gain-product/--no-gain-product, --bad-pixels/--no-bad-pixels (absent = the server's
+// default: use the product when one is selectable). Both forms of one switch is
+// INVALID_ARGUMENT.
+absl::Status NoiseRecipeFromFlags(const ParsedArgs& args, v1::RecipeOverrides* recipe);
+std::vector<FlagSpec> NoiseRecipeFlags();
+
 // --detector, the selection flags, --unit adu|electron, --planes data,variance,dq,
-// --flat-norm, --skip STEP (repeated).
+// --flat-norm, --skip STEP (repeated), the noise recipe flags above.
 absl::StatusOr<CalibrateOptions> CalibrateOptionsFromFlags(const ParsedArgs& args);
 // --small, --width, --height, --overscan, --frames, --lights, --detector, --seed, --night,
 // --compress, --overwrite (make-samples).
 absl::StatusOr<SampleOptions> SampleOptionsFromFlags(const ParsedArgs& args);
+
+// make-samples --noise DIR: --size N (N×N illuminated pixels, default 64×48), --frames N (per
+// exposure time / EM setting, default 4), --detector (default demo/emccd0), --seed, --night,
+// --overwrite.
+absl::StatusOr<NoiseSampleOptions> NoiseSampleOptionsFromFlags(const ParsedArgs& args);
 
 // --limit N (≥ 1; absent = the server's default page size; the server may return fewer) and
 // --page-token TOKEN, the next_page_token of the previous page (AIP-158).

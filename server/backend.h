@@ -45,6 +45,9 @@ struct ServerLimits {
   size_t chunk_bytes = size_t{1} << 20;               // outgoing chunk size (≤ 1 MiB)
   // Longest wait for frame memory (capped by the call's deadline), then RESOURCE_EXHAUSTED.
   int64_t frame_memory_wait_ms = 60000;
+  // Calibrate's cache of what it derives from noise products (read-noise and gain maps,
+  // bad-pixel maps, noise models, synthesized darks in ADU), by content.
+  int64_t noise_cache_bytes = int64_t{512} << 20;
 };
 
 // The store, once open.

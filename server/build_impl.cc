@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -115,6 +116,44 @@ absl::Status BuildSession::PrepareRaw(FrameRequest request, PreparedFrame& prepa
   return calibrate_->Prepare(std::move(request), prepared, PreprocessKindFor(request_.kind));
 }
 
+void AsIfSpooled(CalibratedFrame& frame) {
+  if (frame.has_variance()) {
+    // The spool file stores sigma = sqrt(variance) as float32; FitsSource squares it back.
+    float* v = frame.variance.data();
+    const int64_t n = frame.variance.num_pixels();
+    for (int64_t i = 0; i < n; ++i) {
+      const float sigma = std::sqrt(v[i]);
+      v[i] = sigma * sigma;
+    }
+  }
+  frame.header.Erase("BUNIT");
+  frame.header.Set("BUNIT", frame.unit, "physical unit of the data");
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<combine::FrameSource>>> OpenBuildInputs(
+    const std::vector<BuildInput>& inputs) {
+  std::vector<std::unique_ptr<combine::FrameSource>> sources;
+  sources.reserve(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].frame != nullptr) {
+      sources.push_back(combine::MemorySource(inputs[i].frame, absl::StrCat("input frame ", i)));
+      continue;
+    }
+    CALIBD_ASSIGN_OR_RETURN(std::unique_ptr<combine::FrameSource> s,
+                            combine::FitsSource(inputs[i].path));
+    sources.push_back(std::move(s));
+  }
+  return sources;
+}
+
+int64_t BuildSession::memory_limit() const {
+  const int64_t cap = backend_->limits.combine_memory_bytes;
+  const int64_t asked = request_.combine.memory_budget_bytes;
+  const int64_t budget = IsNoiseKind(request_.kind) || asked <= 0 ? cap : std::min(asked, cap);
+  // A quarter stays for Combine's band buffers of the inputs spooled beyond it.
+  return budget / 4 * 3;
+}
+
 absl::Status BuildSession::AddRaw(const PreparedFrame& prepared, RawImage pixels,
                                   std::string sha256) {
   if (num_inputs() >= backend_->limits.max_build_inputs) {
@@ -123,10 +162,24 @@ absl::Status BuildSession::AddRaw(const PreparedFrame& prepared, RawImage pixels
   }
   FrameResult result;
   CALIBD_RETURN_IF_ERROR(calibrate_->Run(prepared, std::move(pixels), result));
-  const std::string path = absl::StrCat(dir_, "/input-", paths_.size(), ".fits");
-  CALIBD_RETURN_IF_ERROR(fits::WriteCalibratedFrame(path, result.frame));
-  paths_.push_back(path);
-  sha256_.push_back(std::move(sha256));
+  CalibratedFrame& f = result.frame;
+  const int64_t bytes =
+      f.data.num_pixels() * int64_t{sizeof(float)} +
+      (f.has_variance() ? f.variance.num_pixels() * int64_t{sizeof(float)} : 0) +
+      (f.has_dq() ? f.dq.num_pixels() * int64_t{sizeof(uint16_t)} : 0);
+  BuildInput input;
+  input.sha256 = std::move(sha256);
+  if (memory_bytes_ + bytes <= memory_limit()) {
+    AsIfSpooled(f);
+    input.frame = std::make_shared<const CalibratedFrame>(std::move(f));
+    memory_bytes_ += bytes;
+    ++in_memory_;
+  } else {  // beyond the budget: on disk, read back band by band by Combine
+    input.path = absl::StrCat(dir_, "/input-", inputs_.size(), ".fits");
+    CALIBD_RETURN_IF_ERROR(fits::WriteCalibratedFrame(input.path, f));
+    ++spooled_;
+  }
+  inputs_.push_back(std::move(input));
   return absl::OkStatus();
 }
 
@@ -138,17 +191,19 @@ absl::Status BuildSession::AddStored(const SeriesKey& key, int64_t version) {
   StoreImpl store(backend_);
   CALIBD_ASSIGN_OR_RETURN(store::MasterVersion v, store.ResolveMaster(key, version, std::nullopt));
   CALIBD_ASSIGN_OR_RETURN(std::string path, store.BlobPath(v.sha256));
-  paths_.push_back(path);
-  sha256_.push_back(v.sha256);
+  BuildInput input;
+  input.path = std::move(path);
+  input.sha256 = v.sha256;
+  inputs_.push_back(std::move(input));
   return absl::OkStatus();
 }
 
 absl::StatusOr<BuildResult> BuildSession::Finish() {
   if (IsNoiseKind(request_.kind)) {  // noise products: server/noise_build.cc
-    return FinishNoiseBuild(backend_, request_, paths_, sha256_, dir_);
+    return FinishNoiseBuild(backend_, request_, inputs_, dir_);
   }
   CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
-  if (paths_.empty()) {
+  if (inputs_.empty()) {
     return absl::InvalidArgumentError("a build needs at least one input frame");
   }
   combine::CombineOptions options = request_.combine;
@@ -157,21 +212,19 @@ absl::StatusOr<BuildResult> BuildSession::Finish() {
     options.memory_budget_bytes = backend_->limits.combine_memory_bytes;
   }
   CALIBD_RETURN_IF_ERROR(combine::ValidateOptions(options, num_inputs()));
-  std::vector<std::unique_ptr<combine::FrameSource>> sources;
-  for (const std::string& path : paths_) {
-    CALIBD_ASSIGN_OR_RETURN(std::unique_ptr<combine::FrameSource> s, combine::FitsSource(path));
-    sources.push_back(std::move(s));
-  }
+  CALIBD_ASSIGN_OR_RETURN(std::vector<std::unique_ptr<combine::FrameSource>> sources,
+                          OpenBuildInputs(inputs_));
   const auto start = std::chrono::steady_clock::now();
   CALIBD_ASSIGN_OR_RETURN(combine::CombineResult combined,
                           combine::Combine(std::move(sources), options, backend_->pool,
                                            backend_->buffers));
+  for (BuildInput& in : inputs_) in.frame.reset();  // the stack goes back to the pool
   BuildResult out;
   out.combine_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   out.inputs = num_inputs();
   out.rejected_fraction = combined.rejected_fraction;
-  out.input_sha256 = sha256_;
+  for (const BuildInput& in : inputs_) out.input_sha256.push_back(in.sha256);
 
   // Mean and standard deviation of the good pixels: the master's noise.
   const CalibratedFrame& f = combined.frame;
@@ -199,7 +252,7 @@ absl::StatusOr<BuildResult> BuildSession::Finish() {
   put.attributes.emplace("source", "build");
   put.header = f.header;
   put.frame = &combined.frame;
-  put.provenance.input_sha256 = sha256_;
+  put.provenance.input_sha256 = out.input_sha256;
   put.provenance.options = EffectiveBuildOptions(request_, options);
   put.provenance.software_version = VersionString();
   put.statistics = {{"inputs", double(out.inputs)},

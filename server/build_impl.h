@@ -1,10 +1,18 @@
 // BuildSession: the transport-free logic behind Builder.BuildMaster — one session per call.
 // Raw inputs are pre-processed by the build's recipe (the same code path as Calibrate, with
 // the defaults of the kind being built: biases overscan+trim, darks also bias-subtracted, flats
-// also dark-subtracted) and spooled to temporary FITS files; stored versions are used from
-// their blobs; Finish() combines everything in row bands with bounded memory
-// (combine::Combine over FitsSource), stores the result as a new version with statistics and
-// provenance, and certifies it when asked.
+// also dark-subtracted) and kept in memory (pooled buffers) while the pre-processed stack fits
+// three quarters of the build's memory budget (the combine budget: BuildOptions' memory budget
+// capped by --combine-memory-bytes; the last quarter is for Combine's band buffers of spooled
+// inputs); beyond it each further input is spooled to a temporary FITS file. A 20 × 2048² bias
+// stack is ~500 MB pre-processed (data + DQ), a 200 × 4096² one ~19 GB (mostly spooled).
+// Stored versions are used from their blobs. Finish() combines everything in row bands with
+// bounded memory (combine::Combine over MemorySource / FitsSource; frames in memory are read
+// in place) — or builds a noise product from the same inputs (server/noise_build.h) — stores
+// the result as a new version with statistics and provenance, and certifies it when asked.
+// Where an input lives never changes the result: a frame kept in memory holds exactly what
+// the spool file would give back (UNCERT is sqrt(variance) on disk, so its variance is
+// rounded through the float sigma the same way; BUNIT is in its header).
 //
 //   BuildSession session(&backend, &calibrate, std::move(options));
 //   RETURN_IF_ERROR(session.Begin());
@@ -14,7 +22,8 @@
 //   RETURN_IF_ERROR(session.AddStored({"lfc/chip0", "bias", {}}, 3));
 //   ASSIGN_OR_RETURN(BuildResult result, session.Finish());
 //
-// Thread safety: a session is used by one thread at a time (the reactor serialises calls).
+// Thread safety: a session is used by one thread at a time (the reactor serialises calls),
+// except PrepareRaw, which is const and may run while another thread is in AddRaw.
 #ifndef CALIBD_SERVER_BUILD_IMPL_H_
 #define CALIBD_SERVER_BUILD_IMPL_H_
 
@@ -56,6 +65,21 @@ struct BuildRequest {
 std::map<std::string, std::string> EffectiveBuildOptions(const BuildRequest& request,
                                                          const combine::CombineOptions& combine);
 
+// One input of a build, in order: a pre-processed frame in memory, or a file (a spooled input
+// beyond the memory budget, or a stored version's blob).
+struct BuildInput {
+  std::shared_ptr<const CalibratedFrame> frame;  // in memory, when set
+  std::string path;                              // else this file
+  std::string sha256;                            // of the raw bytes sent, or of the blob
+};
+
+// The inputs as frame sources, in order (MemorySource or FitsSource).
+absl::StatusOr<std::vector<std::unique_ptr<combine::FrameSource>>> OpenBuildInputs(
+    const std::vector<BuildInput>& inputs);
+
+// What a frame kept in memory must hold to equal its spool file read back (see above).
+void AsIfSpooled(CalibratedFrame& frame);
+
 struct BuildResult {
   store::MasterVersion version;
   int inputs = 0;
@@ -80,7 +104,12 @@ class BuildSession {
   absl::Status PrepareRaw(FrameRequest request, PreparedFrame& prepared) const;
   absl::Status AddRaw(const PreparedFrame& prepared, RawImage pixels, std::string sha256);
   absl::Status AddStored(const SeriesKey& key, int64_t version);
-  int num_inputs() const { return static_cast<int>(paths_.size()); }
+  int num_inputs() const { return static_cast<int>(inputs_.size()); }
+  // Inputs held in memory and their bytes (the rest are files).
+  int inputs_in_memory() const { return in_memory_; }
+  int64_t memory_bytes() const { return memory_bytes_; }
+  // Bytes of pre-processed inputs the session keeps in memory before it spools to disk.
+  int64_t memory_limit() const;
   absl::StatusOr<BuildResult> Finish();
 
  private:
@@ -88,8 +117,10 @@ class BuildSession {
   const CalibrateImpl* calibrate_;
   BuildRequest request_;
   std::string dir_;
-  std::vector<std::string> paths_;
-  std::vector<std::string> sha256_;
+  std::vector<BuildInput> inputs_;
+  int in_memory_ = 0;
+  int64_t memory_bytes_ = 0;
+  int spooled_ = 0;
 };
 
 }  // namespace calibd::server

@@ -10,6 +10,7 @@
 #include "core/status/macros.h"
 #include "core/store/store.h"
 #include "server/metrics.h"
+#include "server/noise_calibration.h"
 
 namespace calibd::server {
 namespace {
@@ -98,9 +99,11 @@ absl::Status CalibrateImpl::Prepare(FrameRequest request, PreparedFrame& out,
         spec.name, spec.width, spec.height));
   }
 
-  // Selection.
+  // Selection: the recipe's masters and the noise products in use (noise_calibration.h).
   std::vector<std::string> kinds = NeededKinds(req.header, req.recipe, kind_hint);
-  bool dark_applied = false;
+  const NoisePlan plan = PlanNoise(spec, req.recipe, kinds, kind_hint);
+  kinds = plan.SelectKinds(kinds);
+  bool measured_dark = false;
   if (!kinds.empty()) {
     store::SelectionRequest sel;
     sel.detector = req.detector;
@@ -113,18 +116,32 @@ absl::Status CalibrateImpl::Prepare(FrameRequest request, PreparedFrame& out,
     absl::StatusOr<store::SelectionResult> r = st->Select(sel);
     if (!r.ok()) return Annotate(r.status(), absl::StrCat(name, ": selecting masters"));
     out.selection = std::move(*r);
+    // measured_else_synthesized without a measured dark: the models, in a second look.
+    if (plan.may_fall_back()) {
+      for (const store::KindSelection& k : out.selection->kinds) {
+        if (k.kind != "dark" || k.status.ok()) continue;
+        sel.kinds = NoisePlan::ModelKinds();
+        absl::StatusOr<store::SelectionResult> models = st->Select(sel);
+        if (!models.ok()) return Annotate(models.status(), absl::StrCat(name, ": selecting models"));
+        for (store::KindSelection& m : models->kinds) out.selection->kinds.push_back(std::move(m));
+        break;
+      }
+    }
     if (backend_->metrics) {
       for (const store::KindSelection& k : out.selection->kinds) {
+        const bool ok = k.status.ok() && k.chosen_by.has_value();
+        if (!ok && !plan.Required(k.kind)) continue;  // optional products: no "miss"
         backend_->metrics->SelectionOutcome(
-            k.status.ok() && k.chosen_by.has_value()
-                ? std::string(store::SelectionMethodName(*k.chosen_by))
-                : std::string("miss"));
+            ok ? std::string(store::SelectionMethodName(*k.chosen_by)) : std::string("miss"));
       }
     }
     for (const store::KindSelection& k : out.selection->kinds) {
-      if (!k.status.ok()) return Annotate(k.status, absl::StrCat(name, ": ", k.kind));
+      if (!k.status.ok() && plan.Required(k.kind)) {
+        return Annotate(k.status, absl::StrCat(name, ": ", k.kind));
+      }
     }
     for (const store::KindSelection& k : out.selection->kinds) {
+      if (!k.status.ok() || (k.kind != "bias" && k.kind != "dark" && k.kind != "flat")) continue;
       const store::MasterVersion& v = *k.chosen;
       absl::StatusOr<std::shared_ptr<const CalibratedFrame>> m = st->LoadMaster(v.sha256);
       if (!m.ok()) {
@@ -142,7 +159,7 @@ absl::Status CalibrateImpl::Prepare(FrameRequest request, PreparedFrame& out,
         out.masters.bias = *m;
       } else if (k.kind == "dark") {
         out.masters.dark = *m;
-        dark_applied = true;
+        measured_dark = true;
       } else if (k.kind == "flat") {
         out.masters.flat = *m;
       }
@@ -153,8 +170,22 @@ absl::Status CalibrateImpl::Prepare(FrameRequest request, PreparedFrame& out,
     const store::MasterCacheStats cs = st->CacheStats();
     backend_->metrics->ObserveCacheCounters("masters", cs.hits, cs.misses, double(cs.bytes));
   }
-  CALIBD_ASSIGN_OR_RETURN(out.options, BuildRecipeOptions(spec, req, dark_applied));
-  if (out.masters.dark != nullptr && out.options.scale_dark) {
+  const bool synthesized = plan.dark_needed && !measured_dark &&
+                           (plan.synthesized_only() || plan.may_fall_back());
+  CALIBD_ASSIGN_OR_RETURN(out.options,
+                          BuildRecipeOptions(spec, req, measured_dark || synthesized));
+  if (out.selection) {
+    NoiseContext ctx;
+    ctx.backend = backend_;
+    ctx.cache = &noise_cache_;
+    ctx.spec = &spec;
+    ctx.request = &req;
+    ctx.plan = &plan;
+    ctx.name = name;
+    CALIBD_RETURN_IF_ERROR(ApplyNoiseProducts(ctx, *out.selection, out.options, out.masters,
+                                              out.applied, out.noise_cards));
+  }
+  if (measured_dark && out.options.scale_dark) {
     absl::StatusOr<double> t = HeaderExposure(spec, out.masters.dark->header);
     if (!t.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -211,6 +242,13 @@ absl::Status CalibrateImpl::Run(const PreparedFrame& prep, RawImage raw, FrameRe
     h.AddHistory(absl::StrCat("calibd: ", a.kind, " v", a.version, " (",
                               store::SelectionMethodName(a.method), ") sha256 ",
                               a.sha256));
+  }
+  for (const HeaderCard& c : prep.noise_cards.cards()) {
+    if (c.key == "HISTORY") {
+      h.Append(c);
+    } else {
+      h.Set(c.key, c.value, c.comment);
+    }
   }
   if (!req.want_variance) out.frame.variance = Image<float>();
   out.compute_seconds =

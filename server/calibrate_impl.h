@@ -2,7 +2,9 @@
 // of BuildMaster inputs). A frame goes through two stages, so the reactor can read the next
 // frame while this one computes:
 //   Prepare — as soon as the frame header arrives: detector, limits, shape, selection of the
-//             masters (cached, decoded), recipe options, validation against the masters;
+//             masters and noise products (cached, decoded), the dark policy (a synthesized
+//             dark, cached per model and setting; noise_calibration.h), recipe options,
+//             validation against the masters;
 //   Run     — once every pixel arrived: the recipe over row bands on the worker pool, plus the
 //             provenance cards (each applied master's kind, version and sha256, as keywords and
 //             HISTORY) in the output header.
@@ -16,8 +18,9 @@
 //
 // Errors: unknown detector NOT_FOUND; frame too large RESOURCE_EXHAUSTED; shape differing from
 // the detector or the masters, NaN flat, missing EXPTIME for a scaled dark, bad overrides
-// INVALID_ARGUMENT; no certified master under the strict policy FAILED_PRECONDITION; store not
-// open UNAVAILABLE.
+// INVALID_ARGUMENT; no certified master (or required noise product) under the strict policy
+// FAILED_PRECONDITION; dark policy synthesized without a selectable noise_model or dark_current
+// product NOT_FOUND; store not open UNAVAILABLE.
 //
 // Thread safety: Prepare and Run may be called concurrently from any thread (the flat cache is
 // internally locked); a PreparedFrame is used by one thread at a time.
@@ -39,6 +42,7 @@
 #include "core/image/frame.h"
 #include "core/store/selection.h"
 #include "server/backend.h"
+#include "server/noise_cache.h"
 #include "server/recipe_options.h"
 #include "server/requests.h"
 
@@ -65,6 +69,8 @@ struct PreparedFrame {
   std::vector<AppliedMaster> applied;
   calib::RecipeOptions options;
   calib::Masters masters;
+  // Cards (and HISTORY) the noise products and the dark policy add to the output header.
+  Header noise_cards;
 };
 
 struct FrameResult {
@@ -80,7 +86,8 @@ struct FrameResult {
 
 class CalibrateImpl {
  public:
-  explicit CalibrateImpl(const Backend* backend) : backend_(backend) {}
+  explicit CalibrateImpl(const Backend* backend)
+      : backend_(backend), noise_cache_(backend->limits.noise_cache_bytes) {}
 
   // `kind_hint`: when pre-processing build inputs, the kind being built (decides the default
   // steps); "" = from the frame's IMAGETYP.
@@ -93,9 +100,14 @@ class CalibrateImpl {
       const std::string& sha256, const CalibratedFrame& flat,
       const calib::FlatOptions& options) const;
 
+  // Hits, misses and bytes of the noise-product cache (tests, metrics).
+  NoiseCache::Stats noise_cache_stats() const { return noise_cache_.stats(); }
+
  private:
   static constexpr size_t kFlatCacheEntries = 4;
   const Backend* backend_;
+  // Read-noise maps, gains, bad-pixel maps, noise models and synthesized darks, by content.
+  mutable NoiseCache noise_cache_;
   mutable absl::Mutex flat_mu_;
   mutable std::list<std::pair<std::string, std::shared_ptr<const calib::PreparedFlat>>> flats_
       ABSL_GUARDED_BY(flat_mu_);

@@ -38,11 +38,12 @@ absl::Status NumberOption(const BuildRequest& r, const std::string& key, double*
   return absl::OkStatus();
 }
 
-absl::StatusOr<noise::Sources> Open(const std::vector<std::string>& paths) {
-  noise::Sources out;
-  for (const std::string& p : paths) {
-    CALIBD_ASSIGN_OR_RETURN(std::unique_ptr<combine::FrameSource> s, combine::FitsSource(p));
-    out.push_back(std::move(s));
+std::vector<BuildInput> FileInputs(const std::vector<std::string>& paths,
+                                   const std::vector<std::string>& sha256 = {}) {
+  std::vector<BuildInput> out(paths.size());
+  for (size_t i = 0; i < paths.size(); ++i) {
+    out[i].path = paths[i];
+    if (i < sha256.size()) out[i].sha256 = sha256[i];
   }
   return out;
 }
@@ -80,7 +81,16 @@ std::string PreprocessKindFor(absl::string_view kind) {
 absl::StatusOr<noise::NoiseProduct> BuildNoiseProductFromFiles(
     const store::DetectorSpec& spec, const BuildRequest& request,
     const std::vector<std::string>& paths, int64_t memory_budget_bytes, ThreadPool* pool) {
+  return BuildNoiseProduct(spec, request, FileInputs(paths), memory_budget_bytes, pool);
+}
+
+absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(const store::DetectorSpec& spec,
+                                                      const BuildRequest& request,
+                                                      const std::vector<BuildInput>& inputs,
+                                                      int64_t memory_budget_bytes,
+                                                      ThreadPool* pool) {
   const std::string& kind = request.kind;
+  auto Open = [&](const std::vector<BuildInput>&) { return OpenBuildInputs(inputs); };
   if (kind == noise::kKindReadNoise) {
     noise::ReadNoiseOptions o;
     o.gain = spec.gain;
@@ -88,7 +98,7 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProductFromFiles(
     double min_frames = o.min_frames;
     CALIBD_RETURN_IF_ERROR(NumberOption(request, "noise.min_frames", &min_frames));
     o.min_frames = static_cast<int>(min_frames);
-    CALIBD_ASSIGN_OR_RETURN(noise::Sources s, Open(paths));
+    CALIBD_ASSIGN_OR_RETURN(noise::Sources s, Open(inputs));
     return noise::BuildReadNoise(std::move(s), o, pool);
   }
   if (kind == noise::kKindDarkCurrent) {
@@ -97,7 +107,7 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProductFromFiles(
     o.memory_budget_bytes = memory_budget_bytes;
     o.exposure_key = spec.keys.exposure;
     CALIBD_RETURN_IF_ERROR(NumberOption(request, "noise.hot_sigma", &o.hot_sigma));
-    CALIBD_ASSIGN_OR_RETURN(noise::Sources s, Open(paths));
+    CALIBD_ASSIGN_OR_RETURN(noise::Sources s, Open(inputs));
     return noise::BuildDarkCurrent(std::move(s), o, pool);
   }
   if (kind == noise::kKindNoiseModel) {
@@ -107,7 +117,7 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProductFromFiles(
     o.exposure_key = spec.keys.exposure;
     o.em_gain_key = EmGainKeyword(spec);
     o.prescan_section = Option(request, "noise.prescan_section");
-    CALIBD_ASSIGN_OR_RETURN(noise::Sources s, Open(paths));
+    CALIBD_ASSIGN_OR_RETURN(noise::Sources s, Open(inputs));
     if (!s.empty()) {
       absl::StatusOr<double> t = s[0]->header().GetDouble(spec.keys.temperature);
       if (t.ok()) o.temperature = *t;
@@ -128,7 +138,7 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProductFromFiles(
       }
       o.level_sizes.push_back(n);
     }
-    CALIBD_ASSIGN_OR_RETURN(noise::Sources all, Open(paths));
+    CALIBD_ASSIGN_OR_RETURN(noise::Sources all, Open(inputs));
     noise::Sources flats, biases;
     for (auto& s : all) (IsBiasFrame(*s) ? biases : flats).push_back(std::move(s));
     return noise::BuildGain(std::move(flats), std::move(biases), o, pool);
@@ -141,26 +151,32 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProductFromFiles(
     CALIBD_RETURN_IF_ERROR(NumberOption(request, "noise.box", &box));
     o.box = static_cast<int>(box);
     std::vector<noise::NoiseProduct> products;
-    std::optional<CalibratedFrame> flat;
-    for (const std::string& p : paths) {
-      absl::StatusOr<noise::NoiseProduct> product = noise::ReadNoiseProduct(p);
-      if (product.ok()) {
-        products.push_back(std::move(*product));
-        continue;
+    std::optional<CalibratedFrame> read_flat;
+    const CalibratedFrame* flat = nullptr;
+    for (const BuildInput& in : inputs) {
+      const CalibratedFrame* f = in.frame.get();  // pre-processed here: a flat, not a product
+      if (f == nullptr) {
+        absl::StatusOr<noise::NoiseProduct> product = noise::ReadNoiseProduct(in.path);
+        if (product.ok()) {
+          products.push_back(std::move(*product));
+          continue;
+        }
+        CALIBD_ASSIGN_OR_RETURN(CalibratedFrame from_file, fits::ReadCalibratedFrame(in.path));
+        read_flat = std::move(from_file);
+        f = &*read_flat;
       }
-      CALIBD_ASSIGN_OR_RETURN(CalibratedFrame f, fits::ReadCalibratedFrame(p));
-      if (flat.has_value()) {
+      if (flat != nullptr) {
         return absl::InvalidArgumentError(
             "bad_pixels takes at most one master flat (plus dark_current / read_noise products)");
       }
-      flat = std::move(f);
+      flat = f;
     }
     noise::BadPixelInputs in;
     for (const noise::NoiseProduct& p : products) {
       if (p.kind == noise::kKindDarkCurrent) in.dark_current = &p;
       if (p.kind == noise::kKindReadNoise) in.read_noise = &p;
     }
-    if (flat.has_value()) in.flat = &*flat;
+    in.flat = flat;
     return noise::BuildBadPixels(in, o, pool);
   }
   if (kind == noise::kKindGainNormalisation) {
@@ -175,19 +191,25 @@ absl::StatusOr<BuildResult> FinishNoiseBuild(const Backend* backend, const Build
                                              const std::vector<std::string>& paths,
                                              const std::vector<std::string>& sha256,
                                              const std::string& spool_dir) {
+  return FinishNoiseBuild(backend, request, FileInputs(paths, sha256), spool_dir);
+}
+
+absl::StatusOr<BuildResult> FinishNoiseBuild(const Backend* backend, const BuildRequest& request,
+                                             const std::vector<BuildInput>& inputs,
+                                             const std::string& spool_dir) {
   CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend->store.Get());
-  if (paths.empty()) return absl::InvalidArgumentError("a build needs at least one input frame");
+  if (inputs.empty()) return absl::InvalidArgumentError("a build needs at least one input frame");
   CALIBD_ASSIGN_OR_RETURN(store::DetectorRecord det, st->GetDetector(request.detector));
   const auto start = std::chrono::steady_clock::now();
   CALIBD_ASSIGN_OR_RETURN(
       noise::NoiseProduct product,
-      BuildNoiseProductFromFiles(det.spec, request, paths, backend->limits.combine_memory_bytes,
-                                 backend->pool));
+      BuildNoiseProduct(det.spec, request, inputs, backend->limits.combine_memory_bytes,
+                        backend->pool));
   BuildResult out;
   out.combine_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  out.inputs = static_cast<int>(paths.size());
-  out.input_sha256 = sha256;
+  out.inputs = static_cast<int>(inputs.size());
+  for (const BuildInput& in : inputs) out.input_sha256.push_back(in.sha256);
   const std::string path = absl::StrCat(spool_dir, "/product.fits");
   CALIBD_RETURN_IF_ERROR(noise::WriteNoiseProduct(path, product, /*overwrite=*/true));
 
@@ -198,12 +220,16 @@ absl::StatusOr<BuildResult> FinishNoiseBuild(const Backend* backend, const Build
   put.attributes = request.attributes;
   put.attributes.emplace("source", "build");
   // Cards for the configuration and time: the first input's, then the product's own.
-  if (absl::StatusOr<Header> h = fits::ReadHeader(paths[0]); h.ok()) put.header = *h;
+  if (inputs[0].frame != nullptr) {
+    put.header = inputs[0].frame->header;  // as fits::ReadHeader gives it from a spool file
+  } else if (absl::StatusOr<Header> h = fits::ReadHeader(inputs[0].path); h.ok()) {
+    put.header = *h;
+  }
   for (const HeaderCard& c : product.header.cards()) {
     if (!std::holds_alternative<std::monostate>(c.value)) put.header.Set(c.key, c.value, c.comment);
   }
   put.fits_path = path;
-  put.provenance.input_sha256 = sha256;
+  put.provenance.input_sha256 = out.input_sha256;
   put.provenance.options = request.options_text;
   put.provenance.options["kind"] = request.kind;
   put.provenance.software_version = VersionString();

@@ -1,11 +1,12 @@
 // BuildMaster for the noise kinds (read_noise, gain, dark_current, noise_model, bad_pixels):
-// the inputs a BuildSession spooled (pre-processed by the kind's recipe, in ADU, FITS in the
-// calibrated layout) or resolved (stored products and masters, by blob path) become one
-// core/noise product, written as one multi-HDU FITS file and stored as one version of the
-// kind, with its summary figures as statistics.
+// the inputs a BuildSession collected — pre-processed by the kind's recipe (in ADU), kept in
+// memory or spooled as FITS in the calibrated layout, the same BuildInput list a combine
+// build uses — or resolved (stored products and masters, by blob path) become one core/noise
+// product, written as one multi-HDU FITS file and stored as one version of the kind, with its
+// summary figures as statistics.
 //
 //   if (IsNoiseKind(request.kind)) {
-//     return FinishNoiseBuild(backend, request, paths, sha256, spool_dir);
+//     return FinishNoiseBuild(backend, request, inputs, spool_dir);
 //   }
 //
 // What each kind reads (detector spec → core options):
@@ -51,13 +52,23 @@ bool NoiseKindWantsVariance(absl::string_view kind);
 // bias); any other kind unchanged.
 std::string PreprocessKindFor(absl::string_view kind);
 
-// Builds the product of `request.kind` from `paths` (no store access).
+// Builds the product of `request.kind` from `inputs` (no store access).
+absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(const store::DetectorSpec& spec,
+                                                      const BuildRequest& request,
+                                                      const std::vector<BuildInput>& inputs,
+                                                      int64_t memory_budget_bytes,
+                                                      ThreadPool* pool);
+// The same from files in the calibrated layout.
 absl::StatusOr<noise::NoiseProduct> BuildNoiseProductFromFiles(
     const store::DetectorSpec& spec, const BuildRequest& request,
     const std::vector<std::string>& paths, int64_t memory_budget_bytes, ThreadPool* pool);
 
 // The whole Finish of a noise build: builds, writes `<spool_dir>/product.fits`, stores it
 // (PutMaster with fits_path), certifies when asked.
+absl::StatusOr<BuildResult> FinishNoiseBuild(const Backend* backend, const BuildRequest& request,
+                                             const std::vector<BuildInput>& inputs,
+                                             const std::string& spool_dir);
+// The same from files (`sha256[i]` recorded as the provenance of `paths[i]`).
 absl::StatusOr<BuildResult> FinishNoiseBuild(const Backend* backend, const BuildRequest& request,
                                              const std::vector<std::string>& paths,
                                              const std::vector<std::string>& sha256,

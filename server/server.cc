@@ -17,6 +17,7 @@
 #include "server/metrics.h"
 #include "server/services.h"
 #include "server/store_impl.h"
+#include "server/synth_dark_service.h"
 
 namespace calibd::server {
 namespace {
@@ -68,6 +69,7 @@ absl::Status CalibdServer::Build() {
   calibrator_ = std::make_unique<CalibratorService>(env_.get());
   store_service_ = std::make_unique<StoreService>(env_.get());
   builder_ = std::make_unique<BuilderService>(env_.get());
+  noise_service_ = std::make_unique<NoiseService>(env_.get());
 
   health_ = std::make_unique<HealthReporter>(metrics_.get());
   grpc::EnableDefaultHealthCheckService(true);
@@ -105,6 +107,7 @@ absl::Status CalibdServer::Build() {
   builder.RegisterService(calibrator_.get());
   builder.RegisterService(store_service_.get());
   builder.RegisterService(builder_.get());
+  builder.RegisterService(noise_service_.get());
   // No SO_REUSEPORT: a second calibd on the same port must fail ("address in use"), not
   // silently share the port and split the traffic between two stores.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

@@ -44,6 +44,7 @@ struct ServiceEnv;
 class CalibratorService;
 class StoreService;
 class BuilderService;
+class NoiseService;
 
 struct ServerOptions {
   std::string listen = "127.0.0.1:50051";  // "" = no port (in-process channel only)
@@ -114,6 +115,7 @@ class CalibdServer {
   std::unique_ptr<CalibratorService> calibrator_;
   std::unique_ptr<StoreService> store_service_;
   std::unique_ptr<BuilderService> builder_;
+  std::unique_ptr<NoiseService> noise_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> health_server_;
   std::unique_ptr<HealthReporter> health_;

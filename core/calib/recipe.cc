@@ -74,6 +74,7 @@ struct Plan {
   float dark_scale = 0, dark_scale2 = 0;
   const PreparedFlat* flat = nullptr;
   const Image<uint16_t>* bad_pixels = nullptr;
+  uint16_t bad_pixel_bits = 0;
   bool to_electrons = false;
   float gain2 = 1;
   // Statistics.
@@ -94,7 +95,7 @@ void FusedRow(int w, const T* __restrict r, float o, const float* __restrict oc,
               const float* __restrict b, const float* __restrict bv, const uint16_t* __restrict bq,
               const float* __restrict k, const float* __restrict kv, const uint16_t* __restrict kq,
               float s, float s2, const float* __restrict inv, const float* __restrict nv,
-              const uint16_t* __restrict fq, const uint16_t* __restrict bp,
+              const uint16_t* __restrict fq, const uint16_t* __restrict bp, uint16_t bpk,
               const float* __restrict gm, const float* __restrict rm, const float* __restrict gor,
               float ig, float c, float go, float go2, float sat, float* __restrict d_out,
               float* __restrict v_out, uint16_t* __restrict q_out) {
@@ -103,7 +104,7 @@ void FusedRow(int w, const T* __restrict r, float o, const float* __restrict oc,
     const float d0 = rv - o - oc[x];  // overscan (per row: oc = 0; per column: o = 0)
     float d = ((d0 - b[x]) - s * k[x]) * inv[x];
     int m = (rv >= sat ? kDqSaturated : 0) | (std::isfinite(rv) ? 0 : kDqNoData) | bq[x] | kq[x] |
-            fq[x] | (bp[x] != 0 ? kDqBad : 0);
+            fq[x] | (bp[x] & bpk) | (bp[x] != 0 ? kDqBad : 0);
     if constexpr (kVariance) {
       const float pos = std::max(d0, 0.0f);
       float v;
@@ -141,6 +142,7 @@ void FusedRow(int w, const T* __restrict r, float o, const float* __restrict oc,
 struct RowPlanes {
   const float *oc, *b, *bv, *k, *kv, *inv, *nv, *gm, *rm, *gor;
   const uint16_t *bq, *kq, *fq, *bp;
+  uint16_t bpk;
   float o, s, s2, ig, c, go, go2, sat;
   float* d;
   float* v;
@@ -150,7 +152,7 @@ struct RowPlanes {
 template <typename T, bool kVariance, bool kMaps>
 void RunFused(int w, const void* raw_row, const RowPlanes& a) {
   FusedRow<T, kVariance, kMaps>(w, static_cast<const T*>(raw_row), a.o, a.oc, a.b, a.bv, a.bq, a.k,
-                                a.kv, a.kq, a.s, a.s2, a.inv, a.nv, a.fq, a.bp, a.gm, a.rm, a.gor,
+                                a.kv, a.kq, a.s, a.s2, a.inv, a.nv, a.fq, a.bp, a.bpk, a.gm, a.rm, a.gor,
                                 a.ig, a.c, a.go, a.go2, a.sat, a.d, a.v, a.q);
 }
 
@@ -239,6 +241,7 @@ void CalibrateRow(const Plan& p, const NeutralRows& n, int yt, float* scratch,
                          kq,
                          fq,
                          bp,
+                         p.bad_pixel_bits,
                          o,
                          p.dark_scale,
                          p.dark_scale2,
@@ -495,6 +498,7 @@ absl::StatusOr<CalibratedFrame> Calibrate(const RawImage& raw, const Masters& ma
     local.flat_norm = p.flat->norm;
   }
   p.bad_pixels = masters.bad_pixels.get();
+  p.bad_pixel_bits = masters.bad_pixel_bits;
   p.to_electrons = options.output_unit == RecipeOptions::Unit::kElectron;
   if (p.to_electrons) {
     if (p.gain_map != nullptr) {

@@ -27,6 +27,9 @@
 //     `Masters::gain_map` (e⁻/ADU).
 //  4. bias: D −= B; σ² += σ_B² when the master has a variance plane.
 //  5. dark: D −= s·K with s = exptime / dark_exptime when scale_dark (else s = 1); σ² += s²·σ_K².
+//     A synthesized dark (a noise_model's F/g + t·D + C or a dark_current's t·D, in e⁻, made
+//     for this frame's t and EM gain g) is given here in ADU: K = K_e·g/k, σ_K² = σ_Ke²·(g/k)²
+//     with k the gain in use (noise_inputs.h: DarkElectronsToAdu), and s = 1.
 //  6. flat: D /= F/n, n the normalisation (FlatOptions); σ² = (σ²+ D_new²·σ_F²/n²)·(n/F)²
 //     (astropy NDData divide with StdDevUncertainty, the flat's variance normalised too).
 //     Flat pixels whose stored value is ≤ FlatOptions::floor (or non-finite) get kDqLowFlat and
@@ -34,7 +37,8 @@
 //     (ccdproc instead clamps the flat to min_value.)
 //  7. gain (output_unit == kElectron): D ×= g, σ² ×= g²; the unit becomes "electron".
 //  DQ: raw ≥ saturation → kDqSaturated; non-finite raw value or non-finite result → kDqNoData;
-//  bad_pixels ≠ 0 → kDqBad; the masters' DQ planes are OR-ed in. Data under a DQ bit is still
+//  bad_pixels ≠ 0 → kDqBad, plus its bits within Masters::bad_pixel_bits (a bad_pixels
+//  product's hot, dead, no_data …); the masters' DQ planes are OR-ed in. Data under a DQ bit is still
 //  computed (not replaced), except that non-finite results stay as they are.
 //
 // Arithmetic is float32 per pixel over row bands; statistics, overscan and the flat
@@ -130,6 +134,9 @@ struct Masters {  // shared, immutable, cached by the store; any may be null
   std::shared_ptr<const Image<float>> read_noise_map;  // e⁻, trimmed shape
   std::shared_ptr<const Image<float>> gain_map;        // e⁻/ADU, trimmed shape, all > 0
   std::shared_ptr<const Image<uint16_t>> bad_pixels;   // trimmed shape; nonzero → kDqBad
+  // The bits of bad_pixels that are OR-ed into DQ as they are (0: a plain mask, only kDqBad;
+  // 0xFFFF for a bad_pixels product whose values are DQ bits: hot, dead, no_data …).
+  uint16_t bad_pixel_bits = 0;
 };
 
 struct FrameStats {

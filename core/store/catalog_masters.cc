@@ -80,7 +80,7 @@ absl::StatusOr<MasterVersion> CatalogStore::PutMaster(const PutMasterRequest& re
     CALIBD_ASSIGN_OR_RETURN(config, ExtractConfiguration(det.spec, req.kind, lookup));
   }
   CALIBD_ASSIGN_OR_RETURN(const auto binning, MasterBinning(config));
-  CALIBD_RETURN_IF_ERROR(CheckMasterContent(det.spec, frame, binning));
+  CALIBD_RETURN_IF_ERROR(CheckMasterContent(det.spec, req.kind, frame, binning));
   c.content_sha = PixelDigest(frame);
   c.width = frame.width();
   c.height = frame.height();

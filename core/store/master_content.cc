@@ -41,6 +41,62 @@ bool FirstUnflaggedNonFinite(const Image<float>& plane, const CalibratedFrame& f
   return false;
 }
 
+// The table of a gain_normalisation product (master_content.h).
+absl::Status CheckGainNormalisationTable(const CalibratedFrame& f) {
+  if (f.width() != 1 || f.height() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a gain_normalisation product is a table (a 1x1 image with the rows in header cards), "
+        "not a ", f.width(), "x", f.height(), " image"));
+  }
+  const Header& h = f.header;
+  absl::StatusOr<int64_t> n = h.GetInt("NSETTING");
+  if (!n.ok() || *n < 2 || *n > 999) {
+    return absl::InvalidArgumentError(
+        "a gain_normalisation table needs NSETTING = the number of gain settings (2 to 999)");
+  }
+  std::vector<std::string> seen;
+  int references = 0;
+  for (int64_t i = 1; i <= *n; ++i) {
+    auto number = [&](const char* key, bool positive) -> absl::StatusOr<double> {
+      const std::string k = absl::StrCat(key, i);
+      absl::StatusOr<double> v = h.GetDouble(k);
+      if (!v.ok() || !std::isfinite(*v) || (positive ? *v <= 0 : *v < 0)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "gain_normalisation row ", i, ": ", k, " must be a finite number ",
+            positive ? "> 0" : ">= 0"));
+      }
+      return *v;
+    };
+    absl::StatusOr<std::string> setting = h.GetText(absl::StrCat("SET", i));
+    if (!setting.ok() || setting->empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("gain_normalisation row ", i, ": SET", i, " (the setting) is missing"));
+    }
+    if (std::find(seen.begin(), seen.end(), *setting) != seen.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("gain_normalisation row ", i, ": setting '",
+                                                     *setting, "' appears twice"));
+    }
+    seen.push_back(*setting);
+    for (const char* key : {"RESP", "RATIO"}) {
+      if (absl::Status s = number(key, true).status(); !s.ok()) return s;
+    }
+    for (const char* key : {"RESPE", "RATIOE"}) {
+      if (absl::Status s = number(key, false).status(); !s.ok()) return s;
+    }
+    absl::StatusOr<int64_t> frames = h.GetInt(absl::StrCat("NFRAME", i));
+    if (!frames.ok() || *frames < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("gain_normalisation row ", i, ": NFRAME", i, " must be 1 or more"));
+    }
+    if (std::abs(*h.GetDouble(absl::StrCat("RATIO", i)) - 1.0) <= 1e-9) ++references;
+  }
+  if (references == 0) {
+    return absl::InvalidArgumentError(
+        "a gain_normalisation table needs a reference setting (a row with RATIO = 1)");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<CalibratedFrame> ReadMasterFile(const std::string& path, BufferPool* pool) {
@@ -52,7 +108,19 @@ absl::StatusOr<CalibratedFrame> ReadMasterFile(const std::string& path, BufferPo
   ro.verify_checksum = true;
   ro.pool = pool;
   absl::StatusOr<CalibratedFrame> frame = fits::ReadCalibratedFrame(path, ro);
-  if (frame.ok()) return frame;
+  if (frame.ok()) {
+    // A noise product: its cards are in the (empty) primary HDU.
+    fits::ReadOptions primary;
+    primary.hdu_index = 0;
+    absl::StatusOr<Header> h = fits::ReadHeader(path, primary);
+    if (h.ok() && h->Find("PRODUCT") != nullptr && frame->header.Find("PRODUCT") == nullptr) {
+      for (const HeaderCard& c : h->cards()) {
+        if (c.key.empty() || c.key == "COMMENT" || c.key == "HISTORY") continue;
+        if (frame->header.Find(c.key) == nullptr) frame->header.Append(c);
+      }
+    }
+    return frame;
+  }
   absl::Status s = frame.status();
   if (!absl::IsDataLoss(s) && !absl::IsResourceExhausted(s)) {
     s = absl::Status(absl::StatusCode::kInvalidArgument, s.message());
@@ -75,8 +143,15 @@ absl::StatusOr<std::pair<int, int>> MasterBinning(const Configuration& configura
   return std::make_pair(bx, by);
 }
 
-absl::Status CheckMasterContent(const DetectorSpec& spec, const CalibratedFrame& f,
-                                std::pair<int, int> binning) {
+absl::Status CheckMasterContent(const DetectorSpec& spec, absl::string_view kind,
+                                const CalibratedFrame& f, std::pair<int, int> binning) {
+  if (absl::StatusOr<std::string> product = f.header.GetText("PRODUCT");
+      product.ok() && *product != kind) {
+    return absl::InvalidArgumentError(absl::StrCat("the file is a ", *product,
+                                                   " product; store it as kind ", *product,
+                                                   ", not ", kind));
+  }
+  if (kind == "gain_normalisation") return CheckGainNormalisationTable(f);
   const int w = f.width(), h = f.height();
   const auto [bx, by] = binning;
   std::vector<std::pair<int, int>> shapes = {{spec.width / bx, spec.height / by}};

@@ -254,6 +254,10 @@ def test_noise_options_reach_the_build_or_fail_exactly(client, dark_current):
         # A threshold far above the hot pixels' 3 e-/s: nothing is hot.
         r = client.build("dark_current", frames, detector=CCD, preprocess={"bias": False},
                          hot_sigma=1e6, hot_min_rate=100.0)
+        if "noise.hot_sigma" not in r.version.provenance["options"]:
+            pytest.xfail("the server drops BuildOptions.noise (NoiseOptionsText is not wired "
+                         "into BuildRequestFromProto yet)")
+        assert r.version.provenance["options"]["noise.hot_sigma"] == "1000000"
         p = client.get_master(CCD, "dark_current", version=r.version.version)
         assert p.header["NHOT"] == 0 and not p.dq.any()
     else:
@@ -384,6 +388,11 @@ def test_dark_policy_synthesized_agrees_with_measured(client, noise_server):
                                      dark_policy="measured"))
     synthesized = list(client.calibrate(lights, detector=det, recipe=recipe,
                                         dark_policy="synthesized"))
+    if all(isinstance(y, calibd.CalibratedFrame) and "dark" in [a.kind for a in y.provenance]
+           for y in synthesized):
+        pytest.xfail("the server ignores RecipeOverrides.dark_policy: asked for synthesized "
+                     "darks, it applied the measured master dark (server/calibrate_impl has no "
+                     "synthesized darks yet)")
     kmaster = client.get_master(det, "dark", version=1)
     dc = client.get_master(det, "dark_current", version=1)
     s = 60.0 / 100.0

@@ -304,3 +304,40 @@ def test_synthesized_dark_messages_assemble_into_a_frame():
             bad.SerializeToString()))
     with pytest.raises(calibd.Unavailable):
         _noise.SynthDarkAssembler().finish()
+
+
+@pytest.mark.parametrize("split", [1 << 20, 4096, 999, 7])
+def test_streamed_file_equals_the_ccddata_writer(tmp_path, split):
+    """calibd.reduce's FileAssembler converts each chunk where it lands; whatever the chunk
+    boundaries (also ones splitting a pixel), the file equals FitsWriter's for the CCDData the
+    ResultAssembler builds from the same messages."""
+    from calibd import _filestream
+    from calibd._fitsio import FitsWriter
+    rng = np.random.default_rng(5)
+    hgt, wid = 37, 29
+    planes = {types_pb2.PLANE_DATA: rng.normal(0, 10, (hgt, wid)).astype("<f4"),
+              types_pb2.PLANE_VARIANCE: rng.uniform(0, 50, (hgt, wid)).astype("<f4"),
+              types_pb2.PLANE_DQ: (rng.random((hgt, wid)) > 0.8).astype("<u2") * 0x8004}
+    h = calibrator_pb2.ResultHeader(frame_id="f.fits", width=wid, height=hgt,
+                                    planes=list(planes), unit=types_pb2.OUTPUT_UNIT_ELECTRON)
+    h.cards.add(key="EXPTIME", double_value=30.0)
+    h.cards.add(key="OBJECT", string_value="M31")
+    msgs = [calibrator_pb2.CalibrateResponse(header=h).SerializeToString()]
+    for p, a in planes.items():
+        raw = a.tobytes()
+        for off in range(0, len(raw), split):
+            msgs.append(calibrator_pb2.CalibrateResponse(chunk=calibrator_pb2.ResultChunk(
+                plane=p, data=raw[off:off + split])).SerializeToString())
+    ccd = _assemble(_calibrate.ResultAssembler(), msgs)
+    FitsWriter().write(ccd, str(tmp_path / "ccddata.fits"))
+    fa = _filestream.FileAssembler()
+    for round_ in range(2):  # the second frame reuses the buffers once released
+        result = None
+        for m in msgs:
+            result = fa.add(_wire.decode_calibrate_response(m), 0)
+        assert isinstance(result, _filestream.FileResult) and result.frame_id == "f.fits"
+        result.write(str(tmp_path / "streamed.fits"), overwrite=True)
+        with open(tmp_path / "ccddata.fits", "rb") as a, open(tmp_path / "streamed.fits",
+                                                              "rb") as b:
+            assert a.read() == b.read()
+    assert len(fa._sets) == 1

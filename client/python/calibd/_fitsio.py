@@ -31,13 +31,86 @@ _ZERO_CHECKSUM = "0000000000000000"
 _EXCLUDE = tuple(range(0x3A, 0x41)) + tuple(range(0x5B, 0x61))
 
 
+# Stored BITPIX → the little-endian dtype of the pixels sent (BZERO 32768 on 16 bits: uint16).
+_PRIMARY_DTYPES = {8: "u1", 16: "<i2", 32: "<i4", 64: "<i8", -32: "<f4", -64: "<f8"}
+_SWAP_STEP = 1 << 18  # pixels converted per NumPy call (512 KiB of uint16): in the cache
+
+
+class _ReadPool:
+    """Pixel buffers of raw frames, reused once nothing else refers to them (the frame was
+    sent): no fresh memory, so no page faults, for each frame read."""
+
+    def __init__(self) -> None:
+        from ._calibrate import ArrayPool
+        self._pool = ArrayPool(12)
+        self._lock = threading.Lock()
+
+    def empty(self, shape: Tuple[int, int], dtype: str) -> np.ndarray:
+        with self._lock:
+            return self._pool.empty(shape, dtype)
+
+
+_read_pool: Any = None
+
+
+def _read_primary(path: str) -> Any:
+    """(pixels, header) of an uncompressed 2-D primary image read straight into a pooled
+    buffer (the header by astropy, the pixels with one readinto and an in-place conversion
+    to little-endian, in cache-sized steps); None for anything else (astropy reads it)."""
+    global _read_pool
+    with open(path, "rb") as f:
+        try:
+            header = fits.Header.fromfile(f)
+        except Exception:  # noqa: BLE001 - not a FITS header astropy can parse: astropy's error
+            return None
+        start = f.tell()
+        try:
+            if header.get("SIMPLE") is not True or header.get("NAXIS") != 2 or \
+                    header.get("GROUPS") or start % BLOCK:
+                return None
+            bitpix = int(header["BITPIX"])
+            nx, ny = int(header["NAXIS1"]), int(header["NAXIS2"])
+            bzero, bscale = header.get("BZERO", 0), header.get("BSCALE", 1)
+        except (KeyError, TypeError, ValueError):
+            return None
+        dtype = _PRIMARY_DTYPES.get(bitpix)
+        offset_u16 = bitpix == 16 and bzero == 32768
+        if dtype is None or nx <= 0 or ny <= 0 or bscale != 1 or (bzero != 0 and
+                                                                  not offset_u16):
+            return None
+        if offset_u16:
+            dtype = "<u2"
+        nbytes = nx * ny * abs(bitpix) // 8
+        if os.fstat(f.fileno()).st_size < start + nbytes:
+            return None  # truncated: astropy says how
+        if _read_pool is None:
+            _read_pool = _ReadPool()
+        pixels = _read_pool.empty((ny, nx), dtype)
+        flat = pixels.reshape(-1)
+        if f.readinto(memoryview(flat).cast("B")) != nbytes:
+            return None
+    if flat.itemsize > 1:
+        stored = flat.view(flat.dtype.newbyteorder(">"))
+        for i in range(0, flat.size, _SWAP_STEP):
+            if offset_u16:  # stored int16 + 32768 = the stored bits with the sign bit flipped
+                np.bitwise_xor(stored[i:i + _SWAP_STEP], np.uint16(0x8000),
+                               out=flat[i:i + _SWAP_STEP])
+            else:
+                np.copyto(flat[i:i + _SWAP_STEP], stored[i:i + _SWAP_STEP])
+    return pixels, header
+
+
 def read_fits_frame(path: str) -> Tuple[np.ndarray, fits.Header]:
     """Pixels and header of the first image HDU of a FITS file (tile-compressed too).
 
-    Unsigned 16-bit images (BITPIX 16, BZERO 32768) are read as stored and converted in one
-    pass to little-endian uint16, instead of astropy's scaling then a byte swap.
+    An uncompressed 2-D primary image (what cameras write) is read straight into a reused
+    buffer and converted in place to little-endian (unsigned 16-bit as stored, BZERO 32768,
+    without astropy's scaling); anything else through astropy.
     """
     try:
+        fast = _read_primary(path)
+        if fast is not None:
+            return fast
         with fits.open(path, memmap=False, do_not_scale_image_data=True) as hdul:
             for hdu in hdul:
                 if not hdu.is_image or hdu.data is None:
@@ -66,12 +139,16 @@ def read_fits_frame(path: str) -> Tuple[np.ndarray, fits.Header]:
     raise _errors.InvalidArgument(f"{path} has no image HDU")
 
 
-def ones_complement_sum(words: np.ndarray, start: int = 0) -> int:
-    """32-bit ones'-complement sum of big-endian uint32 words (plus ``start``)."""
-    total = int(words.sum(dtype=np.uint64)) + start
+def fold(total: int) -> int:
+    """A sum of 32-bit words folded to 32 bits with end-around carries (ones' complement)."""
     while total >> 32:
         total = (total & 0xFFFFFFFF) + (total >> 32)
     return total
+
+
+def ones_complement_sum(words: np.ndarray, start: int = 0) -> int:
+    """32-bit ones'-complement sum of big-endian uint32 words (plus ``start``)."""
+    return fold(int(words.sum(dtype=np.uint64)) + start)
 
 
 def encode_checksum(value: int) -> str:
@@ -167,6 +244,45 @@ def _layout(primary: bool, bitpix: int, shape: Tuple[int, int]) -> bytes:
     return b"".join(cards)
 
 
+def primary_cards(shape: Tuple[int, int], header: Any, unit: str) -> bytes:
+    """The data HDU's cards: layout, the frame's header cards, BUNIT."""
+    return (_layout(True, -32, shape) + header_images(header)
+            + _value_card("BUNIT", unit, "physical unit of the data"))
+
+
+def uncert_cards(shape: Tuple[int, int]) -> bytes:
+    return (_layout(False, -32, shape) + _value_card("EXTNAME", "UNCERT", "uncertainty of the data")
+            + _value_card("UTYPE", "StdDevUncertainty", "standard deviation = sqrt(variance)"))
+
+
+def mask_cards(shape: Tuple[int, int]) -> bytes:
+    return _layout(False, 8, shape) + _value_card("EXTNAME", "MASK", "1 where DQ is not 0")
+
+
+def dq_cards(shape: Tuple[int, int]) -> bytes:
+    # uint16 as FITS stores it: int16 + BZERO 32768
+    return (_layout(False, 16, shape) + _value_card("BSCALE", 1, "")
+            + _value_card("BZERO", 32768, "") + _value_card("EXTNAME", "DQ", "data-quality bits"))
+
+
+def write_planes(path: str, planes: List[_Plane], overwrite: bool = False) -> None:
+    """Writes the HDUs (header with checksums, data, block padding), one large write each.
+    An existing file is `AlreadyExists` unless ``overwrite``."""
+    try:
+        f = open(path, "wb" if overwrite else "xb")
+    except FileExistsError:
+        raise _errors.AlreadyExists(f"{path} exists; pass overwrite=True") from None
+    except OSError as e:
+        raise _errors.InvalidArgument(f"cannot write {path}: {e.strerror or e}") from None
+    with f:
+        for p in planes:
+            f.write(_hdu_header(p))
+            f.write(p.data)
+            pad = -p.data.nbytes % BLOCK
+            if pad:
+                f.write(b"\0" * pad)
+
+
 def _hdu_header(plane: _Plane) -> bytes:
     """The plane's header block(s): its cards, DATASUM, and the CHECKSUM that makes the whole
     HDU sum to -0 (computed over these header bytes plus the data's sum)."""
@@ -217,51 +333,28 @@ class FitsWriter:
 
     def planes(self, ccd: Any) -> List[_Plane]:
         """The HDUs of a calibrated frame (CCDData with ``.dq``), converted and summed."""
-        header = ccd.meta
         data = np.asarray(ccd.data)
         if data.ndim != 2:
             raise _errors.InvalidArgument(f"a frame to write must be 2-D, not {data.shape}")
         shape = data.shape
         unit = ccd.unit.to_string() if ccd.unit is not None else "adu"
-        primary = (_layout(True, -32, shape) + header_images(header)
-                   + _value_card("BUNIT", unit, "physical unit of the data"))
-        out = [self._float_plane("DATA", primary, data)]
+        out = [self._float_plane("DATA", primary_cards(shape, ccd.meta, unit), data)]
         if ccd.uncertainty is not None:
-            cards = (_layout(False, -32, shape) + _value_card("EXTNAME", "UNCERT",
-                                                        "uncertainty of the data")
-                     + _value_card("UTYPE", "StdDevUncertainty", "standard deviation = sqrt(variance)"))
-            out.append(self._float_plane("UNCERT", cards, ccd.uncertainty.array))
+            out.append(self._float_plane("UNCERT", uncert_cards(shape), ccd.uncertainty.array))
         dq = getattr(ccd, "dq", None)
         if dq is not None:
             dq = np.asarray(dq)
             mask = self._buffer("MASK", shape, "u1")
             np.not_equal(dq, 0, out=mask.view(bool))
-            cards = _layout(False, 8, shape) + _value_card("EXTNAME", "MASK", "1 where DQ is not 0")
-            out.append(_Plane(cards, memoryview(mask).cast("B"), _word_sum(mask)))
-            stored = self._buffer("DQ", shape, ">u2")  # uint16 as FITS stores it: int16 + BZERO
+            out.append(_Plane(mask_cards(shape), memoryview(mask).cast("B"), _word_sum(mask)))
+            stored = self._buffer("DQ", shape, ">u2")
             np.bitwise_xor(dq.astype(np.uint16, copy=False), np.uint16(0x8000), out=stored)
-            cards = (_layout(False, 16, shape) + _value_card("BSCALE", 1, "")
-                     + _value_card("BZERO", 32768, "")
-                     + _value_card("EXTNAME", "DQ", "data-quality bits"))
-            out.append(_Plane(cards, memoryview(stored).cast("B"), _word_sum(stored)))
+            out.append(_Plane(dq_cards(shape), memoryview(stored).cast("B"), _word_sum(stored)))
         return out
 
     def write(self, ccd: Any, path: str, overwrite: bool = False) -> None:
         """Writes ``ccd`` to ``path`` (an existing file: `AlreadyExists` unless ``overwrite``)."""
-        planes = self.planes(ccd)
-        try:
-            f = open(path, "wb" if overwrite else "xb")
-        except FileExistsError:
-            raise _errors.AlreadyExists(f"{path} exists; pass overwrite=True") from None
-        except OSError as e:
-            raise _errors.InvalidArgument(f"cannot write {path}: {e.strerror or e}") from None
-        with f:
-            for p in planes:
-                f.write(_hdu_header(p))
-                f.write(p.data)
-                pad = -p.data.nbytes % BLOCK
-                if pad:
-                    f.write(b"\0" * pad)
+        write_planes(path, self.planes(ccd), overwrite)
 
 
 _local = threading.local()

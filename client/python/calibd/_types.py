@@ -102,11 +102,12 @@ class AppliedMaster:
     # synthesized dark: kind "noise_model" or "dark_current", used_as "dark"), and how.
     used_as: str = ""
     detail: str = ""
+    proto: Any = dataclasses.field(repr=False, compare=False, default=None)
 
     @classmethod
     def from_proto(cls, m: Any) -> "AppliedMaster":
         return cls(m.kind, m.version, m.sha256, outcome_name(m.outcome), m.age_seconds,
-                   getattr(m, "used_as", "") or m.kind, getattr(m, "detail", ""))
+                   getattr(m, "used_as", "") or m.kind, getattr(m, "detail", ""), m)
 
 
 @dataclasses.dataclass

@@ -479,7 +479,8 @@ class Client:
                   dark_policy: Optional[str] = None, recipe: Optional[Mapping[str, Any]] = None,
                   read_noise_map: Optional[bool] = None, gain_product: Optional[bool] = None,
                   bad_pixels: Optional[bool] = None, window: int = _calibrate.DEFAULT_WINDOW,
-                  timeout: Optional[float] = None) -> Iterator[Result]:
+                  timeout: Optional[float] = None, *, _assembler: Any = None
+                  ) -> Iterator[Result]:
         """Calibrates frames over one Calibrate stream, yielding results in order as they arrive.
 
         Parameters
@@ -533,11 +534,12 @@ class Client:
         template = _calibrate.frame_template(detector, unit, planes, policy, pins, max_age,
                                              dark_policy, recipe, {"read_noise_map": read_noise_map,
                                              "gain_product": gain_product, "bad_pixels": bad_pixels})
+        # _assembler: calibd.reduce's FileAssembler (results straight into file buffers).
         return self._calibrate_stream(_calibrate.as_iterable(frames), template, window,
-                                      self._stream_timeout(timeout))
+                                      self._stream_timeout(timeout), _assembler)
 
     def _calibrate_stream(self, frames: Iterable[Any], template: Any, window: int,
-                          timeout: Optional[float]) -> Iterator[Result]:
+                          timeout: Optional[float], assembler: Any = None) -> Iterator[Result]:
         pipe = _Pipeline(window)
 
         def requests() -> Iterator[Any]:
@@ -571,7 +573,8 @@ class Client:
                 pipe.finish_writing()
 
         call = self._calibrate(requests(), timeout=timeout, metadata=self._metadata)
-        assembler = _calibrate.ResultAssembler(window)
+        if assembler is None:
+            assembler = _calibrate.ResultAssembler(window)
         try:
             while True:
                 item = pipe.next_item(call)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 import glob as _glob
 import os
 import sys
@@ -18,6 +19,8 @@ from typing import Any, Deque, List, Optional, Tuple
 from astropy.table import Table
 
 from . import _errors
+from .client import Client
+from ._filestream import FileAssembler, FileResult
 from ._fitsio import write_calibrated
 
 
@@ -100,7 +103,8 @@ def reduce(collection: Any, client: Any, output: str, detector: Optional[str] = 
     # conversion, the kernel's write), which releases the GIL. At most `writers` + 1 results
     # wait for their writer, so memory stays bounded.
     pending: Deque[Tuple[int, concurrent.futures.Future]] = collections.deque()
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, int(writers)),
+    writers = max(0, int(writers))
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, writers),
                                                  thread_name_prefix="calibd-write")
 
     def settle(limit: int) -> None:
@@ -110,6 +114,14 @@ def reduce(collection: Any, client: Any, output: str, detector: Optional[str] = 
             if bar is not None:
                 bar.update(1)
 
+    # A blocking client streams each result straight into its file's buffers (_filestream);
+    # others (and results without the data plane) become CCDData, written by FitsWriter.
+    planes = calibrate_options.get("planes")
+    if isinstance(planes, str):
+        planes = [p.strip() for p in planes.split(",") if p.strip()]
+    if isinstance(client, Client) and (planes is None or "data" in planes) and \
+            sys.byteorder == "little":  # FileAssembler's checksums read native words
+        calibrate_options["_assembler"] = FileAssembler(sets=writers + 2)
     results = client.calibrate(files, detector=detector, **calibrate_options)
     try:
         for path, out, r in zip(files, outs, results):
@@ -122,10 +134,16 @@ def reduce(collection: Any, client: Any, output: str, detector: Optional[str] = 
                 masters = ", ".join(f"{m.kind} v{m.version} ({m.outcome})" for m in r.provenance)
                 rows.append((path, out, True, "OK", "", r.statistics.get("median", float("nan")),
                              r.statistics.get("flagged_fraction", float("nan")), masters))
-                pending.append((len(rows) - 1,
-                                pool.submit(write_calibrated, r, out, overwrite)))
+                write = (functools.partial(r.write, out, overwrite) if isinstance(r, FileResult)
+                         else functools.partial(write_calibrated, r, out, overwrite))
+                if writers:
+                    job = pool.submit(write)
+                else:  # written here, between receiving results
+                    job = concurrent.futures.Future()
+                    job.set_result(write())
+                pending.append((len(rows) - 1, job))
                 del r  # only the writer holds the result: its buffers come back when written
-                settle(max(1, int(writers)))
+                settle(writers)
         settle(0)
     finally:
         close = getattr(results, "close", None)
