@@ -1,9 +1,16 @@
 #include "server/convert.h"
 
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <map>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/status/macros.h"
+#include "server/noise_options.h"
 #include "server/status_util.h"
 
 namespace calibd::server {
@@ -330,6 +337,66 @@ absl::StatusOr<combine::CombineOptions> CombineOptionsFromProto(const v1::Combin
   return o;
 }
 
+namespace {
+
+// Which NoiseBuildOptions fields each noise kind reads (server/noise_build.cc).
+const std::map<std::string, std::vector<std::string>>& NoiseOptionsByKind() {
+  static const auto* kinds = new std::map<std::string, std::vector<std::string>>{
+      {"read_noise", {"min_frames"}},
+      {"gain", {"sections", "level_sizes", "saturation_fraction", "max_saturated_fraction",
+                "nonlinearity_sigma"}},
+      {"dark_current", {"hot_sigma", "hot_min_rate"}},
+      {"bad_pixels", {"dead_fraction", "box", "noisy_sigma"}},
+      {"noise_model", {"prescan_section", "unweighted"}},
+      {"gain_normalisation", {"setting_key", "section", "reference"}},
+  };
+  return *kinds;
+}
+
+// The shortest text that reads back as `v` ("1000000", "0.5", "1e-07").
+std::string ExactNumber(double v) {
+  if (v == std::floor(v) && std::abs(v) < 1e15) return absl::StrCat(static_cast<int64_t>(v));
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return ec == std::errc() ? std::string(buf, end) : absl::StrCat(v);
+}
+
+}  // namespace
+
+absl::Status AddNoiseBuildOptions(const std::string& kind, const v1::NoiseBuildOptions& noise,
+                                  std::map<std::string, std::string>& options_text) {
+  const std::map<std::string, std::string> text = NoiseOptionsText(noise);
+  if (text.empty()) return absl::OkStatus();
+  const auto& by_kind = NoiseOptionsByKind();
+  auto it = by_kind.find(kind);
+  if (it == by_kind.end()) {
+    std::vector<std::string> kinds;
+    for (const auto& [k, unused] : by_kind) kinds.push_back(k);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "noise options (", text.begin()->first, ", ...) are options of the noise kinds (",
+        absl::StrJoin(kinds, ", "), "), not of '", kind, "'"));
+  }
+  const google::protobuf::Descriptor* d = noise.GetDescriptor();
+  const google::protobuf::Reflection* refl = noise.GetReflection();
+  for (const auto& [key, value] : text) {
+    const std::string name = key.substr(6);  // after "noise."
+    if (std::find(it->second.begin(), it->second.end(), name) == it->second.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, " is not an option of '", kind, "' (its options: ", absl::StrJoin(it->second, ", "),
+          ")"));
+    }
+    // Doubles in their exact shortest text (NoiseOptionsText's StrCat keeps 6 digits).
+    const google::protobuf::FieldDescriptor* f = d->FindFieldByName(name);
+    if (f != nullptr && f->type() == google::protobuf::FieldDescriptor::TYPE_DOUBLE &&
+        !f->is_repeated()) {
+      options_text[key] = ExactNumber(refl->GetDouble(noise, f));
+    } else {
+      options_text[key] = value;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<BuildRequest> BuildRequestFromProto(const v1::BuildOptions& o) {
   BuildRequest r;
   r.detector = o.detector();
@@ -349,6 +416,7 @@ absl::StatusOr<BuildRequest> BuildRequestFromProto(const v1::BuildOptions& o) {
   r.certify_replace = o.certify_replace();
   r.options_text["combine"] = o.combine().ShortDebugString();
   r.options_text["preprocess"] = o.preprocess().ShortDebugString();
+  CALIBD_RETURN_IF_ERROR(AddNoiseBuildOptions(r.kind, o.noise(), r.options_text));
   return r;
 }
 

@@ -83,6 +83,11 @@ void DqBitsToProto(const std::vector<DqBitEntry>& bits, v1::GetDqBitsResponse* p
 absl::StatusOr<PutMasterInput> PutMasterInputFromProto(const v1::PutMasterHeader& h);
 
 absl::StatusOr<combine::CombineOptions> CombineOptionsFromProto(const v1::CombineOptions& c);
+// The noise kinds' options (BuildOptions.noise) as `noise.*` entries of `options_text` (what
+// server/noise_build.cc reads; NoiseOptionsText). INVALID_ARGUMENT for options given to a kind
+// that is not a noise kind, or an option the kind does not read (naming the kind's options).
+absl::Status AddNoiseBuildOptions(const std::string& kind, const v1::NoiseBuildOptions& noise,
+                                  std::map<std::string, std::string>& options_text);
 absl::StatusOr<BuildRequest> BuildRequestFromProto(const v1::BuildOptions& o);
 void BuildResultToProto(const BuildResult& r,
                         const std::vector<store::Certification>& certifications,

@@ -71,6 +71,38 @@ TEST(ConvertTest, DarkPolicyAndNoiseProductSwitches) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dark_policy")));
 }
 
+TEST(ConvertTest, NoiseBuildOptionsReachTheBuildOrFailExactly) {
+  v1::BuildOptions b;
+  b.set_kind("dark_current");
+  b.mutable_noise()->set_hot_sigma(1e6);
+  b.mutable_noise()->set_hot_min_rate(100);
+  ASSERT_OK_AND_ASSIGN(BuildRequest r, BuildRequestFromProto(b));
+  EXPECT_EQ(r.options_text.at("noise.hot_sigma"), "1000000");
+  EXPECT_EQ(r.options_text.at("noise.hot_min_rate"), "100");
+  b.mutable_noise()->set_hot_sigma(4.123456789);  // exact, not 6 digits
+  ASSERT_OK_AND_ASSIGN(r, BuildRequestFromProto(b));
+  EXPECT_EQ(r.options_text.at("noise.hot_sigma"), "4.123456789");
+  b.mutable_noise()->set_min_frames(3);
+  EXPECT_THAT(BuildRequestFromProto(b),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("min_frames is not an option of 'dark_current'")));
+  b.set_kind("bias");
+  b.mutable_noise()->clear_min_frames();
+  EXPECT_THAT(BuildRequestFromProto(b), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                 HasSubstr("options of the noise kinds")));
+  b.clear_noise();
+  ASSERT_OK_AND_ASSIGN(r, BuildRequestFromProto(b));  // no noise options: nothing added
+  for (const auto& [key, value] : r.options_text) EXPECT_NE(key.rfind("noise.", 0), 0u) << key;
+  b.set_kind("gain");
+  b.mutable_noise()->add_sections("[1:8,1:10]");
+  b.mutable_noise()->add_sections("[9:16,1:10]");
+  b.mutable_noise()->add_level_sizes(2);
+  b.mutable_noise()->add_level_sizes(4);
+  ASSERT_OK_AND_ASSIGN(r, BuildRequestFromProto(b));
+  EXPECT_EQ(r.options_text.at("noise.sections"), "[1:8,1:10];[9:16,1:10]");
+  EXPECT_EQ(r.options_text.at("noise.level_sizes"), "2,4");
+}
+
 TEST(ConvertTest, AppliedMasterSaysWhatItWasUsedAs) {
   AppliedMaster a;
   a.kind = "noise_model";

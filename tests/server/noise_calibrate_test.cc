@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "server/backend.h"
 #include "server/calibrate_impl.h"
+#include "server/noise_calibration.h"
 #include "tests/testing/synthetic.h"
 #include "tests/testing/temp_dir.h"
 
@@ -458,6 +459,37 @@ TEST_F(NoiseCalibrateTest, PolicyErrorsHaveExactCodes) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("EXPTIME")));
   req.recipe.exptime = 30;
   EXPECT_OK(Calibrate(req, Raw([](int, int) { return 0.0; })).status());
+}
+
+TEST(PlanNoiseTest, KindsSwitchesAndDefaults) {
+  store::DetectorSpec spec;
+  RecipeOverrides o;
+  const std::vector<std::string> masters = {"bias", "dark", "flat"};
+  NoisePlan p = PlanNoise(spec, o, masters, "");
+  EXPECT_EQ(p.dark_policy, store::DarkPolicy::kMeasured);
+  EXPECT_EQ(p.SelectKinds(masters), (std::vector<std::string>{"bias", "dark", "flat", "read_noise",
+                                                              "gain", "bad_pixels"}));
+  EXPECT_FALSE(p.Required("gain"));
+  EXPECT_TRUE(p.Required("dark"));
+  // Build pre-processing: products off unless asked; the spec's policy is the default.
+  spec.dark_policy = store::DarkPolicy::kSynthesized;
+  o.bad_pixels = true;
+  p = PlanNoise(spec, o, masters, "flat");
+  EXPECT_EQ(p.SelectKinds(masters), (std::vector<std::string>{"bias", "flat", "noise_model",
+                                                              "dark_current", "bad_pixels"}));
+  EXPECT_TRUE(p.Required("bad_pixels"));
+  // The request's policy wins; a fallback does not make the measured dark required.
+  o.dark_policy = store::DarkPolicy::kMeasuredElseSynthesized;
+  o.read_noise_map = false;
+  p = PlanNoise(spec, o, masters, "");
+  EXPECT_EQ(p.SelectKinds(masters), (std::vector<std::string>{"bias", "dark", "flat", "gain",
+                                                              "bad_pixels"}));
+  EXPECT_FALSE(p.Required("dark"));
+  EXPECT_TRUE(p.may_fall_back());
+  // No dark step: no policy.
+  p = PlanNoise(spec, o, {"bias"}, "");
+  EXPECT_FALSE(p.dark_needed);
+  EXPECT_FALSE(p.may_fall_back());
 }
 
 }  // namespace
