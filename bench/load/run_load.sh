@@ -56,13 +56,41 @@ sleep 1
 idle_kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
 echo "run_load: calibd pid $pid, idle RSS $((idle_kb / 1024)) MiB; budget $((budget >> 20)) MiB," \
   "cache $((cache >> 20)) MiB, pool $((pool >> 20)) MiB; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-t0=$(date +%s.%N)
+# Every 250 ms: the server's RSS and its frame-memory gauges (in use, waiting), keeping the
+# largest of each, and the RSS at the moment the budget's in-use peaked.
+"$py" - "$pid" "$mport" "$work/samples.json" <<'PY' &
+import json, re, signal, sys, time, urllib.request
+pid, port, out = sys.argv[1], sys.argv[2], sys.argv[3]
+peak = {"rss_mib": 0, "in_use_mib": 0, "waiting_mib": 0, "rss_at_in_use_peak_mib": 0}
+def dump(*_):
+    json.dump(peak, open(out, "w"))
+    sys.exit(0)
+signal.signal(signal.SIGTERM, dump)
+while True:
+    try:
+        rss = int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{pid}/status").read()).group(1)) / 1024
+        m = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        g = {k: float(v) / 2**20 for k, v in re.findall(
+            r'^calibd_frame_memory_bytes\{[^}]*"(in_use|waiting)"[^}]*\} (\S+)', m, re.M)}
+        peak["rss_mib"] = max(peak["rss_mib"], rss)
+        if g.get("in_use", 0) >= peak["in_use_mib"]:
+            peak["in_use_mib"] = g.get("in_use", 0)
+            peak["rss_at_in_use_peak_mib"] = rss
+        peak["waiting_mib"] = max(peak["waiting_mib"], g.get("waiting", 0))
+    except Exception:
+        pass
+    time.sleep(0.25)
+PY
+sampler=$!
+t0=$(date +%s)
 status=0
 "${load[@]}" --server_pid "$pid" --streams "$streams" --frames "$frames" --warmup 0 \
   --planes all --deadline_s "$deadline" --json "$out" || status=$?
-t1=$(date +%s.%N)
-echo "run_load: load average after: $(cut -d' ' -f1-3 /proc/loadavg); wall $(echo "$t1 - $t0" | bc) s"
-metrics=$(curl -s "http://127.0.0.1:$mport/metrics" || true)
+kill "$sampler"; wait "$sampler" || true
+echo "run_load: load average after: $(cut -d' ' -f1-3 /proc/loadavg); wall $(( $(date +%s) - t0 )) s"
+echo "run_load: sampled every 250 ms: $(cat "$work/samples.json" 2>/dev/null)"
+metrics=$("$py" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+  "http://127.0.0.1:$mport/metrics" || true)
 hwm_kb=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")
 cache_now=$(awk '/^calibd_cache_bytes/ {s += $2} END {print s + 0}' <<<"$metrics")
 refusals=$(awk '/^calibd_frame_memory_refusals_total/ {s += $2} END {print s + 0}' <<<"$metrics")

@@ -102,17 +102,19 @@ log "calibrated through a and through b (masters built on a): identical, $cmp"
 # ---- 4. Prometheus scrapes both ----
 up=""
 for _ in $(seq 1 60); do
-  up=$(curl -s "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" | "$python" -c '
-import json, sys
-t = json.load(sys.stdin)["data"]["activeTargets"]
-print(" ".join(sorted(x["labels"]["instance"] + "=" + x["health"] for x in t)))' 2>/dev/null || true)
+  up=$("$python" -c '
+import json, sys, urllib.request
+t = json.load(urllib.request.urlopen(sys.argv[1], timeout=5))["data"]["activeTargets"]
+print(" ".join(sorted(x["labels"]["instance"] + "=" + x["health"] for x in t)))' \
+    "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" 2>/dev/null || true)
   [ "$up" = "calibd-a:9464=up calibd-b:9464=up" ] && break
   sleep 1
 done
 [ "$up" = "calibd-a:9464=up calibd-b:9464=up" ] || fail "Prometheus targets: '$up'"
-rules=$(curl -s "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/rules" | "$python" -c '
-import json, sys
-print(sum(len(g["rules"]) for g in json.load(sys.stdin)["data"]["groups"]))')
+rules=$("$python" -c '
+import json, sys, urllib.request
+d = json.load(urllib.request.urlopen(sys.argv[1], timeout=5))
+print(sum(len(g["rules"]) for g in d["data"]["groups"]))' "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/rules")
 [ "$rules" -gt 0 ] || fail "Prometheus loaded no rules"
 log "Prometheus: $up; $rules alert rules loaded"
 
