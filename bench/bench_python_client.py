@@ -18,7 +18,6 @@ runs, and the ratios against issue 11's targets: python >= 80 % of calibctl's ra
 ccdproc. Absolute rates drift on a shared machine; ratios within one run hold.
 """
 import argparse
-import glob
 import json
 import os
 import shutil
@@ -156,14 +155,20 @@ def main():
 
                 memory()  # warm: masters cached on the server, code paths hot
                 files()
-                row, load = {}, {}
-                # Interleave so drift on a shared machine hits every contender alike.
-                for name, fn in (("calibctl", cli), ("python-memory", memory),
-                                 ("python-files", files)):
-                    row[name] = args.frames / median_time(fn, args.repeat)
-                    load[name] = os.getloadavg()[0]  # 1-minute load average after the runs
-                results[label] = row
-                loads[label] = load
+                contenders = (("calibctl", cli), ("python-memory", memory),
+                              ("python-files", files))
+                times = {name: [] for name, _ in contenders}
+                load = {name: [] for name, _ in contenders}
+                # Round robin, one run of each per repeat: drift of a shared machine's load
+                # hits every contender alike.
+                for _ in range(args.repeat):
+                    for name, fn in contenders:
+                        t0 = time.perf_counter()
+                        fn()
+                        times[name].append(time.perf_counter() - t0)
+                        load[name].append(os.getloadavg()[0])  # 1-minute load average
+                results[label] = {n: args.frames / statistics.median(t) for n, t in times.items()}
+                loads[label] = {n: statistics.median(v) for n, v in load.items()}
 
         import ccdproc
         from astropy import units as u

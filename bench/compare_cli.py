@@ -21,8 +21,8 @@ On the same files, in one run (absolute times drift on a shared machine; ratios 
 Each calibctl measurement is repeated REPEAT times (the best is reported, every run printed);
 ccdproc runs once. The 1-minute load average is recorded next to every figure: other jobs on a
 shared machine move absolute times, so compare the ratios of one run, taken when the load is low.
-calibd runs with --combine-memory-bytes = COMBINE_MEMORY_MB MiB (builds keep 3/4 of it of
-pre-processed inputs in memory; the default 256 MiB holds ~7 of the 20 2048^2 biases).
+calibd runs with --combine-memory-bytes = COMBINE_MEMORY_MB MiB (builds keep up to 2/3 of it of
+pre-processed inputs in memory; the default 256 MiB holds 6 of the 20 2048^2 biases).
 Prints seconds, frames/s and ratios against issue 9's targets (calibrate >= 10x ccdproc and
 >= 4 frames/s; data only >= 10 frames/s; build >= 30x), and one JSON line for scripts.
 """
@@ -64,6 +64,23 @@ def load():
     return os.getloadavg()[0]
 
 
+class Cpu:
+    """CPU seconds (user + system) of calibctl (finished children) and calibd (by pid): less
+    sensitive to other jobs on the machine than wall time."""
+    calibd_pid = None
+
+    @staticmethod
+    def now():
+        import resource
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server = 0.0
+        if Cpu.calibd_pid is not None:
+            with open(f"/proc/{Cpu.calibd_pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return ru.ru_utime + ru.ru_stime, server
+
+
 def timed(fn):
     t0 = time.perf_counter()
     fn()
@@ -71,13 +88,16 @@ def timed(fn):
 
 
 def best_of(n, label, fn):
-    """Runs fn n times; returns (best seconds, load average at that run)."""
+    """Runs fn n times; returns (best seconds, load average then, client CPU s, server CPU s)."""
     runs = []
     for _ in range(n):
         la = load()
+        c0, s0 = Cpu.now()
         t = timed(fn)
-        runs.append((t, la))
-        print(f"    {label}: {t:.3f} s (load {la:.1f})", file=sys.stderr)
+        c1, s1 = Cpu.now()
+        runs.append((t, la, c1 - c0, s1 - s0))
+        print(f"    {label}: {t:.3f} s (load {la:.1f}; CPU calibctl {c1 - c0:.2f} s, "
+              f"calibd {s1 - s0:.2f} s)", file=sys.stderr)
     return min(runs)
 
 
@@ -151,6 +171,7 @@ def main():
                                f"127.0.0.1:{mport}", "--store", os.path.join(work, "store"),
                                "--combine-memory-bytes", str(args.combine_memory_mb << 20)],
                               stdout=log, stderr=subprocess.STDOUT)
+    Cpu.calibd_pid = calibd.pid
     results = {}
     try:
         print(f"samples in {work} ...", file=sys.stderr)
@@ -181,20 +202,24 @@ def main():
             shutil.rmtree(out, ignore_errors=True)  # new files each run, as a user's would be
             ctl("calibrate", "--detector", detector, "-o", out, "--overwrite", "--stats",
                 *extra, *lights)
-        t_all, la_all = best_of(args.repeat, "calibrate all planes",
-                                lambda: calibrate(out_all))
-        t_data, la_data = best_of(args.repeat, "calibrate data only",
-                                  lambda: calibrate(out_data, "--planes", "data"))
+        t_all, la_all, cc_all, sc_all = best_of(args.repeat, "calibrate all planes",
+                                                lambda: calibrate(out_all))
+        t_data, la_data, cc_data, sc_data = best_of(
+            args.repeat, "calibrate data only", lambda: calibrate(out_data, "--planes", "data"))
         n = len(lights)
         results.update(calibrate_all_s=t_all, calibrate_data_s=t_data,
                        calibrate_all_fps=n / t_all, calibrate_data_fps=n / t_data,
-                       load_calibrate_all=la_all, load_calibrate_data=la_data)
+                       load_calibrate_all=la_all, load_calibrate_data=la_data,
+                       cpu_calibrate_all_client_s=cc_all, cpu_calibrate_all_server_s=sc_all,
+                       cpu_calibrate_data_client_s=cc_data, cpu_calibrate_data_server_s=sc_data)
         if not args.skip_ccdproc:
             print("ccdproc calibrate ...", file=sys.stderr)
             la = load()
+            p0 = time.process_time()
             t_cp = ccdproc_calibrate(lights, masters, os.path.join(work, "out_ccdproc"))
             results.update(ccdproc_calibrate_s=t_cp, calibrate_ratio=t_cp / t_all,
-                           load_ccdproc_calibrate=la)
+                           load_ccdproc_calibrate=la,
+                           cpu_ccdproc_calibrate_s=time.process_time() - p0)
 
         if not args.skip_build:
             b2k = ctl("make-samples", "-o", os.path.join(work, "b2k"), "--width",
@@ -202,17 +227,20 @@ def main():
                       "--overscan", str(OSCAN), "--frames", str(args.build_frames), "--lights",
                       "0", "--detector", "bench/b2k", "--overwrite", json_out=True)
             ctl("detector", "put", b2k["spec"])
-            t_build, la_build = best_of(
+            t_build, la_build, cc_build, sc_build = best_of(
                 args.repeat, "build median",
                 lambda: ctl("build", "--detector", "bench/b2k", "--kind", "bias", "--method",
                             "median", "--no-clip", *b2k["bias"], quiet=True))
-            results.update(build_s=t_build, load_build=la_build)
+            results.update(build_s=t_build, load_build=la_build, cpu_build_client_s=cc_build,
+                           cpu_build_server_s=sc_build)
             if not args.skip_ccdproc:
                 print("ccdproc combine ...", file=sys.stderr)
                 la = load()
+                p0 = time.process_time()
                 t_cb = ccdproc_build(b2k["bias"], os.path.join(work, "ccdproc_bias.fits"))
                 results.update(ccdproc_build_s=t_cb, build_ratio=t_cb / t_build,
-                               load_ccdproc_build=la)
+                               load_ccdproc_build=la,
+                               cpu_ccdproc_build_s=time.process_time() - p0)
     finally:
         calibd.terminate()
         calibd.wait(timeout=30)
@@ -231,6 +259,17 @@ def main():
         print(f"  ccdproc all planes   {results['ccdproc_calibrate_s']:7.2f} s  "
               f"ratio {results['calibrate_ratio']:.1f}x  (target >= 10x)   "
               f"load {results['load_ccdproc_calibrate']:.1f}")
+    def cpu_line(label, client, server, ccdproc_key):
+        total = results[client] + results[server]
+        line = (f"  CPU {label}: calibctl {results[client]:.2f} s + calibd {results[server]:.2f} s"
+                f" = {total:.2f} s")
+        if ccdproc_key in results:
+            line += f"; ccdproc {results[ccdproc_key]:.2f} s ({results[ccdproc_key] / total:.1f}x)"
+        print(line)
+    cpu_line("all planes", "cpu_calibrate_all_client_s", "cpu_calibrate_all_server_s",
+             "cpu_ccdproc_calibrate_s")
+    cpu_line("data only", "cpu_calibrate_data_client_s", "cpu_calibrate_data_server_s",
+             "cpu_ccdproc_calibrate_s")
     if "build_s" in results:
         print(f"build median of {args.build_frames} x {args.build_size}^2 "
               f"(--combine-memory-bytes {args.combine_memory_mb} MiB):")
@@ -240,6 +279,7 @@ def main():
             print(f"  ccdproc combine      {results['ccdproc_build_s']:7.2f} s  "
                   f"ratio {results['build_ratio']:.1f}x  (target >= 30x)   "
                   f"load {results['load_ccdproc_build']:.1f}")
+        cpu_line("build", "cpu_build_client_s", "cpu_build_server_s", "cpu_ccdproc_build_s")
     print(json.dumps({k: round(v, 4) for k, v in results.items()}))
 
 

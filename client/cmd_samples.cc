@@ -37,7 +37,7 @@ int MakeNoiseSamplesCommand(Context& c) {
     for (auto [name, list] :
          {std::make_pair("bias", &set->bias), std::make_pair("ptc", &set->ptc),
           std::make_pair("dark", &set->dark), std::make_pair("emccd", &set->emccd),
-          std::make_pair("gainnorm", &set->gainnorm)}) {
+          std::make_pair("gainnorm", &set->gainnorm), std::make_pair("light", &set->light)}) {
       j.Key(name);
       j.BeginArray();
       for (const std::string& p : *list) j.String(p);
@@ -62,7 +62,9 @@ int MakeNoiseSamplesCommand(Context& c) {
             << set->dark.size() << " darks (" << times << " s) in " << dir << "/dark/,\n"
             << "  " << set->emccd.size() << " EMCCD darks at (EM gain, exposure) " << settings
             << " in " << dir << "/emccd/, " << set->gainnorm.size() << " flats at "
-            << o->gain_settings.size() << " gain settings in " << dir << "/gainnorm/\n"
+            << o->gain_settings.size() << " gain settings in " << dir << "/gainnorm/,\n"
+            << "  " << set->light.size() << " EMCCD lights at (" << o->light_em_gain << ", "
+            << o->light_exptime << " s) in " << dir << "/light/\n"
             << "  frames were taken on " << o->night << "; certify from " << set->certify_from
             << "\n";
   return 0;

@@ -124,13 +124,19 @@ absl::StatusOr<RawFrame> SimulateNoiseFrame(const NoiseSampleOptions& o, const s
     level = o.gainnorm_level;
     exptime = 2;
     hour = 22;
+  } else if (kind == "light") {
+    type = "light";
+    em_gain = o.light_em_gain;
+    exptime = o.light_exptime;
+    hour = 23;
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
-        "unknown noise sample kind '", kind, "'; use bias, ptc, dark, emccd or gainnorm"));
+        "unknown noise sample kind '", kind, "'; use bias, ptc, dark, emccd, gainnorm or light"));
   }
   CALIBD_ASSIGN_OR_RETURN(absl::Time night, Night(o));
   const absl::Time t = night + absl::Hours(hour) + absl::Seconds(600 * setting + 30 * index);
-  const bool dark_signal = kind == "dark" || kind == "emccd";
+  const bool dark_signal = kind == "dark" || kind == "emccd" || kind == "light";
+  const double sky = kind == "light" ? o.light_sky : 0;
   const int w = o.data_width + o.overscan_width, h = o.height;
   random::Gaussian rng(random::Mix64(
       o.seed ^ random::Mix64((uint64_t(uint8_t(kind[0])) << 40) + (uint64_t(setting) << 20) +
@@ -145,7 +151,9 @@ absl::StatusOr<RawFrame> SimulateNoiseFrame(const NoiseSampleOptions& o, const s
       if (x < o.data_width) {
         const NoiseTruth truth = NoiseTruthAt(o, x, y);
         rn = truth.read_noise;
-        if (dark_signal) e = truth.fpn + em_gain * exptime * truth.dark + em_gain * truth.cic;
+        if (dark_signal) {
+          e = truth.fpn + em_gain * (exptime * truth.dark + truth.cic + sky * truth.response);
+        }
         if (level > 0) e = level * truth.response;
       }
       e += std::sqrt(rn * rn + std::max(e, 0.0)) * rng.Next();
@@ -261,6 +269,12 @@ absl::StatusOr<NoiseSampleSet> MakeNoiseSamples(const std::string& dir,
                                    absl::StrFormat("gn_%s_%d", o.gain_settings[s].first, i),
                                    &set.gainnorm));
     }
+  }
+  for (int i = 0; i < o.n_light; ++i) {
+    CALIBD_RETURN_IF_ERROR(write("light", 0, i,
+                                 absl::StrFormat("light_g%g_t%g_%d", o.light_em_gain,
+                                                 o.light_exptime, i),
+                                 &set.light));
   }
   return set;
 }

@@ -18,6 +18,7 @@
 //   EMCCD (t, g)      F + g·t·D + g·C        + N(0, rn² + signal)
 //   PTC flat (level L) L·response            + N(0, rn² + signal)
 //   gain setting s    L·response, ADU = e⁻ / gain_s (GAINMODE = s)
+//   light (t, g)      F + g·t·D + g·C + g·sky·response + N(0, rn² + signal)
 // so a noise_model fitted to bias-subtracted EMCCD darks in e⁻ recovers (F, D, C), and a
 // synthesized dark for (t, g) is F/g + t·D + C = (F + g·t·D + g·C)/g. Headers: IMAGETYP, EXPTIME,
 // EMGAIN, GAIN, GAINMODE, DATE-OBS (the night of `night`), CCD-TEMP, BIASSEC/TRIMSEC/DATASEC.
@@ -64,6 +65,10 @@ struct NoiseSampleOptions {
   std::vector<std::pair<std::string, double>> gain_settings = {
       {"low", 3.0}, {"mid", 1.5}, {"high", 0.75}};
   double gainnorm_level = 10000;  // e⁻
+  // EMCCD lights at a setting outside the darks' (for calibrate --dark-policy synthesized): a
+  // uniform sky of `light_sky` photo-electrons per pixel (× response) multiplied by the EM gain.
+  int n_light = 2;
+  double light_em_gain = 300, light_exptime = 45, light_sky = 2;
   double saturation = 65000;      // ADU
   double temperature = -85;       // °C, every frame's CCD-TEMP
   // In the spec: D scales by exp(c·ΔT) (the frames are all at `temperature`; the value is
@@ -83,18 +88,18 @@ NoiseTruth NoiseTruthAt(const NoiseSampleOptions& options, int x, int y);
 
 struct NoiseSampleSet {
   std::string spec_path, truth_path;
-  std::vector<std::string> bias, ptc, dark, emccd, gainnorm;
+  std::vector<std::string> bias, ptc, dark, emccd, gainnorm, light;
   std::string certify_from;  // RFC 3339, before every frame
 };
 
 std::string NoiseSampleSpecJson(const NoiseSampleOptions& options);
 
-// One frame: kind "bias" | "ptc" | "dark" | "emccd" | "gainnorm"; `setting` indexes the level,
+// One frame: kind "bias" | "ptc" | "dark" | "emccd" | "gainnorm" | "light"; `setting` indexes the level,
 // exposure time, (g, t) or gain setting; `index` the frame within it.
 absl::StatusOr<RawFrame> SimulateNoiseFrame(const NoiseSampleOptions& options,
                                             const std::string& kind, int setting, int index);
 
-// Writes SPEC.json, TRUTH.fits and bias/, ptc/, dark/, emccd/, gainnorm/ into `dir`. Existing
+// Writes SPEC.json, TRUTH.fits and bias/, ptc/, dark/, emccd/, gainnorm/, light/ into `dir`. Existing
 // files are ALREADY_EXISTS unless options.overwrite.
 absl::StatusOr<NoiseSampleSet> MakeNoiseSamples(const std::string& dir,
                                                 const NoiseSampleOptions& options);

@@ -146,12 +146,16 @@ absl::StatusOr<std::vector<std::unique_ptr<combine::FrameSource>>> OpenBuildInpu
   return sources;
 }
 
+int64_t BuildSession::budget() const {
+  // BuildOptions carry no budget (the proto has no field; the request's CombineOptions hold
+  // core's default): the server's --combine-memory-bytes is every build's budget.
+  return backend_->limits.combine_memory_bytes;
+}
+
 int64_t BuildSession::memory_limit() const {
-  const int64_t cap = backend_->limits.combine_memory_bytes;
-  const int64_t asked = request_.combine.memory_budget_bytes;
-  const int64_t budget = IsNoiseKind(request_.kind) || asked <= 0 ? cap : std::min(asked, cap);
-  // A quarter stays for Combine's band buffers of the inputs spooled beyond it.
-  return budget / 4 * 3;
+  // A third stays for Combine's band buffers of the inputs spooled beyond it (32 rows of each
+  // at least: ~150 MB for 200 × 4096²) and the output planes (12 bytes per pixel).
+  return budget() / 3 * 2;
 }
 
 absl::Status BuildSession::AddRaw(const PreparedFrame& prepared, RawImage pixels,
@@ -207,10 +211,7 @@ absl::StatusOr<BuildResult> BuildSession::Finish() {
     return absl::InvalidArgumentError("a build needs at least one input frame");
   }
   combine::CombineOptions options = request_.combine;
-  if (options.memory_budget_bytes <= 0 ||
-      options.memory_budget_bytes > backend_->limits.combine_memory_bytes) {
-    options.memory_budget_bytes = backend_->limits.combine_memory_bytes;
-  }
+  options.memory_budget_bytes = budget();
   CALIBD_RETURN_IF_ERROR(combine::ValidateOptions(options, num_inputs()));
   CALIBD_ASSIGN_OR_RETURN(std::vector<std::unique_ptr<combine::FrameSource>> sources,
                           OpenBuildInputs(inputs_));

@@ -2,9 +2,8 @@
 // Raw inputs are pre-processed by the build's recipe (the same code path as Calibrate, with
 // the defaults of the kind being built: biases overscan+trim, darks also bias-subtracted, flats
 // also dark-subtracted) and kept in memory (pooled buffers) while the pre-processed stack fits
-// three quarters of the build's memory budget (the combine budget: BuildOptions' memory budget
-// capped by --combine-memory-bytes; the last quarter is for Combine's band buffers of spooled
-// inputs); beyond it each further input is spooled to a temporary FITS file. A 20 × 2048² bias
+// two thirds of the build's memory budget (--combine-memory-bytes, which also bounds Combine;
+// the last third is for Combine's band buffers of spooled inputs and the output planes); beyond it each further input is spooled to a temporary FITS file. A 20 × 2048² bias
 // stack is ~500 MB pre-processed (data + DQ), a 200 × 4096² one ~19 GB (mostly spooled).
 // Stored versions are used from their blobs. Finish() combines everything in row bands with
 // bounded memory (combine::Combine over MemorySource / FitsSource; frames in memory are read
@@ -108,7 +107,9 @@ class BuildSession {
   // Inputs held in memory and their bytes (the rest are files).
   int inputs_in_memory() const { return in_memory_; }
   int64_t memory_bytes() const { return memory_bytes_; }
-  // Bytes of pre-processed inputs the session keeps in memory before it spools to disk.
+  // The build's memory budget (--combine-memory-bytes), and the bytes of pre-processed inputs
+  // the session keeps in memory before it spools to disk (2/3 of it).
+  int64_t budget() const;
   int64_t memory_limit() const;
   absl::StatusOr<BuildResult> Finish();
 

@@ -57,6 +57,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "bench/load/server_watch.h"
 #include "calibd/v1/calibrator.grpc.pb.h"
 #include "calibd/v1/store.grpc.pb.h"
 #include "core/fits/fits.h"
@@ -148,74 +149,6 @@ std::vector<uint16_t> MakeRawPixels(int width, int height, int overscan) {
   }
   return px;
 }
-
-// ------------------------------------------------------------------------------------------
-// Server-side measurements from /proc.
-
-struct ProcSample {
-  double cpu_seconds = 0;  // utime + stime
-  double rss_mb = 0;
-  double hwm_mb = 0;  // VmHWM: peak RSS since start
-};
-
-ProcSample ReadProc(int pid) {
-  ProcSample out;
-  if (pid <= 0) return out;
-  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-  std::string line;
-  if (std::getline(stat, line)) {
-    // Fields after the ")" that closes the command name: state is field 3; utime 14, stime 15.
-    size_t close = line.rfind(')');
-    if (close != std::string::npos) {
-      std::vector<std::string> f = absl::StrSplit(line.substr(close + 2), ' ');
-      uint64_t ut = 0, st = 0;
-      if (f.size() > 13 && absl::SimpleAtoi(f[11], &ut) && absl::SimpleAtoi(f[12], &st)) {
-        out.cpu_seconds = static_cast<double>(ut + st) / sysconf(_SC_CLK_TCK);
-      }
-    }
-  }
-  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
-  while (std::getline(status, line)) {
-    int64_t kb = 0;
-    auto value_kb = [&](absl::string_view prefix) {
-      if (!absl::StartsWith(line, prefix)) return false;
-      std::string rest(absl::StripAsciiWhitespace(line.substr(prefix.size())));
-      rest = rest.substr(0, rest.find(' '));
-      return absl::SimpleAtoi(rest, &kb);
-    };
-    if (value_kb("VmRSS:")) out.rss_mb = kb * 1024 / kMB;
-    if (value_kb("VmHWM:")) out.hwm_mb = kb * 1024 / kMB;
-  }
-  return out;
-}
-
-// Samples the server's RSS every 50 ms while alive; Peak() is the largest seen.
-class RssSampler {
- public:
-  explicit RssSampler(int pid) : pid_(pid) {
-    if (pid_ > 0) thread_ = std::thread([this] { Run(); });
-  }
-  ~RssSampler() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-  double Peak() const { return peak_.load(); }
-
- private:
-  void Run() {
-    while (!stop_) {
-      double rss = ReadProc(pid_).rss_mb;
-      double p = peak_.load();
-      while (rss > p && !peak_.compare_exchange_weak(p, rss)) {
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  }
-  int pid_;
-  std::atomic<bool> stop_{false};
-  std::atomic<double> peak_{0};
-  std::thread thread_;
-};
 
 // ------------------------------------------------------------------------------------------
 // One Calibrate stream.
@@ -391,44 +324,6 @@ double Percentile(std::vector<double> v, double q) {
   size_t hi = std::min(lo + 1, v.size() - 1);
   return v[lo] + (v[hi] - v[lo]) * (pos - lo);
 }
-
-// grpc.health.v1 Check every 200 ms on a channel of its own (as a kubelet probe would),
-// 2 s deadline, until destroyed: how many, how many failed (error or not SERVING), the worst.
-class HealthProber {
- public:
-  explicit HealthProber(const std::string& server) {
-    channel_ = grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~HealthProber() { Stop(); }
-  void Stop() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-  int checks = 0, failures = 0;
-  double max_ms = 0;
-
- private:
-  void Run() {
-    auto stub = grpc::health::v1::Health::NewStub(channel_);
-    while (!stop_) {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-      grpc::health::v1::HealthCheckRequest req;
-      grpc::health::v1::HealthCheckResponse resp;
-      auto t0 = Clock::now();
-      grpc::Status s = stub->Check(&ctx, req, &resp);
-      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-      ++checks;
-      if (!s.ok() || resp.status() != grpc::health::v1::HealthCheckResponse::SERVING) ++failures;
-      max_ms = std::max(max_ms, ms);
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-  }
-  std::shared_ptr<grpc::Channel> channel_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
 
 absl::StatusOr<RunResult> RunConfiguration(const std::shared_ptr<grpc::Channel>& channel,
                                            const std::vector<v1::CalibrateRequest>& chunks,

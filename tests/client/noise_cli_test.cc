@@ -258,6 +258,46 @@ TEST_F(NoiseCliTest, EveryProductBuildsAndTheSynthesizedDarkMatchesTheTruth) {
   ASSERT_OK_AND_ASSIGN(CalibratedFrame warm, fits::ReadCalibratedFrame(st));
   check(warm, std::exp(o.dark_temperature_coefficient * 5), "temperature-scaled dark");
 
+  // Lights at that setting calibrated with the synthesized dark (no flat: the data is then
+  // g·sky·response in e⁻ at the spec's gain, within the calibrated frame's stated error); the
+  // measured policy has no dark for them.
+  const std::string red = dir_->File("red");
+  std::vector<std::string> cal = {"calibrate", "--detector", det, "--dark-policy", "synthesized",
+                                  "--skip", "flat", "--no-gain-product", "--unit", "electron",
+                                  "-o", red};
+  for (const auto& e : std::filesystem::directory_iterator(dir_->File("emccd/light"))) {
+    cal.push_back(e.path().string());
+  }
+  ASSERT_EQ(cal.size(), 12u + o.n_light);
+  r = Calibctl(cal);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("noise_model v1 (certified)"));
+  for (int i = 0; i < o.n_light; ++i) {
+    ASSERT_OK_AND_ASSIGN(
+        CalibratedFrame light,
+        fits::ReadCalibratedFrame(absl::StrCat(red, "/light_g300_t45_", i, ".fits")));
+    EXPECT_EQ(*light.header.GetString("DARKSRC"), "synthesized");
+    Pulls p;
+    for (int y = 0; y < o.height; ++y) {
+      for (int x = 0; x < o.data_width; ++x) {
+        if (light.dq.at(x, y) != 0) continue;
+        const client::NoiseTruth tr = client::NoiseTruthAt(o, x, y);
+        AddPull(p, light.data.at(x, y), o.light_em_gain * o.light_sky * tr.response,
+                std::sqrt(light.variance.at(x, y)));
+      }
+    }
+    std::printf("light %d calibrated with the synthesized dark: %.4f within 1 sigma, %.4f within 3 sigma\n",
+                i, p.Fraction1(), p.Fraction3());
+    EXPECT_GE(p.Fraction3(), 0.99);
+    EXPECT_GE(p.Fraction1(), 0.60);
+    EXPECT_LE(p.Fraction1(), 0.76);
+  }
+  cal[4] = "measured";
+  cal[11] = dir_->File("red_measured");
+  r = Calibctl(cal);
+  EXPECT_EQ(r.exit_code, 65) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("FAILED_PRECONDITION"));
+
   // An existing output is refused before anything is asked; --overwrite replaces it.
   r = Calibctl({"synth-dark", "--detector", det, "--exptime", "45", "-o", sp});
   EXPECT_EQ(r.exit_code, 65) << r.err;

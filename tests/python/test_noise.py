@@ -413,3 +413,13 @@ def test_dark_policy_synthesized_agrees_with_measured(client, noise_server):
     np.testing.assert_array_equal(either.data, measured[0].data)
     with pytest.raises(calibd.InvalidArgument, match="dark_policy"):
         client.calibrate(lights, detector=det, dark_policy="guess")
+    # The noise switches: a product required but not there fails the frame as a missing master
+    # does under "strict"; not required, the frame is calibrated without it.
+    import grpc
+    [missing] = client.calibrate(lights[:1], detector=det, recipe=recipe, bad_pixels=True)
+    assert isinstance(missing, calibd.FrameError), missing
+    assert missing.code == grpc.StatusCode.FAILED_PRECONDITION and "bad_pixels" in missing.message
+    [without] = client.calibrate(lights[:1], detector=det, recipe=recipe, bad_pixels=False,
+                                 read_noise_map=False, dark_policy="measured")
+    assert "bad_pixels" not in [a.used_as for a in without.provenance]
+    np.testing.assert_array_equal(without.data, measured[0].data)

@@ -28,23 +28,49 @@ from ._types import AppliedMaster, statistics_dict
 _ITEMSIZE = {types_pb2.PLANE_DATA: 4, types_pb2.PLANE_VARIANCE: 4, types_pb2.PLANE_DQ: 2}
 
 
+_ALIGN = 4096  # O_DIRECT: buffer address, file offset and length in multiples of this
+
+
 class BufferSet:
-    """The big-endian buffers of one frame's HDUs (flat, reused for frames of one shape)."""
+    """One frame's output file laid out in a single page-aligned buffer — each HDU's header
+    blocks, then its big-endian data and block padding — so the file is written with one
+    (O_DIRECT) write. ``arrays`` are the data regions as flat arrays; the layout follows the
+    primary header's length, so it is redone for each frame (`layout`), the memory reused."""
 
     def __init__(self, shape: Tuple[int, int], planes: Tuple[int, ...]) -> None:
         self.shape = shape
         self.planes = planes
-        n = shape[0] * shape[1]
+        self.raw = np.empty(0, np.uint8)
         self.arrays: Dict[str, np.ndarray] = {}
-        if types_pb2.PLANE_DATA in planes:
-            self.arrays["DATA"] = np.empty(n, ">f4")
-        if types_pb2.PLANE_VARIANCE in planes:
-            self.arrays["UNCERT"] = np.empty(n, ">f4")
-        if types_pb2.PLANE_DQ in planes:
-            self.arrays["MASK"] = np.empty(n, "u1")
-            self.arrays["DQ"] = np.empty(n, ">u2")
+        self.hdus: List[Tuple[str, bytes, int, int]] = []  # (name, cards, header at, length)
+        self.size = 0
         self.busy = False
         self._lock = threading.Lock()
+
+    def layout(self, hdus: List[Tuple[str, bytes, str]]) -> None:
+        """Places ``hdus`` — (name, cards, big-endian dtype) in file order — in the buffer."""
+        n = self.shape[0] * self.shape[1]
+        places = []
+        at = 0
+        for name, cards, dtype in hdus:
+            hlen = _fitsio.header_size(cards)
+            dlen = n * np.dtype(dtype).itemsize
+            places.append((name, cards, at, hlen, dtype, dlen))
+            at += hlen + dlen + (-dlen % _fitsio.BLOCK)
+        self.size = at
+        need = at + (-at % _ALIGN)
+        if self.raw.size < need:
+            store = np.empty(need + _ALIGN, np.uint8)
+            skip = -store.ctypes.data % _ALIGN
+            self.raw = store[skip:skip + need]
+        self.raw[at:need] = 0
+        self.arrays = {}
+        self.hdus = []
+        for name, cards, hat, hlen, dtype, dlen in places:
+            dat = hat + hlen
+            self.arrays[name] = self.raw[dat:dat + dlen].view(dtype)
+            self.raw[dat + dlen:dat + dlen + (-dlen % _fitsio.BLOCK)] = 0
+            self.hdus.append((name, cards, hat, hlen))
 
     def take(self) -> bool:
         with self._lock:
@@ -59,24 +85,22 @@ class BufferSet:
 
 
 class FileResult:
-    """A received result ready to write: its HDUs, buffers and the header's facts."""
+    """A received result ready to write: the file's bytes and the header's facts."""
 
-    __slots__ = ("frame_id", "planes", "buffers", "statistics", "provenance")
+    __slots__ = ("frame_id", "buffers", "statistics", "provenance")
 
-    def __init__(self, frame_id: str, planes: List[Any], buffers: BufferSet,
-                 statistics: Dict[str, float], provenance: List[AppliedMaster]) -> None:
+    def __init__(self, frame_id: str, buffers: BufferSet, statistics: Dict[str, float],
+                 provenance: List[AppliedMaster]) -> None:
         self.frame_id = frame_id
-        self.planes = planes
         self.buffers = buffers
         self.statistics = statistics
         self.provenance = provenance
 
     def write(self, path: str, overwrite: bool) -> None:
-        """Writes the file, then gives the buffers back (call on a writer thread)."""
+        """Writes the file, then gives the buffer back (call on a writer thread)."""
         try:
-            _fitsio.write_planes(path, self.planes, overwrite)
+            _fitsio.write_file_image(path, self.buffers.raw, self.buffers.size, overwrite)
         finally:
-            self.planes = []
             self.buffers.release()
 
 
@@ -214,7 +238,16 @@ class FileAssembler:
                 "reduce writes files of the data plane (with variance and DQ when asked)")
         self._header = h
         self._order = list(planes)
-        self._buffers = self._buffer_set((h.height, h.width), planes)
+        shape = (h.height, h.width)
+        self._buffers = self._buffer_set(shape, planes)
+        hdus = [("DATA", _fitsio.primary_cards(shape, _convert.cards_to_header(h.cards),
+                                               _convert.unit_name(h.unit)), ">f4")]
+        if types_pb2.PLANE_VARIANCE in planes:
+            hdus.append(("UNCERT", _fitsio.uncert_cards(shape), ">f4"))
+        if types_pb2.PLANE_DQ in planes:
+            hdus += [("MASK", _fitsio.mask_cards(shape), "u1"),
+                     ("DQ", _fitsio.dq_cards(shape), ">u2")]
+        self._buffers.layout(hdus)
         self._plane = 0
         self._filled = 0
         self._carry = b""
@@ -228,25 +261,20 @@ class FileAssembler:
         assert h is not None and b is not None
         self._header = None
         self._buffers = None
-        shape = (h.height, h.width)
-        header = _convert.cards_to_header(h.cards)
         a = b.arrays
         fold = _fitsio.fold
-        out = [_fitsio._Plane(_fitsio.primary_cards(shape, header, _convert.unit_name(h.unit)),
-                              memoryview(a["DATA"]).cast("B"),
-                              fold(self._sums["DATA"]))]
+        sums = {"DATA": fold(self._sums["DATA"])}
         if "UNCERT" in a:
-            out.append(_fitsio._Plane(_fitsio.uncert_cards(shape),
-                                      memoryview(a["UNCERT"]).cast("B"),
-                                      fold(self._sums["UNCERT"])))
+            sums["UNCERT"] = fold(self._sums["UNCERT"])
         if "DQ" in a:
+            sums["MASK"] = _fitsio._word_sum(a["MASK"])
             if self._dq_aligned and a["DQ"].size % 2 == 0:
-                dq_sum = fold(fold(self._sums["DQ"]) << 16)
+                sums["DQ"] = fold(fold(self._sums["DQ"]) << 16)
             else:
-                dq_sum = _fitsio._word_sum(a["DQ"])
-            out.append(_fitsio._Plane(_fitsio.mask_cards(shape), memoryview(a["MASK"]).cast("B"),
-                                      _fitsio._word_sum(a["MASK"])))
-            out.append(_fitsio._Plane(_fitsio.dq_cards(shape), memoryview(a["DQ"]).cast("B"),
-                                      dq_sum))
-        return FileResult(h.frame_id, out, b, statistics_dict(h.statistics),
+                sums["DQ"] = _fitsio._word_sum(a["DQ"])
+        for name, cards, at, length in b.hdus:
+            block = _fitsio._hdu_header(_fitsio._Plane(cards, memoryview(a[name]), sums[name]))
+            assert len(block) == length, (name, len(block), length)
+            b.raw[at:at + length] = np.frombuffer(block, np.uint8)
+        return FileResult(h.frame_id, b, statistics_dict(h.statistics),
                           [AppliedMaster.from_proto(m) for m in h.masters])

@@ -13,6 +13,8 @@ Thread safety: pure functions over their own files.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import mmap
 import os
 import sys
@@ -42,7 +44,9 @@ class _ReadPool:
 
     def __init__(self) -> None:
         from ._calibrate import ArrayPool
-        self._pool = ArrayPool(12)
+        # Frames in flight on a stream (the window, 4) and the one being read: a few buffers
+        # (this much memory stays reserved for the next frames after a stream ends).
+        self._pool = ArrayPool(6)
         self._lock = threading.Lock()
 
     def empty(self, shape: Tuple[int, int], dtype: str) -> np.ndarray:
@@ -263,6 +267,67 @@ def dq_cards(shape: Tuple[int, int]) -> bytes:
     # uint16 as FITS stores it: int16 + BZERO 32768
     return (_layout(False, 16, shape) + _value_card("BSCALE", 1, "")
             + _value_card("BZERO", 32768, "") + _value_card("EXTNAME", "DQ", "data-quality bits"))
+
+
+def header_size(cards: bytes) -> int:
+    """Bytes of an HDU header of these cards plus CHECKSUM, DATASUM and END, in blocks."""
+    n = len(cards) + 3 * CARD
+    return n + (-n % BLOCK)
+
+
+def _create(path: str, overwrite: bool, flags: int) -> int:
+    if overwrite:
+        try:
+            os.unlink(path)  # as calibctl: a new file, not a truncated one
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise _errors.InvalidArgument(f"cannot replace {path}: {e.strerror or e}") from None
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | flags, 0o644)
+    except FileExistsError:
+        raise _errors.AlreadyExists(f"{path} exists; pass overwrite=True") from None
+
+
+def write_file_image(path: str, image: np.ndarray, size: int, overwrite: bool = False) -> None:
+    """Writes the first ``size`` bytes of ``image`` (a page-aligned uint8 buffer at least
+    ``size`` rounded up to 4096 long) as the file ``path``, with O_DIRECT where the file
+    system has it: nobody reads the output right away, so the page cache is not worth its
+    copy (calibctl does the same). An existing file: `AlreadyExists` unless ``overwrite``."""
+    direct = getattr(os, "O_DIRECT", 0)
+    try:
+        try:
+            fd = _create(path, overwrite, direct) if direct else -1
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+            fd = -1
+        if fd < 0:
+            direct = 0
+            fd = _create(path, False, 0)
+        try:
+            view = memoryview(image).cast("B")
+            length = size + (-size % 4096) if direct else size
+            done = 0
+            while done < length:
+                try:
+                    done += os.write(fd, view[done:length])
+                except OSError as e:
+                    if not direct or e.errno != errno.EINVAL:
+                        raise
+                    # The file system refused the direct write: through the page cache.
+                    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~direct)
+                    direct, length = 0, size
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    done = 0
+            if length != size:
+                os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+    except _errors.Error:
+        raise
+    except OSError as e:
+        raise _errors.InvalidArgument(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def write_planes(path: str, planes: List[_Plane], overwrite: bool = False) -> None:

@@ -4,6 +4,12 @@
                             detector="demo/ccd0", unit="electron")
     print(summary)          # an astropy Table: file, ok, code, median, flagged, masters
 
+Three stages overlap: gRPC's request thread reads the next files straight into pooled buffers
+and sends them (`_fitsio.read_fits_frame`), the calling thread converts each received result
+chunk into its output file's bytes (`_filestream.FileAssembler`, with a blocking
+`calibd.Client`), and a writer thread writes finished files. The work under each is in C
+(NumPy, the kernel), which releases the GIL.
+
 Thread safety: as the client's `calibrate`.
 """
 from __future__ import annotations
