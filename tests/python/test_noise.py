@@ -254,9 +254,6 @@ def test_noise_options_reach_the_build_or_fail_exactly(client, dark_current):
         # A threshold far above the hot pixels' 3 e-/s: nothing is hot.
         r = client.build("dark_current", frames, detector=CCD, preprocess={"bias": False},
                          hot_sigma=1e6, hot_min_rate=100.0)
-        if "noise.hot_sigma" not in r.version.provenance["options"]:
-            pytest.xfail("the server drops BuildOptions.noise (NoiseOptionsText is not wired "
-                         "into BuildRequestFromProto yet)")
         assert r.version.provenance["options"]["noise.hot_sigma"] == "1000000"
         p = client.get_master(CCD, "dark_current", version=r.version.version)
         assert p.header["NHOT"] == 0 and not p.dq.any()
@@ -288,21 +285,9 @@ def test_noise_build_errors_carry_exact_codes(client, dark_current):
 
 # --- synthesized darks and the dark policy (the Noise API, RecipeOverrides.dark_policy) -----
 
-def _require(api):
-    from calibd._proto import types_pb2
-    if api == "synthesize_dark":
-        try:
-            from calibd._proto import noise_pb2  # noqa: F401
-        except ImportError:
-            pytest.skip("this calibd API has no Noise.SynthesizeDark yet")
-    elif "dark_policy" not in types_pb2.RecipeOverrides.DESCRIPTOR.fields_by_name:
-        pytest.skip("this calibd API has no RecipeOverrides.dark_policy yet")
-
-
 def test_synthesize_dark_equals_the_closed_form_of_the_model(client, noise_model):
     """(F + g·t·D + g·C)/g from the downloaded maps, its variance aᵀΣa with a = (1/g, t, 1),
     and the truth within that error, at a (t, g) the model was not trained on."""
-    _require("synthesize_dark")
     p, _, _, truth = noise_model
     g, t = 300.0, 45.0
     dark = client.synthesize_dark(EMCCD, exptime=t, em_gain=g)
@@ -329,7 +314,6 @@ def test_synthesize_dark_equals_the_closed_form_of_the_model(client, noise_model
 
 
 def test_synthesize_dark_from_dark_current_and_errors(client, dark_current):
-    _require("synthesize_dark")
     import grpc
     r = dark_current[0]
     p = client.get_master(CCD, "dark_current", version=r.version.version)
@@ -360,7 +344,6 @@ def test_dark_policy_synthesized_agrees_with_measured(client, noise_server):
     """Lights of a bias-free CCD calibrated with a measured master dark (scaled from 100 s)
     and with one synthesized from the dark_current product: they differ by the two darks'
     errors only (z within 3 for >= 98 % of pixels); the provenance says which dark served."""
-    _require("dark_policy")
     det = "lab/darkccd"
     client.put_detector({"name": det, "width": W, "height": H, "gain": 1.0, "read_noise": 3.0,
                          "configuration_keys": {"default": []}})
@@ -388,11 +371,6 @@ def test_dark_policy_synthesized_agrees_with_measured(client, noise_server):
                                      dark_policy="measured"))
     synthesized = list(client.calibrate(lights, detector=det, recipe=recipe,
                                         dark_policy="synthesized"))
-    if all(isinstance(y, calibd.CalibratedFrame) and "dark" in [a.kind for a in y.provenance]
-           for y in synthesized):
-        pytest.xfail("the server ignores RecipeOverrides.dark_policy: asked for synthesized "
-                     "darks, it applied the measured master dark (server/calibrate_impl has no "
-                     "synthesized darks yet)")
     kmaster = client.get_master(det, "dark", version=1)
     dc = client.get_master(det, "dark_current", version=1)
     s = 60.0 / 100.0

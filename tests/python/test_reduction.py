@@ -5,7 +5,6 @@ checks calibctl), and calibctl's output files for the same lights from the same 
 both clients receive the same bytes). `calibd.reduce` writes files that read back equal to
 calibctl's.
 """
-import glob
 import importlib.util
 import os
 import subprocess

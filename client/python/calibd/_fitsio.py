@@ -7,15 +7,14 @@ image HDUs itself: header cards from astropy's `Header.tostring`, the data as bi
 from one vectorised conversion into a reused buffer, each HDU's 32-bit ones'-complement sum
 taken with NumPy before the write (FITS standard, appendix J: DATASUM is the data's sum,
 CHECKSUM the 16-character encoding of the complemented sum over header and data, so that the
-whole HDU sums to -0). `add_checksums` fills placeholder cards of a file written by others.
+whole HDU sums to -0). `write_file_image` writes a whole file image with O_DIRECT (reduce).
 
-Thread safety: pure functions over their own files.
+Thread safety: functions over their own files; a `FitsWriter` per thread; the read pool locks.
 """
 from __future__ import annotations
 
 import errno
 import fcntl
-import mmap
 import os
 import sys
 import threading
