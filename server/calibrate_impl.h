@@ -22,8 +22,9 @@
 // FAILED_PRECONDITION; dark policy synthesized without a selectable noise_model or dark_current
 // product NOT_FOUND; store not open UNAVAILABLE.
 //
-// Thread safety: Prepare and Run may be called concurrently from any thread (the flat cache is
-// internally locked); a PreparedFrame is used by one thread at a time.
+// Thread safety: Prepare and Run may be called concurrently from any worker thread (the flat
+// and noise-product caches are internally locked; Prepare reads blobs and synthesizes darks, so
+// never call it on a gRPC callback thread); a PreparedFrame is used by one thread at a time.
 #ifndef CALIBD_SERVER_CALIBRATE_IMPL_H_
 #define CALIBD_SERVER_CALIBRATE_IMPL_H_
 

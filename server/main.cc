@@ -18,6 +18,7 @@
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -248,6 +249,18 @@ int main(int argc, char** argv) {
   options.limits.combine_memory_bytes = absl::GetFlag(FLAGS_combine_memory_bytes);
   options.cache_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_cache_bytes));
   options.spool_dir = absl::GetFlag(FLAGS_spool_dir);
+  if (!options.spool_dir.empty()) {
+    // A missing spool directory is made here, once: otherwise the first upload would fail with
+    // INTERNAL on a fresh volume. One that cannot be made is a startup error, not a runtime one.
+    std::error_code ec;
+    std::filesystem::create_directories(options.spool_dir, ec);
+    if (ec || access(options.spool_dir.c_str(), W_OK | X_OK) != 0) {
+      LogEvent("fatal", {{"error", absl::StrCat("--spool_dir ", options.spool_dir,
+                                                " is not a writable directory",
+                                                ec ? absl::StrCat(": ", ec.message()) : "")}});
+      return 2;
+    }
+  }
   options.health_listen = absl::GetFlag(FLAGS_health_listen);
   options.frame_memory_bytes = absl::GetFlag(FLAGS_frame_memory_bytes);
   options.limits.frame_memory_wait_ms =

@@ -73,7 +73,10 @@ bool NoiseKindWantsVariance(absl::string_view kind) {
 }
 
 std::string PreprocessKindFor(absl::string_view kind) {
-  if (kind == noise::kKindReadNoise || kind == noise::kKindGain) return "bias";
+  if (kind == noise::kKindReadNoise || kind == noise::kKindGain ||
+      kind == noise::kKindGainNormalisation) {
+    return "bias";
+  }
   if (kind == noise::kKindDarkCurrent || kind == noise::kKindNoiseModel) return "dark";
   return std::string(kind);
 }
@@ -107,6 +110,7 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(const store::DetectorSpec&
     o.memory_budget_bytes = memory_budget_bytes;
     o.exposure_key = spec.keys.exposure;
     CALIBD_RETURN_IF_ERROR(NumberOption(request, "noise.hot_sigma", &o.hot_sigma));
+    CALIBD_RETURN_IF_ERROR(NumberOption(request, "noise.hot_min_rate", &o.hot_min_rate));
     CALIBD_ASSIGN_OR_RETURN(noise::Sources s, Open(inputs));
     return noise::BuildDarkCurrent(std::move(s), o, pool);
   }
@@ -117,6 +121,8 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(const store::DetectorSpec&
     o.exposure_key = spec.keys.exposure;
     o.em_gain_key = EmGainKeyword(spec);
     o.prescan_section = Option(request, "noise.prescan_section");
+    const std::string unweighted = Option(request, "noise.unweighted");
+    if (unweighted == "true") o.weighted = false;
     CALIBD_ASSIGN_OR_RETURN(noise::Sources s, Open(inputs));
     if (!s.empty()) {
       absl::StatusOr<double> t = s[0]->header().GetDouble(spec.keys.temperature);
@@ -128,6 +134,12 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(const store::DetectorSpec&
     noise::GainOptions o;
     o.memory_budget_bytes = memory_budget_bytes;
     o.saturation = spec.saturation;
+    CALIBD_RETURN_IF_ERROR(
+        NumberOption(request, "noise.saturation_fraction", &o.saturation_fraction));
+    CALIBD_RETURN_IF_ERROR(
+        NumberOption(request, "noise.max_saturated_fraction", &o.max_saturated_fraction));
+    CALIBD_RETURN_IF_ERROR(
+        NumberOption(request, "noise.nonlinearity_sigma", &o.nonlinearity_sigma));
     const std::string sections = Option(request, "noise.sections");
     if (!sections.empty()) o.sections = absl::StrSplit(sections, ';', absl::SkipEmpty());
     const std::string sizes = Option(request, "noise.level_sizes");
@@ -180,9 +192,17 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(const store::DetectorSpec&
     return noise::BuildBadPixels(in, o, pool);
   }
   if (kind == noise::kKindGainNormalisation) {
-    return absl::FailedPreconditionError(
-        "gain_normalisation is a table product the store cannot hold yet (its masters are "
-        "detector-shaped images); build it with the core API for now");
+    // Flats at each gain setting, overscan-subtracted and trimmed (PreprocessKindFor): each
+    // setting's mean response over the section, as ratios to the reference setting.
+    noise::GainNormalisationOptions o;
+    o.setting_key = Option(request, "noise.setting_key");
+    if (o.setting_key.empty()) o.setting_key = spec.keys.KeywordFor(store::kKeyGainSetting);
+    o.section = Option(request, "noise.section");
+    o.reference = Option(request, "noise.reference");
+    CALIBD_ASSIGN_OR_RETURN(noise::Sources s, Open(inputs));
+    CALIBD_ASSIGN_OR_RETURN(std::vector<noise::GainNormalisationRow> rows,
+                            noise::BuildGainNormalisation(std::move(s), o));
+    return noise::GainNormalisationProduct(rows, o.setting_key);
   }
   return absl::InvalidArgumentError(absl::StrCat("'", kind, "' is not a noise kind"));
 }

@@ -95,7 +95,13 @@ std::map<std::string, std::vector<std::string>> DefaultConfigurationKeys() {
   std::vector<std::string> dark = base;
   dark.push_back(std::string(kKeyExposure));
   dark.push_back(std::string(kKeyTemperature));
-  return {{"default", base}, {"flat", flat}, {"dark", dark}};
+  // A gain_normalisation table spans the gain settings: the setting cannot be its configuration.
+  const std::vector<std::string> across_gains = {std::string(kKeyReadoutMode),
+                                                 std::string(kKeyBinning)};
+  return {{"default", base},
+          {"flat", flat},
+          {"dark", dark},
+          {"gain_normalisation", across_gains}};
 }
 
 std::map<std::string, double> DefaultTolerances() {

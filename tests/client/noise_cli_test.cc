@@ -457,5 +457,67 @@ TEST_F(NoiseCliTest, GainNormalisationTablesAreStoredAndRefusedWhenNonsense) {
   refused(rows, "not flat", "flat");  // a table is not a flat
 }
 
+// calibctl build --kind gain_normalisation from flats of one illumination L at three gain
+// settings (GAINMODE low/mid/high, gains 3, 1.5, 0.75 e⁻/ADU). After overscan subtraction a
+// pixel's mean is L·r(x, y)/g_s ADU, so setting s responds L·<r>/g_s (<r> the truth RESPONSE
+// map's mean) and its ratio to the lowest response ("low") is g_low/g_s = 1, 2, 4. Expected
+// error of one setting's relative response: per pixel the noise is √(L·r + rn²) e⁻ on L·r e⁻,
+// averaged over N pixels and n frames: ε = √(L<r> + rn²)/(L<r>·√(N·n)) (≈ 1.3e-4 here; the
+// per-row overscan estimate adds ~1e-5), and a ratio of two settings √2·ε. Asserted within 5σ.
+TEST_F(NoiseCliTest, GainNormalisationBuildsFromFlatsAtEachSetting) {
+  const std::string det = "demo/gn1";
+  Samples("gn_build", det);
+  std::vector<std::string> flats;
+  for (const auto& e : std::filesystem::directory_iterator(dir_->File("gn_build") + "/gainnorm")) {
+    flats.push_back(e.path().string());
+  }
+  std::sort(flats.begin(), flats.end());
+  const client::NoiseSampleOptions o;  // the defaults make-samples used
+  ASSERT_EQ(flats.size(), o.gain_settings.size() * 2);
+  std::vector<std::string> build = {"build", "--detector", det, "--kind", "gain_normalisation"};
+  build.insert(build.end(), flats.begin(), flats.end());
+  MustRun(build);
+  const std::string out = dir_->File("gn_built.fits");
+  MustRun({"get", "--detector", det, "--kind", "gain_normalisation", "--version", "1", "-o", out});
+  ASSERT_OK_AND_ASSIGN(noise::NoiseProduct table, noise::ReadNoiseProduct(out));
+  EXPECT_EQ(table.kind, "gain_normalisation");
+  ASSERT_EQ(*table.header.GetInt("NSETTING"), 3);
+  EXPECT_EQ(*table.header.GetString("SETKEY"), "GAINMODE");
+
+  ASSERT_OK_AND_ASSIGN(noise::NoiseProduct truth,
+                       noise::ReadNoiseProduct(dir_->File("gn_build") + "/TRUTH.fits"));
+  const Image<float>* r = truth.Find("RESPONSE");
+  ASSERT_NE(r, nullptr);
+  double sum = 0;
+  for (int y = 0; y < r->height(); ++y) {
+    for (int x = 0; x < r->width(); ++x) sum += r->at(x, y);
+  }
+  const double n_pix = double(r->width()) * r->height();
+  const double mean_r = sum / n_pix;
+  const double signal = o.gainnorm_level * mean_r;  // e⁻
+  const double rn = 0.5 * (o.read_noise_min + o.read_noise_max);
+  const double eps = std::sqrt(signal + rn * rn) / (signal * std::sqrt(n_pix * 2));
+
+  const double g_low = o.gain_settings[0].second;
+  for (int i = 1; i <= 3; ++i) {
+    const std::string setting = *table.header.GetString(absl::StrCat("SET", i));
+    auto it = std::find_if(o.gain_settings.begin(), o.gain_settings.end(),
+                           [&](const auto& s) { return s.first == setting; });
+    ASSERT_NE(it, o.gain_settings.end()) << setting;
+    const double resp = *table.header.GetDouble(absl::StrCat("RESP", i));
+    const double ratio = *table.header.GetDouble(absl::StrCat("RATIO", i));
+    const double want_resp = signal / it->second, want_ratio = g_low / it->second;
+    EXPECT_NEAR(resp, want_resp, 5 * eps * want_resp) << setting;
+    EXPECT_NEAR(ratio, want_ratio, 5 * std::sqrt(2.0) * eps * want_ratio) << setting;
+    EXPECT_EQ(*table.header.GetInt(absl::StrCat("NFRAME", i)), 2) << setting;
+  }
+  // Flats of one setting only: a table needs two → the build is refused, nothing stored.
+  std::vector<std::string> one = {"build", "--detector", det, "--kind", "gain_normalisation",
+                                  flats[0], flats[1]};
+  CliRun bad = Calibctl(one);
+  EXPECT_EQ(bad.exit_code, 65) << bad.out << bad.err;
+  EXPECT_THAT(bad.err, HasSubstr("INVALID_ARGUMENT"));
+}
+
 }  // namespace
 }  // namespace calibd::testing

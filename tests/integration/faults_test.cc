@@ -8,6 +8,8 @@
 #include <iostream>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <memory>
 #include <string>
@@ -22,6 +24,7 @@
 #include "tests/integration/harness.h"
 #include "tests/testing/grpc_matchers.h"
 #include "tests/testing/calibd_process.h"
+#include "tests/testing/temp_dir.h"
 
 namespace calibd::integration {
 namespace {
@@ -400,6 +403,26 @@ TEST_F(FaultTest, SigkillMidUploadLeavesNoPartialVersion) {
   EXPECT_FALSE(put.already_existed());
   EXPECT_EQ(put.version().sha256(), hash::Sha256Hex(fits));
   StillServing();
+}
+
+// A spool directory that does not exist yet (a fresh volume) is made at startup, so the first
+// upload works; one that cannot be made (under a regular file) stops the server at startup.
+TEST(SpoolDirTest, MissingSpoolDirIsMadeAtStartupAndUnmakeableOneIsAStartupError) {
+  ::calibd::testing::TempDir dir;
+  const std::string spool = dir.path() + "/fresh/volume/spool";
+  CalibdProcessOptions options;
+  options.extra_args = {"--spool_dir=" + spool};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<CalibdProcess> calibd, CalibdProcess::Start(options));
+  Client client(calibd->address());
+  ASSERT_OK(client.SetUpTestDetector());  // PutMaster spools under --spool_dir
+  EXPECT_TRUE(std::filesystem::is_directory(spool));
+
+  const std::string file = dir.path() + "/a-file";
+  { std::ofstream(file) << "not a directory"; }
+  CalibdProcessOptions bad;
+  bad.extra_args = {"--spool_dir=" + file + "/spool"};
+  bad.startup_timeout = absl::Seconds(10);
+  EXPECT_FALSE(CalibdProcess::Start(bad).ok()) << "calibd served with an unusable spool dir";
 }
 
 TEST_F(FaultTest, SigtermDrainsInFlightCalibrationThenExitsZero) {
