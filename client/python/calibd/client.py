@@ -381,8 +381,8 @@ class Client:
             stored dark_current / read_noise products (`Stored`) and/or one master flat;
             ``dead_fraction`` (0.5), ``box`` (15), ``noisy_sigma`` (5).
         ``"gain_normalisation"``
-            ``setting_key``, ``section``, ``reference`` (the server cannot store it yet:
-            `FailedPrecondition`).
+            flats of one illumination at several gain settings; ``setting_key``,
+            ``section``, ``reference`` (a table product: ``.header`` holds its rows).
 
         An option of another kind is `InvalidArgument`.
         """
