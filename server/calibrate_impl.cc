@@ -102,31 +102,18 @@ absl::Status CalibrateImpl::Prepare(FrameRequest request, PreparedFrame& out,
   // Selection: the recipe's masters and the noise products in use (noise_calibration.h).
   std::vector<std::string> kinds = NeededKinds(req.header, req.recipe, kind_hint);
   const NoisePlan plan = PlanNoise(spec, req.recipe, kinds, kind_hint);
-  kinds = plan.SelectKinds(kinds);
   bool measured_dark = false;
-  if (!kinds.empty()) {
+  if (!plan.SelectKinds(kinds).empty()) {
     store::SelectionRequest sel;
     sel.detector = req.detector;
     sel.detector_version = out.detector_version;
     sel.header = req.header;
-    sel.kinds = kinds;
     sel.policy = req.selection.policy;
     sel.max_age = req.selection.max_age_micros;
     sel.pinned = req.selection.pins;
-    absl::StatusOr<store::SelectionResult> r = st->Select(sel);
+    absl::StatusOr<store::SelectionResult> r = SelectForPlan(*st, std::move(sel), plan, kinds);
     if (!r.ok()) return Annotate(r.status(), absl::StrCat(name, ": selecting masters"));
     out.selection = std::move(*r);
-    // measured_else_synthesized without a measured dark: the models, in a second look.
-    if (plan.may_fall_back()) {
-      for (const store::KindSelection& k : out.selection->kinds) {
-        if (k.kind != "dark" || k.status.ok()) continue;
-        sel.kinds = NoisePlan::ModelKinds();
-        absl::StatusOr<store::SelectionResult> models = st->Select(sel);
-        if (!models.ok()) return Annotate(models.status(), absl::StrCat(name, ": selecting models"));
-        for (store::KindSelection& m : models->kinds) out.selection->kinds.push_back(std::move(m));
-        break;
-      }
-    }
     if (backend_->metrics) {
       for (const store::KindSelection& k : out.selection->kinds) {
         const bool ok = k.status.ok() && k.chosen_by.has_value();

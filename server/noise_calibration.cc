@@ -229,6 +229,82 @@ NoisePlan PlanNoise(const store::DetectorSpec& spec, const RecipeOverrides& over
   return plan;
 }
 
+const store::KindSelection* RecordSynthesizedDark(store::SelectionResult& selection,
+                                                  const store::KindSelection& chosen_model,
+                                                  const std::string& reason) {
+  const store::KindSelection model = chosen_model;  // `chosen_model` may live in `selection`
+  store::TrailEntry entry;
+  entry.series_id = model.chosen->series_id;
+  entry.version = model.chosen->version;
+  entry.sha256 = model.chosen->sha256;
+  entry.configuration = model.chosen->configuration;
+  entry.chosen = true;
+  entry.reason = reason;
+  store::KindSelection dark_entry;
+  dark_entry.kind = "dark";
+  dark_entry.chosen = *model.chosen;
+  dark_entry.chosen_by = model.chosen_by;
+  dark_entry.method = model.method;
+  if (store::KindSelection* measured = Find(selection, "dark")) {
+    // Fallback: rewrite the miss, keep its candidates.
+    measured->status = absl::OkStatus();
+    measured->chosen = dark_entry.chosen;
+    measured->chosen_by = dark_entry.chosen_by;
+    measured->method = dark_entry.method;
+    measured->trail.push_back(std::move(entry));
+  } else {
+    dark_entry.trail.push_back(std::move(entry));
+    auto at = std::find_if(selection.kinds.begin(), selection.kinds.end(),
+                           [](const store::KindSelection& k) {
+                             return k.kind == kNoiseModel || k.kind == kDarkCurrent;
+                           });
+    selection.kinds.insert(at, std::move(dark_entry));
+  }
+  // The dark_current entry is noise once the noise_model was chosen.
+  if (model.kind == kNoiseModel) {
+    selection.kinds.erase(std::remove_if(selection.kinds.begin(), selection.kinds.end(),
+                                         [](const store::KindSelection& k) {
+                                           return k.kind == kDarkCurrent;
+                                         }),
+                          selection.kinds.end());
+  }
+  return Chosen(selection, model.kind);
+}
+
+absl::StatusOr<store::SelectionResult> SelectForPlan(store::CalibrationStore& store,
+                                                     store::SelectionRequest request,
+                                                     const NoisePlan& plan,
+                                                     const std::vector<std::string>& master_kinds) {
+  request.kinds = plan.SelectKinds(master_kinds);
+  CALIBD_ASSIGN_OR_RETURN(store::SelectionResult out, store.Select(request));
+  if (!plan.may_fall_back()) return out;
+  // measured_else_synthesized without a measured dark: the models, in a second look.
+  const store::KindSelection* dark = Find(out, "dark");
+  if (dark == nullptr || dark->status.ok()) return out;
+  request.kinds = NoisePlan::ModelKinds();
+  CALIBD_ASSIGN_OR_RETURN(store::SelectionResult models, store.Select(request));
+  for (store::KindSelection& m : models.kinds) out.kinds.push_back(std::move(m));
+  return out;
+}
+
+void ExplainDark(store::SelectionResult& selection, const NoisePlan& plan) {
+  if (!plan.dark_needed || (!plan.synthesized_only() && !plan.may_fall_back())) return;
+  if (Chosen(selection, "dark") != nullptr) return;  // a measured master dark
+  const store::KindSelection* model = Chosen(selection, kNoiseModel);
+  if (model == nullptr) model = Chosen(selection, kDarkCurrent);
+  if (model == nullptr) return;  // the misses stay in the trail: Calibrate fails the frame
+  const store::KindSelection* measured = Find(selection, "dark");
+  const std::string why =
+      plan.synthesized_only()
+          ? std::string("dark policy synthesized")
+          : absl::StrCat("dark policy measured_else_synthesized: no measured dark (",
+                         measured != nullptr ? measured->status.message() : "", ")");
+  RecordSynthesizedDark(selection, *model,
+                        absl::StrCat("chosen: ", why, "; to be synthesized from ", Label(*model),
+                                     " (", Method(*model),
+                                     ") for the frame's exposure time and EM gain"));
+}
+
 absl::Status ApplyNoiseProducts(const NoiseContext& ctx, store::SelectionResult& selection,
                                 calib::RecipeOptions& options, calib::Masters& masters,
                                 std::vector<AppliedMaster>& applied, Header& cards) {
@@ -440,42 +516,7 @@ absl::Status ApplyNoiseProducts(const NoiseContext& ctx, store::SelectionResult&
                                 absl::StrCat("synthesized for ", setting, "; ", why)));
 
   // The trail's "dark" entry says which dark was used and why.
-  store::TrailEntry entry;
-  entry.series_id = model->chosen->series_id;
-  entry.version = model->chosen->version;
-  entry.sha256 = model->chosen->sha256;
-  entry.configuration = model->chosen->configuration;
-  entry.chosen = true;
-  entry.reason = absl::StrCat("chosen: ", why, "; ", made);
-  store::KindSelection dark_entry;
-  dark_entry.kind = "dark";
-  dark_entry.chosen = *model->chosen;
-  dark_entry.chosen_by = model->chosen_by;
-  dark_entry.method = model->method;
-  const std::string model_kind = model->kind;
-  if (measured != nullptr) {  // fallback: rewrite the miss, keep its candidates
-    measured->status = absl::OkStatus();
-    measured->chosen = dark_entry.chosen;
-    measured->chosen_by = dark_entry.chosen_by;
-    measured->method = dark_entry.method;
-    measured->trail.push_back(std::move(entry));
-  } else {
-    dark_entry.trail.push_back(std::move(entry));
-    auto at = std::find_if(selection.kinds.begin(), selection.kinds.end(),
-                           [](const store::KindSelection& k) {
-                             return k.kind == kNoiseModel || k.kind == kDarkCurrent;
-                           });
-    selection.kinds.insert(at, std::move(dark_entry));
-  }
-  // The dark_current entry is noise once the noise_model was chosen.
-  if (model_kind == kNoiseModel) {
-    selection.kinds.erase(std::remove_if(selection.kinds.begin(), selection.kinds.end(),
-                                         [](const store::KindSelection& k) {
-                                           return k.kind == kDarkCurrent;
-                                         }),
-                          selection.kinds.end());
-  }
-  model = Chosen(selection, model_kind);  // the vector may have moved
+  model = RecordSynthesizedDark(selection, *model, absl::StrCat("chosen: ", why, "; ", made));
 
   cards.Set("DARKSRC", "synthesized", "the dark subtracted: synthesized from a noise product");
   cards.Set("DARKPOL", policy_name, "calibd dark policy");

@@ -81,6 +81,25 @@ struct NoisePlan {
 NoisePlan PlanNoise(const store::DetectorSpec& spec, const RecipeOverrides& overrides,
                     const std::vector<std::string>& master_kinds, absl::string_view kind_hint);
 
+// The selection for a frame under `plan`, shared by Calibrate and the Select RPC: the plan's
+// kinds (SelectKinds), and for measured_else_synthesized without a measured dark the model
+// kinds in a second look. `request.kinds` is ignored.
+absl::StatusOr<store::SelectionResult> SelectForPlan(store::CalibrationStore& store,
+                                                     store::SelectionRequest request,
+                                                     const NoisePlan& plan,
+                                                     const std::vector<std::string>& master_kinds);
+
+// Makes the trail's "dark" entry name `model` (a chosen noise_model or dark_current entry) with
+// `reason`: a measured dark's miss is rewritten (fallback), else the entry is added; the
+// dark_current entry is dropped once the noise_model was chosen. Returns the model's entry.
+const store::KindSelection* RecordSynthesizedDark(store::SelectionResult& selection,
+                                                  const store::KindSelection& model,
+                                                  const std::string& reason);
+
+// For the Select RPC: the dark Calibrate would use under `plan`, said in the trail without
+// synthesizing it (a no-op under measured, or when a measured dark or no model was chosen).
+void ExplainDark(store::SelectionResult& selection, const NoisePlan& plan);
+
 struct NoiseContext {
   const Backend* backend = nullptr;
   NoiseCache* cache = nullptr;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "core/status/macros.h"
 #include "server/metrics.h"
+#include "server/noise_calibration.h"
 
 namespace calibd::server {
 namespace {
@@ -263,19 +264,28 @@ absl::StatusOr<store::SelectionResult> StoreImpl::Select(const std::string& dete
                                                          std::vector<std::string> kinds,
                                                          const RecipeOverrides& recipe) const {
   CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
-  if (kinds.empty()) kinds = NeededKinds(header, recipe, "");
+  store::SelectionRequest r;
+  r.detector = detector;
+  r.header = header;
+  r.policy = selection.policy;
+  r.max_age = selection.max_age_micros;
+  r.pinned = selection.pins;
+  if (!kinds.empty()) {  // named kinds: exactly those
+    r.kinds = std::move(kinds);
+    return st->Select(r);
+  }
+  // What Calibrate would select for this frame: the recipe's masters, the noise products in
+  // use and, under a synthesizing dark policy, the model the dark would come from.
+  kinds = NeededKinds(header, recipe, "");
   if (kinds.empty()) {
     return absl::InvalidArgumentError(
         "this frame needs no masters (IMAGETYP bias, or every step switched off); name kinds");
   }
-  store::SelectionRequest r;
-  r.detector = detector;
-  r.header = header;
-  r.kinds = std::move(kinds);
-  r.policy = selection.policy;
-  r.max_age = selection.max_age_micros;
-  r.pinned = selection.pins;
-  return st->Select(r);
+  CALIBD_ASSIGN_OR_RETURN(store::DetectorRecord det, st->GetDetector(detector, 0));
+  const NoisePlan plan = PlanNoise(det.spec, recipe, kinds, "");
+  CALIBD_ASSIGN_OR_RETURN(store::SelectionResult out, SelectForPlan(*st, std::move(r), plan, kinds));
+  ExplainDark(out, plan);
+  return out;
 }
 
 absl::StatusOr<store::DetectorRecord> StoreImpl::PutDetector(const store::DetectorSpec& spec,

@@ -298,6 +298,19 @@ TEST_F(NoiseCliTest, EveryProductBuildsAndTheSynthesizedDarkMatchesTheTruth) {
   EXPECT_EQ(r.exit_code, 65) << r.err;
   EXPECT_THAT(r.err, HasSubstr("FAILED_PRECONDITION"));
 
+  // calibctl select says in the trail which dark Calibrate would use under each policy.
+  const std::string light0 = cal.back();
+  r = Calibctl({"select", "--detector", det, "--dark-policy", "synthesized", "--json", light0});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("dark policy synthesized; to be synthesized from noise_model v1"));
+  r = Calibctl({"select", "--detector", det, "--dark-policy", "measured_else_synthesized",
+                "--json", light0});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("dark policy measured_else_synthesized: no measured dark"));
+  EXPECT_THAT(r.out, HasSubstr("to be synthesized from noise_model v1"));
+  r = Calibctl({"select", "--detector", det, "--dark-policy", "measured", "--json", light0});
+  EXPECT_THAT(r.out + r.err, ::testing::Not(HasSubstr("to be synthesized")));
+
   // An existing output is refused before anything is asked; --overwrite replaces it.
   r = Calibctl({"synth-dark", "--detector", det, "--exptime", "45", "-o", sp});
   EXPECT_EQ(r.exit_code, 65) << r.err;

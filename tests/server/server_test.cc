@@ -731,7 +731,12 @@ TEST_F(ServerTest, StoreCallsReportExactCodes) {
     HeaderToProto(SimulateFrame(ccd_, FrameKind::kLight, 1).header, req.mutable_cards());
     v1::SelectResponse resp;
     ASSERT_GRPC_OK(store_->Select(&ctx, req, &resp));
-    ASSERT_EQ(resp.trail_size(), 3);
+    // bias, dark, flat, then the optional noise products Calibrate would use (none stored).
+    ASSERT_EQ(resp.trail_size(), 6);
+    EXPECT_EQ(resp.trail(3).kind(), "read_noise");
+    EXPECT_EQ(resp.trail(4).kind(), "gain");
+    EXPECT_EQ(resp.trail(5).kind(), "bad_pixels");
+    for (int i = 3; i < 6; ++i) EXPECT_EQ(resp.trail(i).outcome(), v1::SELECTION_OUTCOME_MISS);
     EXPECT_EQ(resp.trail(0).kind(), "bias");
     EXPECT_EQ(resp.trail(0).outcome(), v1::SELECTION_OUTCOME_CERTIFIED);
     EXPECT_EQ(resp.trail(1).outcome(), v1::SELECTION_OUTCOME_MISS);
