@@ -12,7 +12,7 @@
 #include "absl/time/clock.h"
 #include "client/client.h"
 #include "client/convert.h"
-#include "client/wire.h"
+#include "proto/wire.h"
 #include "core/fits/fits.h"
 #include "core/status/macros.h"
 #include "grpcpp/support/byte_buffer.h"
@@ -22,7 +22,6 @@ namespace calibd::client {
 namespace {
 
 constexpr char kCalibrateMethod[] = "/calibd.v1.Calibrator/Calibrate";
-constexpr int kRequestChunkField = 2;  // CalibrateRequest.chunk
 constexpr size_t kReadAhead = 2;       // files read before their turn to be sent
 
 double Since(absl::Time t) { return absl::ToDoubleSeconds(absl::Now() - t); }
@@ -132,7 +131,7 @@ CalibdClient::StreamOutcome CalibdClient::CalibrateStream(
         cv.notify_all();
       }
       const absl::Time t0 = absl::Now();
-      ok = stream->Write(SerializeMessage(req));
+      ok = stream->Write(wire::SerializeMessage(req));
       std::error_code ec;
       const double file_bytes = static_cast<double>(std::filesystem::file_size(path, ec));
       const char* bytes = static_cast<const char*>(raw->pixels.data());
@@ -140,7 +139,7 @@ CalibdClient::StreamOutcome CalibdClient::CalibrateStream(
       for (size_t off = 0; ok && off < n; off += kMaxChunkBytes) {
         const size_t len = std::min(kMaxChunkBytes, n - off);
         // The slice holds the frame until gRPC has sent it; the pool gets it back then.
-        ok = stream->Write(ChunkRequest(kRequestChunkField, bytes + off, len, raw));
+        ok = stream->Write(wire::EncodeChunk(wire::kCalibrateRequestChunk, 0, bytes + off, len, raw));
         // Progress in file bytes (what the user sees on disk), pro rata of the pixels sent.
         if (options.progress && !ec) {
           options.progress(done + static_cast<int64_t>((off + len) * file_bytes / n), total);
@@ -191,9 +190,13 @@ CalibdClient::StreamOutcome CalibdClient::CalibrateStream(
         break;
       }
       stats.bytes_received += static_cast<int64_t>(buffer.Length());
-      absl::StatusOr<bool> placed = started ? ReadChunkInto(buffer, assembler) : false;
+      absl::StatusOr<bool> placed = false;
+      if (started) {
+        placed = wire::DecodeChunk(buffer, wire::kCalibrateResponseChunk,
+                                   [&](int plane, size_t n) { return assembler.Reserve(plane, n); });
+      }
       if (placed.ok() && !*placed) {
-        absl::Status parsed = ParseMessage(buffer, &resp);
+        absl::Status parsed = wire::ParseMessage(buffer, &resp);
         if (!parsed.ok()) placed = parsed;
       }
       if (!placed.ok()) {

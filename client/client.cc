@@ -20,7 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "client/convert.h"
-#include "client/wire.h"
+#include "proto/wire.h"
 #include "core/fits/fits.h"
 #include "core/hash/sha256.h"
 #include "core/status/macros.h"
@@ -32,7 +32,6 @@
 namespace calibd::client {
 namespace {
 
-constexpr int kBuildChunkField = 3;  // BuildMasterRequest.chunk
 
 absl::StatusOr<std::string> ReadTextFile(const std::string& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
@@ -473,7 +472,7 @@ absl::StatusOr<v1::BuildMasterResponse> CalibdClient::BuildMaster(
   }
   grpc::ClientContext ctx;
   Prepare(&ctx, true);
-  // Over ByteBuffers, as Calibrate: chunks go out over the frames' pooled memory (client/wire.h).
+  // Over ByteBuffers, as Calibrate: chunks go out over the frames' pooled memory (proto/wire.h).
   grpc::ByteBuffer response;
   std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
       grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(
@@ -483,11 +482,11 @@ absl::StatusOr<v1::BuildMasterResponse> CalibdClient::BuildMaster(
           &ctx, &response));
   v1::BuildMasterRequest req;
   *req.mutable_options() = options;
-  bool ok = writer->Write(SerializeMessage(req));
+  bool ok = writer->Write(wire::SerializeMessage(req));
   for (size_t i = 0; ok && i < stored.size(); ++i) {
     req.Clear();
     *req.mutable_stored() = stored[i];
-    ok = writer->Write(SerializeMessage(req));
+    ok = writer->Write(wire::SerializeMessage(req));
   }
   BufferPool pool(size_t{1} << 28);
   auto read = [&pool, &paths](size_t i) -> absl::StatusOr<std::shared_ptr<RawFrame>> {
@@ -512,12 +511,12 @@ absl::StatusOr<v1::BuildMasterResponse> CalibdClient::BuildMaster(
     req.Clear();
     FillFrameHeader(**raw, options.detector(), std::filesystem::path(paths[i]).filename().string(),
                     req.mutable_frame());
-    ok = writer->Write(SerializeMessage(req));
+    ok = writer->Write(wire::SerializeMessage(req));
     const char* bytes = static_cast<const char*>((*raw)->pixels.data());
     const size_t n = (*raw)->pixels.size_bytes();
     for (size_t off = 0; ok && off < n; off += kMaxChunkBytes) {
       const size_t len = std::min(kMaxChunkBytes, n - off);
-      ok = writer->Write(ChunkRequest(kBuildChunkField, bytes + off, len, *raw));
+      ok = writer->Write(wire::EncodeChunk(wire::kBuildRequestChunk, 0, bytes + off, len, *raw));
     }
     std::error_code ec;
     done += static_cast<int64_t>(std::filesystem::file_size(paths[i], ec));
@@ -528,7 +527,7 @@ absl::StatusOr<v1::BuildMasterResponse> CalibdClient::BuildMaster(
   grpc::Status s = writer->Finish();
   if (!s.ok()) return FromGrpc(s, ctx);
   v1::BuildMasterResponse resp;
-  CALIBD_RETURN_IF_ERROR(ParseMessage(response, &resp));
+  CALIBD_RETURN_IF_ERROR(wire::ParseMessage(response, &resp));
   return resp;
 }
 

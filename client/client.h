@@ -171,7 +171,7 @@ class CalibdClient {
 
   // Calibrates every file over one stream: a reader thread reads file n+2 while a sender
   // thread sends file n+1 and results of file n come back; pixels go out over the frames' own
-  // pooled memory and results land in their rows without protobuf copies (client/wire.h).
+  // pooled memory and results land in their rows without protobuf copies (proto/wire.h).
   // `on_result` is called once per file, in order. When the stream ends UNAVAILABLE (a replica
   // died, the connection broke), the files without a result are sent again on a new stream
   // (up to max_attempts streams). The returned status is the last stream's (a protocol error,

@@ -77,7 +77,7 @@ class ResultAssembler {
   absl::Status Start(const v1::ResultHeader& header);
   absl::Status AddChunk(const v1::ResultChunk& chunk);
   // Where the next `n` bytes of `plane` go (the caller copies them there), after the same
-  // checks as AddChunk: a chunk received without protobuf's copy (client/wire.h).
+  // checks as AddChunk: a chunk received without protobuf's copy (proto/wire.h).
   absl::StatusOr<char*> Reserve(int plane, size_t n);
   bool active() const { return active_; }
   // Every announced plane is complete.

@@ -1,8 +1,10 @@
 // Calibrator.Calibrate: the bidi reactor. See services.h for the pipeline; in short: a frame
 // header is parsed on the gRPC thread, prepared (selection SQL, master decode, flat
 // normalisation) on the worker pool while no further message is read, its chunks are copied
-// into a pooled RawImage on the gRPC thread, and the full frame is computed on the pool while
-// the next frame is read. Results are written in order.
+// from gRPC's slices straight into a pooled RawImage on the gRPC thread, and the full frame is
+// computed on the pool while the next frame is read. Results are written in order, each chunk a
+// slice over the result's own pooled plane (proto/wire.h): no pixel is copied on the way out
+// before the kernel's socket write.
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -12,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "proto/wire.h"
 #include "server/convert.h"
 #include "server/frame_memory.h"
 #include "server/metrics.h"
@@ -21,15 +24,14 @@
 namespace calibd::server {
 namespace {
 
-class CalibrateReactor final
-    : public grpc::ServerBidiReactor<v1::CalibrateRequest, v1::CalibrateResponse> {
+class CalibrateReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   CalibrateReactor(ServiceEnv* env, StreamStart start) : env_(env), start_(std::move(start)) {
     {
       absl::MutexLock lock(&mu_);
       read_in_flight_ = true;
     }
-    StartRead(&request_);
+    StartRead(&in_);
   }
 
   void OnReadDone(bool ok) override {
@@ -113,9 +115,14 @@ class CalibrateReactor final
     int64_t expected = 0;
     int64_t received = 0;
   };
-  struct Output {
+  // A computed result, shared with the slices of its chunks in flight: its planes go back to the
+  // pool and its bytes to the budget when the last of them is released.
+  struct Sent {
     FrameResult result;
-    FrameMemory::Lease lease;  // given back when the last chunk is sent
+    FrameMemory::Lease lease;
+  };
+  struct Output {
+    std::shared_ptr<Sent> sent;
     bool header_sent = false;
     struct PlaneBytes {
       v1::Plane plane;
@@ -135,10 +142,22 @@ class CalibrateReactor final
   };
   static constexpr size_t kMaxOutputs = 2;  // computed results not yet sent
 
-  // Parses request_ and advances the frame being received. A returned status is a stream
-  // error; a header to prepare is returned in `header`.
+  // Decodes in_ and advances the frame being received. A returned status is a stream error; a
+  // header to prepare is returned in `header`.
   std::optional<absl::Status> HandleMessage(std::unique_ptr<Job>* completed,
                                             std::optional<FrameRequest>* header) {
+    if (receiving_ != nullptr && receiving_->prepared != nullptr) {
+      // The pixels of a frame being received go straight from gRPC's slices into its rows.
+      absl::StatusOr<bool> placed =
+          wire::DecodeChunk(in_, wire::kCalibrateRequestChunk,
+                            [this](int, size_t n) { return AcceptChunk(n); });
+      if (!placed.ok()) return placed.status();
+      if (*placed) {
+        if (receiving_->received == receiving_->expected) *completed = std::move(receiving_);
+        return std::nullopt;
+      }
+    }
+    if (absl::Status s = wire::ParseMessage(in_, &request_); !s.ok()) return s;
     switch (request_.msg_case()) {
       case v1::CalibrateRequest::kHeader: {
         if (receiving_ != nullptr) {
@@ -159,29 +178,38 @@ class CalibrateReactor final
               "a pixel chunk arrived without a frame header before it (or after its frame "
               "was complete); send FrameHeader, then exactly its bytes");
         }
-        stream_bytes_ += static_cast<int64_t>(data.size());
-        bytes_in_ += static_cast<int64_t>(data.size());
-        if (stream_bytes_ > env_->backend->limits.max_stream_bytes) {
-          return absl::ResourceExhaustedError(absl::StrCat(
-              "the stream sent more than ", env_->backend->limits.max_stream_bytes,
-              " bytes (--max-stream-bytes); open a new stream"));
-        }
-        Job& job = *receiving_;
-        if (job.received + static_cast<int64_t>(data.size()) > job.expected) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "frame '", job.result.frame_id, "': chunks carry more bytes than its header "
-              "declared (", job.expected, " = width × height × pixel size)"));
-        }
-        if (job.prepared != nullptr && !data.empty()) {
-          std::memcpy(static_cast<char*>(job.raw.data()) + job.received, data.data(), data.size());
-        }
-        job.received += static_cast<int64_t>(data.size());
-        if (job.received == job.expected) *completed = std::move(receiving_);
+        absl::StatusOr<char*> dest = AcceptChunk(data.size());
+        if (!dest.ok()) return dest.status();
+        // A frame that failed already has no buffer: its bytes are consumed, not kept.
+        if (*dest != nullptr && !data.empty()) std::memcpy(*dest, data.data(), data.size());
+        if (receiving_->received == receiving_->expected) *completed = std::move(receiving_);
         return std::nullopt;
       }
       default:
         return absl::InvalidArgumentError("an empty CalibrateRequest (neither header nor chunk)");
     }
+  }
+
+  // Counts the next `n` bytes of the frame being received against the stream's and the frame's
+  // sizes; where they go (null for a frame that failed and keeps nothing).
+  absl::StatusOr<char*> AcceptChunk(size_t n) {
+    stream_bytes_ += static_cast<int64_t>(n);
+    bytes_in_ += static_cast<int64_t>(n);
+    if (stream_bytes_ > env_->backend->limits.max_stream_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the stream sent more than ", env_->backend->limits.max_stream_bytes,
+          " bytes (--max-stream-bytes); open a new stream"));
+    }
+    Job& job = *receiving_;
+    if (job.received + static_cast<int64_t>(n) > job.expected) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "frame '", job.result.frame_id, "': chunks carry more bytes than its header "
+          "declared (", job.expected, " = width × height × pixel size)"));
+    }
+    char* dest = job.prepared == nullptr ? nullptr
+                                         : static_cast<char*>(job.raw.data()) + job.received;
+    job.received += static_cast<int64_t>(n);
+    return dest;
   }
 
   // Bytes a frame holds in flight: its raw buffer and its result planes (data, variance, DQ).
@@ -347,9 +375,8 @@ class CalibrateReactor final
   void AddOutputLocked(FrameResult result, FrameMemory::Lease lease)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto out = std::make_unique<Output>();
-    out->result = std::move(result);
-    out->lease = std::move(lease);
-    FrameResult& r = out->result;
+    out->sent = std::make_shared<Sent>(Sent{std::move(result), std::move(lease)});
+    FrameResult& r = out->sent->result;
     if (r.status.ok()) {
       auto add = [&](v1::Plane plane, const void* data, size_t size) {
         out->planes.push_back({plane, static_cast<const char*>(data), size});
@@ -368,13 +395,14 @@ class CalibrateReactor final
     outputs_.push_back(std::move(out));
   }
 
-  // Fills response_ with the next message to send; false when there is none.
+  // Fills out_ with the next message to send; false when there is none.
   bool NextMessageLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     while (!outputs_.empty()) {
       Output& o = *outputs_.front();
       if (!o.header_sent) {
-        response_.Clear();
-        ResultHeaderToProto(o.result, response_.mutable_header());
+        v1::CalibrateResponse header;
+        ResultHeaderToProto(o.sent->result, header.mutable_header());
+        out_ = wire::SerializeMessage(header);
         o.header_sent = true;
         return true;
       }
@@ -385,16 +413,13 @@ class CalibrateReactor final
       if (o.plane < o.planes.size()) {
         const Output::PlaneBytes& p = o.planes[o.plane];
         const size_t n = std::min(env_->backend->limits.chunk_bytes, p.size - o.offset);
-        // No Clear() between chunks: the chunk's string keeps its capacity, so each message
-        // reuses the same (already touched) 1 MiB instead of allocating a fresh one.
-        v1::ResultChunk* chunk = response_.mutable_chunk();
-        chunk->set_plane(p.plane);
-        chunk->mutable_data()->assign(p.data + o.offset, n);
+        out_ = wire::EncodeChunk(wire::kCalibrateResponseChunk, p.plane, p.data + o.offset, n,
+                                 o.sent);
         o.offset += n;
         bytes_out_ += static_cast<int64_t>(n);
         return true;
       }
-      outputs_.pop_front();  // all sent: the planes go back to the pool
+      outputs_.pop_front();  // all sent: the planes go back to the pool with the last slice
     }
     return false;
   }
@@ -413,8 +438,8 @@ class CalibrateReactor final
       Job* job = a.compute.release();
       env_->backend->pool->Schedule([this, job] { Compute(std::unique_ptr<Job>(job)); });
     }
-    if (a.write) StartWrite(&response_);
-    if (a.read) StartRead(&request_);
+    if (a.write) StartWrite(&out_);
+    if (a.read) StartRead(&in_);
   }
 
   void Compute(std::unique_ptr<Job> job) {
@@ -449,13 +474,14 @@ class CalibrateReactor final
   StreamStart start_;
 
   // Read path only (one read or preparation in flight at a time).
-  v1::CalibrateRequest request_;
+  grpc::ByteBuffer in_;
+  v1::CalibrateRequest request_;  // a message that is not a chunk placed in place
   std::unique_ptr<Job> receiving_;
   int64_t stream_bytes_ = 0;
   std::atomic<int64_t> bytes_in_{0};
 
   absl::Mutex mu_;
-  v1::CalibrateResponse response_;  // written under mu_, read by gRPC while a write is in flight
+  grpc::ByteBuffer out_;  // written under mu_, read by gRPC while a write is in flight
   std::deque<std::unique_ptr<Job>> queued_ ABSL_GUARDED_BY(mu_);
   std::deque<std::unique_ptr<Output>> outputs_ ABSL_GUARDED_BY(mu_);
   bool mid_frame_ ABSL_GUARDED_BY(mu_) = false;
@@ -473,9 +499,9 @@ class CalibrateReactor final
 
 }  // namespace
 
-grpc::ServerBidiReactor<v1::CalibrateRequest, v1::CalibrateResponse>* CalibratorService::Calibrate(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* CalibratorService::Calibrate(
     grpc::CallbackServerContext* context) {
-  return OpenStream<FailedBidi<v1::CalibrateRequest, v1::CalibrateResponse>>(
+  return OpenStream<FailedBidi<grpc::ByteBuffer, grpc::ByteBuffer>>(
       env_, context, "Calibrate", Scope::kRead,
       [&](StreamStart s) { return new CalibrateReactor(env_, std::move(s)); });
 }

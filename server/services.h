@@ -47,10 +47,13 @@ struct ServiceEnv {
   std::atomic<int> streams{0};  // streaming calls in progress (for max_concurrent_streams)
 };
 
-class CalibratorService final : public v1::Calibrator::CallbackService {
+// Calibrate over raw ByteBuffers: the same wire format, decoded and encoded by proto/wire.h so
+// pixels are not copied through protobuf strings on either side.
+class CalibratorService final
+    : public v1::Calibrator::WithRawCallbackMethod_Calibrate<v1::Calibrator::Service> {
  public:
   explicit CalibratorService(ServiceEnv* env) : env_(env) {}
-  grpc::ServerBidiReactor<v1::CalibrateRequest, v1::CalibrateResponse>* Calibrate(
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Calibrate(
       grpc::CallbackServerContext* context) override;
 
  private:

@@ -1,16 +1,18 @@
-#include "client/wire.h"
+#include "proto/wire.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 
-namespace calibd::client {
+namespace calibd::wire {
 namespace {
 
-constexpr int kLengthDelimited = 2;
 constexpr int kVarint = 0;
+constexpr int kLengthDelimited = 2;
 
 size_t PutVarint(uint64_t v, uint8_t* out) {
   size_t n = 0;
@@ -30,6 +32,8 @@ size_t VarintSize(uint64_t v) {
   }
   return n;
 }
+
+uint64_t Tag(int field, int wire_type) { return (uint64_t(field) << 3) | uint64_t(wire_type); }
 
 void ReleaseOwner(void* p) { delete static_cast<std::shared_ptr<const void>*>(p); }
 
@@ -101,25 +105,36 @@ bool SkipField(SliceReader& r, int wire_type) {
   }
 }
 
+absl::Status Truncated() { return absl::InvalidArgumentError("protocol error: a truncated chunk"); }
+
 }  // namespace
 
-grpc::ByteBuffer ChunkRequest(int field, const void* data, size_t n,
-                              std::shared_ptr<const void> owner) {
-  // field: LEN(inner) where inner = [field 1: LEN(n) data].
-  // An empty data field is omitted, as protobuf does.
-  uint8_t head[32];
+grpc::ByteBuffer EncodeChunk(ChunkShape shape, int plane, const void* data, size_t n,
+                             std::shared_ptr<const void> owner) {
+  // field: LEN(inner) where inner = [plane_field: VARINT plane] [data_field: LEN(n) data].
+  // An empty data field and a zero enum are omitted, as protobuf omits them.
+  const bool with_plane = shape.plane_field != 0 && plane != 0;
+  size_t inner = 0;
+  if (with_plane) inner += VarintSize(Tag(shape.plane_field, kVarint)) + VarintSize(uint64_t(plane));
+  if (n > 0) inner += VarintSize(Tag(shape.data_field, kLengthDelimited)) + VarintSize(n) + n;
+  uint8_t head[48];
   size_t h = 0;
-  const size_t inner = n == 0 ? 0 : 1 + VarintSize(n) + n;
-  h += PutVarint((uint64_t(field) << 3) | kLengthDelimited, head + h);
+  h += PutVarint(Tag(shape.field, kLengthDelimited), head + h);
   h += PutVarint(inner, head + h);
-  if (n > 0) {
-    head[h++] = (1 << 3) | kLengthDelimited;
-    h += PutVarint(n, head + h);
+  if (with_plane) {
+    h += PutVarint(Tag(shape.plane_field, kVarint), head + h);
+    h += PutVarint(uint64_t(plane), head + h);
   }
+  if (n == 0) {
+    grpc::Slice only(head, h);
+    return grpc::ByteBuffer(&only, 1);
+  }
+  h += PutVarint(Tag(shape.data_field, kLengthDelimited), head + h);
+  h += PutVarint(n, head + h);
   grpc::Slice slices[2] = {grpc::Slice(head, h),  // copied: a few bytes
                            grpc::Slice(const_cast<void*>(data), n, ReleaseOwner,
                                        new std::shared_ptr<const void>(std::move(owner)))};
-  return grpc::ByteBuffer(slices, n == 0 ? 1 : 2);
+  return grpc::ByteBuffer(slices, 2);
 }
 
 grpc::ByteBuffer SerializeMessage(const google::protobuf::MessageLite& message) {
@@ -149,38 +164,40 @@ absl::Status ParseMessage(const grpc::ByteBuffer& buffer, google::protobuf::Mess
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> ReadChunkInto(const grpc::ByteBuffer& buffer, ResultAssembler& assembler) {
+absl::StatusOr<bool> DecodeChunk(const grpc::ByteBuffer& buffer, ChunkShape shape,
+                                 ReserveFn reserve) {
   SliceReader r(buffer);
   uint64_t tag, len;
   // Only a message that is exactly one chunk field takes the fast path.
-  if (!r.Varint(&tag) || tag != ((2 << 3) | kLengthDelimited) || !r.Varint(&len) ||
+  if (!r.Varint(&tag) || tag != Tag(shape.field, kLengthDelimited) || !r.Varint(&len) ||
       len != r.left()) {
     return false;
   }
   int plane = 0;
   bool done = false;
   while (r.left() > 0) {
-    if (!r.Varint(&tag)) return absl::InvalidArgumentError("protocol error: a truncated chunk");
-    const int field = static_cast<int>(tag >> 3), wire = static_cast<int>(tag & 7);
-    if (field == 1 && wire == kVarint) {
+    if (!r.Varint(&tag)) return Truncated();
+    const int field = static_cast<int>(tag >> 3), wire_type = static_cast<int>(tag & 7);
+    if (shape.plane_field != 0 && field == shape.plane_field && wire_type == kVarint) {
       uint64_t v;
-      if (!r.Varint(&v)) return absl::InvalidArgumentError("protocol error: a truncated chunk");
+      if (!r.Varint(&v)) return Truncated();
+      // Once the data is placed there is no handing over to protobuf: refuse what no encoder
+      // writes rather than place the bytes twice.
+      if (done) return absl::InvalidArgumentError("protocol error: a chunk's plane after its data");
       plane = static_cast<int>(v);
-    } else if (field == 2 && wire == kLengthDelimited) {
-      if (done || plane == 0) return false;  // data before the plane, or twice: protobuf's job
-      if (!r.Varint(&len) || len > r.left()) {
-        return absl::InvalidArgumentError("protocol error: a truncated chunk");
-      }
-      absl::StatusOr<char*> dest = assembler.Reserve(plane, len);
+    } else if (field == shape.data_field && wire_type == kLengthDelimited) {
+      if (done) return absl::InvalidArgumentError("protocol error: a chunk with two data fields");
+      if (shape.plane_field != 0 && plane == 0) return false;  // data before the plane: protobuf's job
+      if (!r.Varint(&len) || len > r.left()) return Truncated();
+      absl::StatusOr<char*> dest = reserve(plane, len);
       if (!dest.ok()) return dest.status();
       r.Take(*dest, len);
       done = true;
-    } else if (!SkipField(r, wire)) {
+    } else if (!SkipField(r, wire_type)) {
       return absl::InvalidArgumentError("protocol error: a malformed chunk");
     }
   }
-  if (!done) return false;  // an empty chunk (no data field): nothing to place
-  return true;
+  return done;  // false for an empty chunk (no data field): nothing to place
 }
 
-}  // namespace calibd::client
+}  // namespace calibd::wire
