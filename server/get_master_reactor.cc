@@ -13,36 +13,16 @@
 #include "server/convert.h"
 #include "server/metrics.h"
 #include "server/reactor_base.h"
+#include "server/write_reactor.h"
 
 namespace calibd::server {
 namespace {
 
-class GetMasterReactor final : public grpc::ServerWriteReactor<v1::GetMasterResponse> {
+class GetMasterReactor final : public WriteStreamReactor<v1::GetMasterResponse> {
  public:
   GetMasterReactor(ServiceEnv* env, const v1::GetMasterRequest* request, StreamStart start)
-      : env_(env), request_(*request), start_(std::move(start)) {
+      : WriteStreamReactor(std::move(start)), env_(env), request_(*request) {
     env_->backend->blob_pool->Schedule([this] { Produce(); });
-  }
-
-  void OnWriteDone(bool ok) override {
-    Action a;
-    {
-      absl::MutexLock lock(&mu_);
-      write_in_flight_ = false;
-      if (!ok) cancelled_ = true;  // the client stopped reading
-      a = StepLocked();
-    }
-    Execute(std::move(a));
-  }
-
-  void OnCancel() override {
-    Action a;
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled_ = true;
-      a = StepLocked();
-    }
-    Execute(std::move(a));
   }
 
   void OnDone() override {
@@ -52,22 +32,10 @@ class GetMasterReactor final : public grpc::ServerWriteReactor<v1::GetMasterResp
 
  private:
   static constexpr size_t kMaxQueued = 4;  // messages waiting for the wire
-  struct Action {
-    bool write = false;
-    std::optional<absl::Status> finish;
-  };
 
   // On the blob executor: resolve, then stream the blob into the queue.
   void Produce() {
-    absl::Status s = Stream();
-    Action a;
-    {
-      absl::MutexLock lock(&mu_);
-      produced_ = true;
-      status_ = std::move(s);
-      a = StepLocked();
-    }
-    Execute(std::move(a));
+    EndWork(Stream(), [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { produced_ = true; });
   }
 
   absl::Status Stream() {
@@ -109,15 +77,13 @@ class GetMasterReactor final : public grpc::ServerWriteReactor<v1::GetMasterResp
 
   // Queues a message, waiting while the queue is full; false once the call is cancelled.
   bool Push(v1::GetMasterResponse message) {
-    Action a;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(this, &GetMasterReactor::HasRoom));
       if (cancelled_) return false;
       queue_.push_back(std::move(message));
-      a = StepLocked();
     }
-    Execute(std::move(a));
+    Step();
     return true;
   }
 
@@ -125,41 +91,21 @@ class GetMasterReactor final : public grpc::ServerWriteReactor<v1::GetMasterResp
     return cancelled_ || queue_.size() < kMaxQueued;
   }
 
-  // Decides the next write or the finish; Execute runs it outside the lock.
-  Action StepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    Action a;
-    if (finished_ || write_in_flight_) return a;
-    if (!cancelled_ && !queue_.empty()) {
-      response_ = std::move(queue_.front());
-      queue_.pop_front();
-      if (response_.has_chunk()) sent_ += static_cast<int64_t>(response_.chunk().size());
-      write_in_flight_ = true;
-      a.write = true;
-      return a;
-    }
-    if (!produced_) return a;  // the producer still refers to this reactor
-    finished_ = true;
-    a.finish = cancelled_ && status_.ok() ? absl::CancelledError("cancelled") : status_;
-    return a;
+  bool NextLocked(v1::GetMasterResponse* out) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (queue_.empty()) return false;
+    *out = std::move(queue_.front());
+    queue_.pop_front();
+    if (out->has_chunk()) sent_ += static_cast<int64_t>(out->chunk().size());
+    return true;
   }
-
-  void Execute(Action a) {
-    if (a.write) StartWrite(&response_);  // one write in flight: response_ is not touched
-    if (a.finish) Finish(start_.Conclude(*a.finish));
-  }
+  // The producer refers to this reactor until it has recorded its status.
+  bool WorkPendingLocked() const override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !produced_; }
 
   ServiceEnv* const env_;
   const v1::GetMasterRequest request_;
-  StreamStart start_;
-  absl::Mutex mu_;
   std::deque<v1::GetMasterResponse> queue_ ABSL_GUARDED_BY(mu_);
-  v1::GetMasterResponse response_;  // set under mu_, read by gRPC while a write is in flight
-  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool produced_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status status_ ABSL_GUARDED_BY(mu_);
-  int64_t sent_ = 0;
+  int64_t sent_ = 0;  // under mu_ while streaming, read in OnDone
 };
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "server/frame_memory.h"
 #include "server/metrics.h"
 #include "server/reactor_base.h"
+#include "server/write_reactor.h"
 
 namespace calibd::server {
 
@@ -110,39 +111,15 @@ calib::FrameStats DarkStats(const CalibratedFrame& f) {
   return s;
 }
 
-class SynthDarkReactor final : public grpc::ServerWriteReactor<v1::SynthesizeDarkResponse> {
+class SynthDarkReactor final : public WriteStreamReactor<v1::SynthesizeDarkResponse> {
  public:
   SynthDarkReactor(ServiceEnv* env, const v1::SynthesizeDarkRequest* request, StreamStart start)
-      : env_(env), request_(*request), start_(std::move(start)) {
+      : WriteStreamReactor(std::move(start)), env_(env), request_(*request) {
     {
       absl::MutexLock lock(&mu_);
       busy_ = true;
     }
     env_->backend->store_pool->Schedule([this] { Check(); });
-  }
-
-  void OnWriteDone(bool ok) override {
-    Action a;
-    {
-      absl::MutexLock lock(&mu_);
-      write_in_flight_ = false;
-      if (!ok) cancelled_ = true;  // the client stopped reading
-      a = StepLocked();
-    }
-    Execute(std::move(a));
-  }
-
-  void OnCancel() override {
-    Action a;
-    uint64_t ticket = 0;
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled_ = true;
-      ticket = memory_ticket_;
-      a = StepLocked();
-    }
-    if (ticket != 0) env_->backend->frame_memory->Cancel(ticket);  // answers CANCELLED
-    Execute(std::move(a));
   }
 
   void OnDone() override {
@@ -151,10 +128,6 @@ class SynthDarkReactor final : public grpc::ServerWriteReactor<v1::SynthesizeDar
   }
 
  private:
-  struct Action {
-    bool write = false;
-    std::optional<absl::Status> finish;
-  };
   struct PlaneBytes {
     v1::Plane plane;
     const char* data;
@@ -270,33 +243,23 @@ class SynthDarkReactor final : public grpc::ServerWriteReactor<v1::SynthesizeDar
       planes_.push_back({v1::PLANE_DQ, reinterpret_cast<const char*>(f.dq.data()),
                          size_t(f.dq.num_pixels()) * sizeof(uint16_t)});
     }
-    Action a;
-    {
-      absl::MutexLock lock(&mu_);
+    EndWork(absl::OkStatus(), [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       pending_header_ = std::move(header);
       busy_ = false;
       ready_ = true;
-      a = StepLocked();
-    }
-    Execute(std::move(a));
+    });
   }
 
   // Ends the call with `s` once nothing else refers to the reactor (called by async work).
   void Done(absl::Status s) {
-    Action a;
-    {
-      absl::MutexLock lock(&mu_);
-      busy_ = false;
-      if (status_.ok()) status_ = std::move(s);
-      a = StepLocked();
-    }
-    Execute(std::move(a));
+    EndWork(std::move(s), [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { busy_ = false; });
   }
 
-  // Fills response_ with the next message; false when everything was sent.
-  bool NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // The next message once the dark is ready; false when everything was sent.
+  bool NextLocked(v1::SynthesizeDarkResponse* out) override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!status_.ok() || !ready_) return false;
     if (pending_header_.has_value()) {
-      response_ = *std::move(pending_header_);
+      *out = *std::move(pending_header_);
       pending_header_.reset();
       return true;
     }
@@ -307,7 +270,7 @@ class SynthDarkReactor final : public grpc::ServerWriteReactor<v1::SynthesizeDar
     if (plane_ >= planes_.size()) return false;
     const PlaneBytes& p = planes_[plane_];
     const size_t n = std::min(env_->backend->limits.chunk_bytes, p.size - offset_);
-    v1::ResultChunk* chunk = response_.mutable_chunk();
+    v1::ResultChunk* chunk = out->mutable_chunk();
     chunk->set_plane(p.plane);
     chunk->mutable_data()->assign(p.data + offset_, n);
     offset_ += n;
@@ -315,30 +278,22 @@ class SynthDarkReactor final : public grpc::ServerWriteReactor<v1::SynthesizeDar
     return true;
   }
 
-  Action StepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    Action a;
-    if (finished_ || write_in_flight_ || busy_) return a;
-    if (!cancelled_ && status_.ok() && ready_ && NextLocked()) {
-      write_in_flight_ = true;
-      a.write = true;
-      return a;
+  // The selection and computation on the pools refer to the reactor until they end.
+  bool WorkPendingLocked() const override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return busy_; }
+
+  void OnCancelled() override {
+    uint64_t ticket;
+    {
+      absl::MutexLock lock(&mu_);
+      ticket = memory_ticket_;
     }
-    finished_ = true;
-    a.finish = cancelled_ && status_.ok() ? absl::CancelledError("cancelled") : status_;
-    return a;
+    if (ticket != 0) env_->backend->frame_memory->Cancel(ticket);  // answers CANCELLED
   }
 
-  void Execute(Action a) {
-    if (a.write) StartWrite(&response_);  // one write in flight: response_ is not touched
-    if (a.finish) {
-      lease_.Reset();
-      Finish(start_.Conclude(*a.finish));
-    }
-  }
+  void BeforeFinish() override { lease_.Reset(); }
 
   ServiceEnv* const env_;
   const v1::SynthesizeDarkRequest request_;
-  StreamStart start_;
   // Set by the async work before `ready_` (then only read).
   int width_ = 0, height_ = 0;
   SynthDarkQuery query_;
@@ -346,19 +301,13 @@ class SynthDarkReactor final : public grpc::ServerWriteReactor<v1::SynthesizeDar
   std::vector<PlaneBytes> planes_;
   FrameMemory::Lease lease_;
 
-  absl::Mutex mu_;
-  v1::SynthesizeDarkResponse response_;  // set under mu_, read by gRPC while a write is in flight
   std::optional<v1::SynthesizeDarkResponse> pending_header_ ABSL_GUARDED_BY(mu_);
   size_t plane_ ABSL_GUARDED_BY(mu_) = 0;
   size_t offset_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t memory_ticket_ ABSL_GUARDED_BY(mu_) = 0;
   bool busy_ ABSL_GUARDED_BY(mu_) = false;  // async work refers to the reactor
   bool ready_ ABSL_GUARDED_BY(mu_) = false;
-  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status status_ ABSL_GUARDED_BY(mu_);
-  int64_t sent_ = 0;
+  int64_t sent_ = 0;  // under mu_ while streaming, read in OnDone
 };
 
 }  // namespace
