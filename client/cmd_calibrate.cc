@@ -21,6 +21,7 @@
 #include "client/exit_codes.h"
 #include "client/format.h"
 #include "client/requests.h"
+#include "client/retry.h"
 #include "core/fits/fits.h"
 #include "core/image/buffer_pool.h"
 
@@ -194,6 +195,13 @@ int Calibrate(Context& c) {
   CalibrateOptions& o = *opts;
   const std::vector<std::string>& files = c.args.positional();
   if (files.empty()) return c.Usage("calibrate needs the raw FITS files");
+  FrameRetryPolicy retry;
+  if (c.args.Has("retries")) {
+    absl::StatusOr<int64_t> n = ParseInt("retries", c.args.Value("retries"));
+    if (!n.ok()) return c.Usage(n.status());
+    if (*n < 0 || *n > 100) return c.Usage("--retries must be a number of rounds from 0 to 100");
+    retry.max_attempts = static_cast<int>(*n) + 1;
+  }
   const std::string dir = c.args.Value("output", ".");
   const bool overwrite = c.args.Bool("overwrite");
   std::error_code ec;
@@ -253,8 +261,12 @@ int Calibrate(Context& c) {
     }
     if (!c.json) PrintResult(r, out);
   });
-  absl::Status stream =
-      c.client->Calibrate(files, o, [&](CalibrateResult r) { output.Push(std::move(r)); });
+  // Frames that come back UNAVAILABLE (the replica's store restarting or failing over) are sent
+  // again in rounds; a broken stream is re-sent inside each round (client/retry.h).
+  CalibrateRetryReport report;
+  absl::Status stream = CalibrateWithRetries(
+      *c.client, files, o, [&](CalibrateResult r) { output.Push(std::move(r)); }, retry, &report);
+  stats = report.stats;
   output.Finish();
   bar.Finish();
   json.EndArray();
@@ -311,6 +323,8 @@ std::vector<Command> CalibrateCommands() {
         {"compress-masks", 0, FlagKind::kBool,
          "tile-compress MASK and DQ (RICE_1; mostly zeros, ~50x smaller; astropy reads them)"},
         {"stats", 0, FlagKind::kBool, "print where the time went (stderr)"},
+        {"retries", 0, FlagKind::kValue,
+         "rounds re-sending frames that came back UNAVAILABLE (default 4, 0 = none)", "N"},
         // The noise products and the dark policy (requests.h NoiseRecipeFlags).
         NoiseRecipeFlags()[0], NoiseRecipeFlags()[1], NoiseRecipeFlags()[2],
         NoiseRecipeFlags()[3], NoiseRecipeFlags()[4], NoiseRecipeFlags()[5],

@@ -107,6 +107,9 @@ TEST(CalibctlUsageTest, UsageErrorsExit64) {
   EXPECT_THAT(r.err, HasSubstr("--limit must be 1 or more"));
   r = Calibctl(dir, {"--timeout", "-3", "health"});
   EXPECT_EQ(r.exit_code, 64);
+  r = Calibctl(dir, {"calibrate", "--detector", "d", "--retries", "-1", "x.fits"});
+  EXPECT_EQ(r.exit_code, 64);
+  EXPECT_THAT(r.err, HasSubstr("--retries must be a number of rounds from 0 to 100"));
   // A missing TLS file is the caller's to fix, before any connection.
   r = Calibctl(dir, {"--tls-ca", dir.File("missing.pem"), "health"});
   EXPECT_EQ(r.exit_code, 66) << r.err;  // NOT_FOUND: the file
