@@ -402,3 +402,53 @@ def test_dark_policy_synthesized_agrees_with_measured(client, noise_server):
                                  read_noise_map=False, dark_policy="measured")
     assert "bad_pixels" not in [a.used_as for a in without.provenance]
     np.testing.assert_array_equal(without.data, measured[0].data)
+
+
+def test_read_noise_map_and_bad_pixels_shape_the_calibrated_frame(client, read_noise,
+                                                                  dark_current):
+    """A light calibrated with the read_noise product and a bad_pixels map: the variance is
+    ccdproc's create_deviation with the map's per-pixel read noise instead of RDNOISE (to float32
+    rounding), the map's flags are OR-ed into DQ (and the mask) at exactly its pixels, and the
+    provenance names both products; switched off, the spec's scalar read noise is back."""
+    rn_version = read_noise[0].version.version
+    flat = np.ones((H, W), np.float32)
+    for p in DEAD:
+        flat[p] = 0.1
+    put = client.put_master(CCDData(flat, unit="adu"), CCD, "flat")
+    bpm = client.build("bad_pixels", [calibd.Stored("read_noise", rn_version),
+                                      calibd.Stored("dark_current",
+                                                    dark_current[0].version.version),
+                                      calibd.Stored("flat", put.version.version)],
+                       detector=CCD)
+    for kind, version in (("read_noise", rn_version), ("bad_pixels", bpm.version.version)):
+        client.certify(CCD, kind, version, "2026-03-01", replace=True)
+    rn_map = client.get_master(CCD, "read_noise", version=rn_version)["READ_NOISE"].data
+    dq_map = client.get_master(CCD, "bad_pixels", version=bpm.version.version).dq
+    assert dq_map.any()
+
+    rng = np.random.default_rng(16)
+    light = (300 + 10 * rng.standard_normal((H, W))).astype(np.float32)
+    light[0, :4] = -5.0  # a negative value counts as 0 in the Poisson term
+    header = fits.Header({"IMAGETYP": "light", "EXPTIME": 10.0, "DATE-OBS": NIGHT})
+    recipe = {"bias": False, "dark": False, "flat": False}
+    [used] = client.calibrate([(light, header)], detector=CCD, recipe=recipe,
+                              read_noise_map=True, bad_pixels=True, gain_product=False)
+    assert isinstance(used, calibd.CalibratedFrame), used
+    by_use = {a.used_as: a for a in used.provenance}
+    assert by_use["read_noise"].version == rn_version
+    assert by_use["bad_pixels"].version == bpm.version.version
+    assert f"{np.count_nonzero(dq_map)} flagged" in by_use["bad_pixels"].detail
+    g = np.float32(GAIN)
+    expect = (g * np.maximum(light, 0) + rn_map.astype(np.float32) ** 2) / g ** 2
+    np.testing.assert_allclose(used.uncertainty.array.astype(float) ** 2, expect, rtol=1e-6)
+    np.testing.assert_array_equal(used.data, light)
+    np.testing.assert_array_equal(used.dq & dq_map, dq_map)
+    assert set(zip(*np.nonzero(used.dq))) == set(zip(*np.nonzero(dq_map)))
+    np.testing.assert_array_equal(used.mask, dq_map != 0)
+
+    [plain] = client.calibrate([(light, header)], detector=CCD, recipe=recipe,
+                               read_noise_map=False, bad_pixels=False, gain_product=False)
+    assert not {"read_noise", "bad_pixels"} & {a.used_as for a in plain.provenance}
+    expect = (g * np.maximum(light, 0) + np.float32(RN_E) ** 2) / g ** 2
+    np.testing.assert_allclose(plain.uncertainty.array.astype(float) ** 2, expect, rtol=1e-6)
+    assert not plain.dq.any()
