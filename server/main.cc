@@ -68,9 +68,6 @@ ABSL_FLAG(double, max_connection_age_grace_seconds, 60,
 ABSL_FLAG(int64_t, frame_memory_bytes, 0,
           "bytes of frames in flight (raw + result planes) over all streams; beyond it frames "
           "wait, then RESOURCE_EXHAUSTED; 0 = half the cgroup memory limit (or of RAM)");
-ABSL_FLAG(int64_t, grpc_memory_bytes, int64_t{256} << 20,
-          "gRPC's own buffers (receive windows, messages) over all connections; under pressure "
-          "gRPC shrinks flow-control windows; 0 = unbounded");
 ABSL_FLAG(double, frame_memory_wait_seconds, 60,
           "longest wait for frame memory (capped by the call's deadline)");
 ABSL_FLAG(double, store_check_seconds, 2,
@@ -266,7 +263,6 @@ int main(int argc, char** argv) {
   }
   options.health_listen = absl::GetFlag(FLAGS_health_listen);
   options.frame_memory_bytes = absl::GetFlag(FLAGS_frame_memory_bytes);
-  options.grpc_memory_bytes = absl::GetFlag(FLAGS_grpc_memory_bytes);
   options.limits.frame_memory_wait_ms =
       static_cast<int64_t>(absl::GetFlag(FLAGS_frame_memory_wait_seconds) * 1000);
   options.max_connection_age = absl::Seconds(absl::GetFlag(FLAGS_max_connection_age_seconds));

@@ -9,7 +9,6 @@
 #include "core/store/store.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "grpcpp/resource_quota.h"
 #include "prometheus/exposer.h"
 #include "server/calibrate_impl.h"
 #include "server/frame_memory.h"
@@ -114,11 +113,6 @@ absl::Status CalibdServer::Build() {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // The 4 MiB message cap is gRPC's default and is kept on purpose (chunks are ≤ 1 MiB).
   builder.SetMaxReceiveMessageSize(4 << 20);
-  if (options_.grpc_memory_bytes > 0) {
-    grpc::ResourceQuota quota("calibd");
-    quota.Resize(static_cast<size_t>(options_.grpc_memory_bytes));
-    builder.SetResourceQuota(quota);
-  }
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || (!options_.listen.empty() && port_ == 0)) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.listen,
@@ -155,7 +149,6 @@ absl::Status CalibdServer::Build() {
                          {"metrics", options_.metrics_listen},
                          {"workers", absl::StrCat(pool_->num_threads())},
                          {"frame_memory_bytes", absl::StrCat(frame_memory_->budget())},
-                         {"grpc_memory_bytes", absl::StrCat(options_.grpc_memory_bytes)},
                          {"auth", options_.auth.enabled() ? "tokens" : "none"},
                          {"tls", options_.tls_cert.empty() ? "off"
                                  : options_.tls_ca.empty() ? "tls" : "mtls"}});

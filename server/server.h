@@ -64,10 +64,6 @@ struct ServerOptions {
   // Bytes of frames in flight (raw buffers and result planes) across all Calibrate streams;
   // 0 = DefaultFrameMemoryBytes() (half the cgroup limit or of physical memory).
   int64_t frame_memory_bytes = 0;
-  // gRPC's own buffers (receive windows and message slices of all connections), a
-  // grpc::ResourceQuota: under pressure gRPC shrinks the streams' flow-control windows, so 64
-  // streams waiting for frame memory do not each buffer megabytes. 0 = no quota.
-  int64_t grpc_memory_bytes = int64_t{256} << 20;
   // Connections older than this are closed (GOAWAY) so clients reconnect and rebalance across
   // replicas; in-flight calls get max_connection_age_grace to finish. Zero = never.
   absl::Duration max_connection_age = absl::ZeroDuration();
