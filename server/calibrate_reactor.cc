@@ -77,6 +77,10 @@ class CalibrateReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, 
     {
       absl::MutexLock lock(&mu_);
       write_in_flight_ = false;
+      // The message's slices hold their frame's planes and memory lease: let go of them now,
+      // not when the next message is made — a stream whose next frame waits for memory would
+      // otherwise wait for its own last result.
+      out_.Clear();
       if (!ok) cancelled_ = true;  // the client is gone
       a = StepLocked({});
     }

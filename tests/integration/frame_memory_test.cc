@@ -150,7 +150,9 @@ TEST(FrameMemoryTest, SixtyFourStreamsOnASmallBudget) {
   EXPECT_EQ(calibrated + refused, kStreams * kFramesPerStream);
   EXPECT_EQ(wrong, 0);
   EXPECT_EQ(lost, 0);
-  EXPECT_GT(calibrated, 0);
+  // Tiny frames calibrate in milliseconds: with a correct budget nearly all get memory well
+  // within the 5 s wait. A budget held by frames already sent (a leaked lease) refuses most.
+  EXPECT_GE(calibrated, kStreams * kFramesPerStream * 9 / 10) << refused << " refused";
   EXPECT_GT(health_checks, 0);
   EXPECT_EQ(health_failures, 0);
   // Frames in flight are bounded by the budget; 64 streams' gRPC buffers and threads add a
