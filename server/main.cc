@@ -68,6 +68,9 @@ ABSL_FLAG(double, max_connection_age_grace_seconds, 60,
 ABSL_FLAG(int64_t, frame_memory_bytes, 0,
           "bytes of frames in flight (raw + result planes) over all streams; beyond it frames "
           "wait, then RESOURCE_EXHAUSTED; 0 = half the cgroup memory limit (or of RAM)");
+ABSL_FLAG(int, max_streams_per_connection, 16,
+          "HTTP/2 concurrent streams per connection; a client's further streams wait on its side "
+          "without server memory; 0 = gRPC's default");
 ABSL_FLAG(double, frame_memory_wait_seconds, 60,
           "longest wait for frame memory (capped by the call's deadline)");
 ABSL_FLAG(double, store_check_seconds, 2,
@@ -263,6 +266,7 @@ int main(int argc, char** argv) {
   }
   options.health_listen = absl::GetFlag(FLAGS_health_listen);
   options.frame_memory_bytes = absl::GetFlag(FLAGS_frame_memory_bytes);
+  options.max_streams_per_connection = absl::GetFlag(FLAGS_max_streams_per_connection);
   options.limits.frame_memory_wait_ms =
       static_cast<int64_t>(absl::GetFlag(FLAGS_frame_memory_wait_seconds) * 1000);
   options.max_connection_age = absl::Seconds(absl::GetFlag(FLAGS_max_connection_age_seconds));

@@ -113,6 +113,10 @@ absl::Status CalibdServer::Build() {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // The 4 MiB message cap is gRPC's default and is kept on purpose (chunks are ≤ 1 MiB).
   builder.SetMaxReceiveMessageSize(4 << 20);
+  if (options_.max_streams_per_connection > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                               options_.max_streams_per_connection);
+  }
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || (!options_.listen.empty() && port_ == 0)) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.listen,
@@ -149,6 +153,8 @@ absl::Status CalibdServer::Build() {
                          {"metrics", options_.metrics_listen},
                          {"workers", absl::StrCat(pool_->num_threads())},
                          {"frame_memory_bytes", absl::StrCat(frame_memory_->budget())},
+                         {"max_streams_per_connection",
+                          absl::StrCat(options_.max_streams_per_connection)},
                          {"auth", options_.auth.enabled() ? "tokens" : "none"},
                          {"tls", options_.tls_cert.empty() ? "off"
                                  : options_.tls_ca.empty() ? "tls" : "mtls"}});

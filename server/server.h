@@ -64,6 +64,11 @@ struct ServerOptions {
   // Bytes of frames in flight (raw buffers and result planes) across all Calibrate streams;
   // 0 = DefaultFrameMemoryBytes() (half the cgroup limit or of physical memory).
   int64_t frame_memory_bytes = 0;
+  // HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS of each connection: a client opening more streams on
+  // one connection queues them on its side, so they hold no server memory. Each stream that
+  // waits here for frame memory keeps gRPC's receive buffers (measured ≈ 29 MiB per 4096²
+  // stream with adaptive windows), which the frame budget does not count. 0 = gRPC's default.
+  int max_streams_per_connection = 16;
   // Connections older than this are closed (GOAWAY) so clients reconnect and rebalance across
   // replicas; in-flight calls get max_connection_age_grace to finish. Zero = never.
   absl::Duration max_connection_age = absl::ZeroDuration();

@@ -178,5 +178,52 @@ TEST(FrameMemoryTest, SixtyFourStreamsOnASmallBudget) {
   EXPECT_TRUE(call.Finish().ok());
 }
 
+// A client opening more streams on one connection than --max-streams-per-connection gets the
+// rest queued on its own side (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS): the server holds at most
+// the limit (calibd_inflight_streams), nothing is refused, and every stream completes once the
+// earlier ones end.
+TEST(FrameMemoryTest, StreamsBeyondTheConnectionLimitWaitOnTheClient) {
+  constexpr int kLimit = 3, kOpened = 7;
+  CalibdProcessOptions options;
+  options.extra_args = {absl::StrCat("--max-streams-per-connection=", kLimit)};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<CalibdProcess> calibd, CalibdProcess::Start(options));
+  Client client(calibd->address());
+  ASSERT_OK(client.SetUpTestDetector());
+  auto inflight = [&]() -> double {
+    absl::StatusOr<std::string> text = ScrapeMetrics(calibd->metrics_port());
+    if (!text.ok()) return -1;
+    absl::StatusOr<double> v =
+        MetricValue(*text, "calibd_inflight_streams", {{"method", "Calibrate"}});
+    return v.ok() ? *v : 0;
+  };
+  // Every stream sends its header, then holds until released: the server sees the first
+  // kLimit of them; the others wait in the client's transport.
+  std::atomic<bool> release{false};
+  std::atomic<int> ok{0};
+  std::vector<std::thread> streams;
+  for (int i = 0; i < kOpened; ++i) {
+    streams.emplace_back([&, i] {
+      CalibrateCall call(&client, /*deadline_seconds=*/60);
+      if (!call.SendHeader(LightHeader(absl::StrCat("c", i)))) return;
+      while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (!call.SendChunks(LightPixels())) return;
+      FrameResult r = call.ReadResult();
+      if (r.ok && r.header.status().code() == 0 && call.Finish().ok()) ++ok;
+    });
+  }
+  double seen = -1;
+  for (int attempt = 0; attempt < 100 && seen != kLimit; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    seen = inflight();
+  }
+  EXPECT_EQ(seen, kLimit) << "streams the server holds";
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(inflight(), kLimit) << "never more than the limit";
+  release = true;
+  for (std::thread& t : streams) t.join();
+  EXPECT_EQ(ok, kOpened) << "every stream, queued or not, calibrated its frame";
+  EXPECT_EQ(inflight(), 0);
+}
+
 }  // namespace
 }  // namespace calibd::integration
