@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -32,10 +33,13 @@ int Context::Connect() {
 }
 
 void PrintError(absl::string_view what, const absl::Status& status) {
+  // The server's message already ends with "[request id ID]" (for clients that do not read
+  // the metadata); the id is added only when it is not there.
   const std::string id = RequestIdOf(status);
+  const bool named = !id.empty() && absl::StrContains(status.message(), id);
   std::fprintf(stderr, "calibctl: %s: %s: %s%s\n", std::string(what).c_str(),
                absl::StatusCodeToString(status.code()).c_str(), OneLine(status.message()).c_str(),
-               id.empty() ? "" : absl::StrCat(" (request id ", id, ")").c_str());
+               id.empty() || named ? "" : absl::StrCat(" (request id ", id, ")").c_str());
 }
 
 int Fail(absl::string_view what, const absl::Status& status) {

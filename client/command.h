@@ -64,7 +64,8 @@ std::vector<Command> SampleCommands();     // make-samples
 std::vector<Command> HealthCommands();     // health
 std::vector<Command> NoiseCommands();      // synth-dark
 
-// "calibctl: <what>: <CODE>: <message>[ (request id ID)]" on stderr; returns the exit code of
+// "calibctl: <what>: <CODE>: <message>" on stderr; calibd's messages end "[request id ID]", and
+// " (request id ID)" is appended when the message does not name the id. Returns the exit code of
 // the status's class.
 int Fail(absl::string_view what, const absl::Status& status);
 void PrintError(absl::string_view what, const absl::Status& status);

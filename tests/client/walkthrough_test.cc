@@ -226,8 +226,9 @@ TEST_F(WalkthroughTest, FailuresExitNonZeroWithOneLineNamingTheCode) {
   EXPECT_EQ(r.exit_code, 66);  // not found
   ASSERT_EQ(Lines(r.err).size(), 1u) << r.err;
   EXPECT_THAT(r.err, HasSubstr("calibctl: detector get nope/none: NOT_FOUND: "));
-  // The server's request id (its log has the detail under the same id).
-  EXPECT_THAT(r.err, ::testing::MatchesRegex(".*\\(request id [^ )]+\\)\n"));
+  // The server's request id (its log has the detail under the same id), once.
+  EXPECT_THAT(r.err, ::testing::MatchesRegex(".*\\[request id [0-9a-f]+\\]\n"));
+  EXPECT_EQ(r.err.find("request id"), r.err.rfind("request id")) << r.err;
 
   ASSERT_EQ(Calibctl({"detector", "put", samples + "/SPEC.json"}).exit_code, 0);
 
