@@ -15,6 +15,34 @@
 namespace calibd::client {
 namespace {
 
+// The JSON a script reads back: the spec (and truth) paths, the detector, where to certify
+// from, and each kind's files.
+using FileLists = std::vector<std::pair<const char*, const std::vector<std::string>*>>;
+void PrintSampleJson(const std::string& spec, const std::string& truth,
+                     const std::string& detector, const std::string& certify_from,
+                     const FileLists& lists) {
+  JsonWriter j;
+  j.BeginObject();
+  j.Key("spec");
+  j.String(spec);
+  if (!truth.empty()) {
+    j.Key("truth");
+    j.String(truth);
+  }
+  j.Key("detector");
+  j.String(detector);
+  j.Key("certify_from");
+  j.String(certify_from);
+  for (const auto& [name, list] : lists) {
+    j.Key(name);
+    j.BeginArray();
+    for (const std::string& p : *list) j.String(p);
+    j.EndArray();
+  }
+  j.EndObject();
+  std::cout << j.str() << "\n";
+}
+
 int MakeNoiseSamplesCommand(Context& c) {
   const std::string dir = c.args.Value("noise");
   if (dir.empty()) return c.Usage("--noise needs a directory");
@@ -24,27 +52,10 @@ int MakeNoiseSamplesCommand(Context& c) {
   absl::StatusOr<NoiseSampleSet> set = MakeNoiseSamples(dir, *o);
   if (!set.ok()) return Fail(absl::StrCat("make-samples --noise ", dir), set.status());
   if (c.json) {
-    JsonWriter j;
-    j.BeginObject();
-    j.Key("spec");
-    j.String(set->spec_path);
-    j.Key("truth");
-    j.String(set->truth_path);
-    j.Key("detector");
-    j.String(o->detector);
-    j.Key("certify_from");
-    j.String(set->certify_from);
-    for (auto [name, list] :
-         {std::make_pair("bias", &set->bias), std::make_pair("ptc", &set->ptc),
-          std::make_pair("dark", &set->dark), std::make_pair("emccd", &set->emccd),
-          std::make_pair("gainnorm", &set->gainnorm), std::make_pair("light", &set->light)}) {
-      j.Key(name);
-      j.BeginArray();
-      for (const std::string& p : *list) j.String(p);
-      j.EndArray();
-    }
-    j.EndObject();
-    std::cout << j.str() << "\n";
+    PrintSampleJson(set->spec_path, set->truth_path, o->detector, set->certify_from,
+                    {{"bias", &set->bias}, {"ptc", &set->ptc}, {"dark", &set->dark},
+                     {"emccd", &set->emccd}, {"gainnorm", &set->gainnorm},
+                     {"light", &set->light}});
     return 0;
   }
   std::string settings;
@@ -80,24 +91,9 @@ int MakeSamplesCommand(Context& c) {
   absl::StatusOr<SampleSet> set = MakeSamples(*dir, *o);
   if (!set.ok()) return Fail(absl::StrCat("make-samples ", *dir), set.status());
   if (c.json) {
-    JsonWriter j;
-    j.BeginObject();
-    j.Key("spec");
-    j.String(set->spec_path);
-    j.Key("detector");
-    j.String(o->detector);
-    j.Key("certify_from");
-    j.String(set->certify_from);
-    for (auto [name, list] :
-         {std::make_pair("bias", &set->bias), std::make_pair("dark", &set->dark),
-          std::make_pair("flat", &set->flat), std::make_pair("light", &set->light)}) {
-      j.Key(name);
-      j.BeginArray();
-      for (const std::string& p : *list) j.String(p);
-      j.EndArray();
-    }
-    j.EndObject();
-    std::cout << j.str() << "\n";
+    PrintSampleJson(set->spec_path, "", o->detector, set->certify_from,
+                    {{"bias", &set->bias}, {"dark", &set->dark}, {"flat", &set->flat},
+                     {"light", &set->light}});
   } else {
     std::cout << "wrote " << set->spec_path << " (detector " << o->detector << ", "
               << o->data_width + o->overscan_width << "x" << o->height << " uint16 with "
