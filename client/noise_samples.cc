@@ -2,13 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "client/sample_files.h"
 #include "core/fits/fits.h"
 #include "core/image/dq.h"
 #include "core/image/section.h"
@@ -21,15 +20,6 @@ namespace {
 
 using random::HashUniform;
 
-absl::StatusOr<absl::Time> Night(const NoiseSampleOptions& o) {
-  absl::Time t;
-  std::string err;
-  if (!absl::ParseTime("%Y-%m-%d", o.night, absl::UTCTimeZone(), &t, &err)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("night '", o.night, "' is not a date like 2026-03-01: ", err));
-  }
-  return t;
-}
 
 // A uniform deviate in [mean − spread, mean + spread) for map `salt` at (x, y).
 double Spread(const NoiseSampleOptions& o, int salt, int x, int y, double mean, double spread) {
@@ -133,7 +123,7 @@ absl::StatusOr<RawFrame> SimulateNoiseFrame(const NoiseSampleOptions& o, const s
     return absl::InvalidArgumentError(absl::StrCat(
         "unknown noise sample kind '", kind, "'; use bias, ptc, dark, emccd, gainnorm or light"));
   }
-  CALIBD_ASSIGN_OR_RETURN(absl::Time night, Night(o));
+  CALIBD_ASSIGN_OR_RETURN(absl::Time night, ParseSampleNight(o.night));
   const absl::Time t = night + absl::Hours(hour) + absl::Seconds(600 * setting + 30 * index);
   const bool dark_signal = kind == "dark" || kind == "emccd" || kind == "light";
   const double sky = kind == "light" ? o.light_sky : 0;
@@ -183,25 +173,12 @@ absl::StatusOr<RawFrame> SimulateNoiseFrame(const NoiseSampleOptions& o, const s
 
 absl::StatusOr<NoiseSampleSet> MakeNoiseSamples(const std::string& dir,
                                                 const NoiseSampleOptions& o) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
-  }
   NoiseSampleSet set;
   set.spec_path = dir + "/SPEC.json";
   set.truth_path = dir + "/TRUTH.fits";
-  if (!o.overwrite && (fs::exists(set.spec_path) || fs::exists(set.truth_path))) {
-    return absl::AlreadyExistsError(
-        absl::StrCat(set.spec_path, " exists; choose an empty directory or pass --overwrite"));
-  }
-  {
-    std::ofstream spec(set.spec_path, std::ios::trunc);
-    spec << NoiseSampleSpecJson(o);
-    if (!spec) return absl::InternalError(absl::StrCat("cannot write ", set.spec_path));
-  }
-  CALIBD_ASSIGN_OR_RETURN(absl::Time night, Night(o));
+  CALIBD_RETURN_IF_ERROR(StartSampleDir(dir, set.spec_path, NoiseSampleSpecJson(o),
+                                        {set.truth_path}, o.overwrite));
+  CALIBD_ASSIGN_OR_RETURN(absl::Time night, ParseSampleNight(o.night));
   set.certify_from = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", night, absl::UTCTimeZone());
 
   // The truth maps, in the product's layout (astropy: fits.open(path)["FPN"].data).
@@ -228,17 +205,8 @@ absl::StatusOr<NoiseSampleSet> MakeNoiseSamples(const std::string& dir,
 
   auto write = [&](const std::string& kind, int setting, int index, const std::string& name,
                    std::vector<std::string>* out) -> absl::Status {
-    const std::string sub = absl::StrCat(dir, "/", kind);
-    fs::create_directories(sub, ec);
-    if (ec) {
-      return absl::InvalidArgumentError(absl::StrCat("cannot create ", sub, ": ", ec.message()));
-    }
     CALIBD_ASSIGN_OR_RETURN(RawFrame frame, SimulateNoiseFrame(o, kind, setting, index));
-    const std::string path = absl::StrCat(sub, "/", name, ".fits");
-    if (o.overwrite) fs::remove(path, ec);
-    CALIBD_RETURN_IF_ERROR(fits::WriteRawFrame(path, frame, "", o.overwrite));
-    out->push_back(path);
-    return absl::OkStatus();
+    return WriteSampleFrame(dir, kind, name, frame, "", o.overwrite, out);
   };
   for (int i = 0; i < o.n_bias; ++i) {
     CALIBD_RETURN_IF_ERROR(write("bias", 0, i, absl::StrFormat("bias_%03d", i), &set.bias));

@@ -2,13 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "client/sample_files.h"
 #include "core/fits/fits.h"
 #include "core/image/section.h"
 #include "core/random/gaussian.h"
@@ -54,15 +53,6 @@ std::vector<Star> Stars(const SampleOptions& o) {
   return stars;
 }
 
-absl::StatusOr<absl::Time> NightStart(const SampleOptions& o) {
-  absl::Time t;
-  std::string err;
-  if (!absl::ParseTime("%Y-%m-%d", o.night, absl::UTCTimeZone(), &t, &err)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("night '", o.night, "' is not a date like 2026-03-01: ", err));
-  }
-  return t;
-}
 
 }  // namespace
 
@@ -101,7 +91,7 @@ absl::StatusOr<RawFrame> SimulateSampleFrame(const SampleOptions& o, const std::
     return absl::InvalidArgumentError(
         absl::StrCat("unknown sample kind '", kind, "'; use bias, dark, flat or light"));
   }
-  CALIBD_ASSIGN_OR_RETURN(absl::Time night, NightStart(o));
+  CALIBD_ASSIGN_OR_RETURN(absl::Time night, ParseSampleNight(o.night));
   const double exptime = is_bias   ? 0
                          : is_dark ? o.dark_exptime
                          : is_flat ? o.flat_exptime
@@ -187,24 +177,10 @@ absl::StatusOr<RawFrame> SimulateSampleFrame(const SampleOptions& o, const std::
 }
 
 absl::StatusOr<SampleSet> MakeSamples(const std::string& dir, const SampleOptions& o) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
-  }
   SampleSet set;
   set.spec_path = dir + "/SPEC.json";
-  if (!o.overwrite && fs::exists(set.spec_path)) {
-    return absl::AlreadyExistsError(
-        absl::StrCat(set.spec_path, " exists; choose an empty directory or pass --overwrite"));
-  }
-  {
-    std::ofstream spec(set.spec_path, std::ios::trunc);
-    spec << SampleSpecJson(o);
-    if (!spec) return absl::InternalError(absl::StrCat("cannot write ", set.spec_path));
-  }
-  CALIBD_ASSIGN_OR_RETURN(absl::Time night, NightStart(o));
+  CALIBD_RETURN_IF_ERROR(StartSampleDir(dir, set.spec_path, SampleSpecJson(o), {}, o.overwrite));
+  CALIBD_ASSIGN_OR_RETURN(absl::Time night, ParseSampleNight(o.night));
   set.certify_from = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", night, absl::UTCTimeZone());
   struct Batch {
     const char* kind;
@@ -214,18 +190,11 @@ absl::StatusOr<SampleSet> MakeSamples(const std::string& dir, const SampleOption
   for (const Batch& b :
        {Batch{"bias", o.n_bias, &set.bias}, Batch{"dark", o.n_dark, &set.dark},
         Batch{"flat", o.n_flat, &set.flat}, Batch{"light", o.n_light, &set.light}}) {
-    const std::string sub = absl::StrCat(dir, "/", b.kind);
-    fs::create_directories(sub, ec);
-    if (ec) {
-      return absl::InvalidArgumentError(absl::StrCat("cannot create ", sub, ": ", ec.message()));
-    }
     for (int i = 0; i < b.n; ++i) {
       CALIBD_ASSIGN_OR_RETURN(RawFrame frame, SimulateSampleFrame(o, b.kind, i));
-      const std::string path = absl::StrFormat("%s/%s_%03d.fits", sub, b.kind, i);
-      if (o.overwrite) fs::remove(path, ec);
       const std::string compression = std::string(b.kind) == "light" ? o.light_compression : "";
-      CALIBD_RETURN_IF_ERROR(fits::WriteRawFrame(path, frame, compression, o.overwrite));
-      b.out->push_back(path);
+      CALIBD_RETURN_IF_ERROR(WriteSampleFrame(dir, b.kind, absl::StrFormat("%s_%03d", b.kind, i),
+                                              frame, compression, o.overwrite, b.out));
     }
   }
   return set;
