@@ -4,7 +4,6 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -14,6 +13,7 @@
 #include "core/status/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/calibctl_runner.h"
 #include "tests/testing/calibd_process.h"
 #include "tests/testing/temp_dir.h"
 
@@ -23,41 +23,9 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 
-std::string Quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-struct CliRun {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// calibctl with `args` (no --server added); stdout and stderr kept apart.
+// calibctl with `args` (no --server added).
 CliRun Calibctl(TempDir& dir, const std::vector<std::string>& args) {
-  static int runs = 0;
-  const std::string out = dir.File(absl::StrCat("out_", ++runs));
-  const std::string err = dir.File(absl::StrCat("err_", runs));
-  std::string cmd =
-      absl::StrCat("(env -u CALIBD_TOKEN -u CALIBD_SERVER ", CALIBD_BINARY_DIR, "/client/calibctl");
-  for (const std::string& a : args) absl::StrAppend(&cmd, " ", Quote(a));
-  absl::StrAppend(&cmd, " >", out, " 2>", err, ")");
-  CliRun r;
-  absl::StatusOr<CommandResult> res = RunCommand(cmd);
-  EXPECT_OK(res.status());
-  if (res.ok()) r.exit_code = res->exit_code;
-  r.out = Slurp(out);
-  r.err = Slurp(err);
-  return r;
+  return RunCalibctl(dir, args);
 }
 
 TEST(CalibctlVersionTest, PrintsTheVersionAndARealCommit) {

@@ -22,7 +22,6 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -40,6 +39,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
+#include "tests/testing/calibctl_runner.h"
 #include "tests/testing/calibd_process.h"
 #include "tests/testing/temp_dir.h"
 
@@ -47,24 +47,6 @@ namespace calibd::testing {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::string Quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct CliRun {
-  int exit_code = -1;
-  std::string out, err;
-};
 
 class NoiseCliTest : public ::testing::Test {
  protected:
@@ -79,22 +61,11 @@ class NoiseCliTest : public ::testing::Test {
     delete dir_;
   }
 
-  // calibctl --server ADDRESS args...; stdout and stderr kept apart.
+  // calibctl --server ADDRESS args...
   static CliRun Calibctl(const std::vector<std::string>& args) {
-    static int runs = 0;
-    const std::string out = dir_->File(absl::StrCat("out_", ++runs));
-    const std::string err = dir_->File(absl::StrCat("err_", runs));
-    std::string cmd = absl::StrCat("(env -u CALIBD_TOKEN -u CALIBD_SERVER ", CALIBD_BINARY_DIR,
-                                   "/client/calibctl --server ", server_->address());
-    for (const std::string& a : args) absl::StrAppend(&cmd, " ", Quote(a));
-    absl::StrAppend(&cmd, " >", out, " 2>", err, ")");
-    CliRun r;
-    absl::StatusOr<CommandResult> res = RunCommand(cmd);
-    EXPECT_OK(res.status());
-    if (res.ok()) r.exit_code = res->exit_code;
-    r.out = Slurp(out);
-    r.err = Slurp(err);
-    return r;
+    std::vector<std::string> all = {"--server", server_->address()};
+    all.insert(all.end(), args.begin(), args.end());
+    return RunCalibctl(*dir_, all);
   }
   static void MustRun(const std::vector<std::string>& args) {
     CliRun r = Calibctl(args);
@@ -439,7 +410,7 @@ TEST_F(NoiseCliTest, GainNormalisationTablesAreStoredAndRefusedWhenNonsense) {
   const std::string back = dir_->File("gn_back.fits");
   MustRun({"get", "--detector", det, "--kind", "gain_normalisation", "--version", "1", "-o",
            back});
-  EXPECT_EQ(Slurp(back), Slurp(good));  // the stored bytes, unchanged
+  EXPECT_EQ(ReadFile(back), ReadFile(good));  // the stored bytes, unchanged
   ASSERT_OK_AND_ASSIGN(noise::NoiseProduct table, noise::ReadNoiseProduct(back));
   EXPECT_EQ(table.kind, "gain_normalisation");
   EXPECT_EQ(*table.header.GetInt("NSETTING"), 3);

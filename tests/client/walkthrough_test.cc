@@ -10,7 +10,6 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -23,6 +22,7 @@
 #include "core/status/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/calibctl_runner.h"
 #include "tests/testing/calibd_process.h"
 #include "tests/testing/temp_dir.h"
 
@@ -32,47 +32,17 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-std::string Quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-struct CliRun {
-  int exit_code = -1;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
-
 class WalkthroughTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_OK_AND_ASSIGN(server_, CalibdProcess::Start());
   }
 
-  // Runs calibctl with `args` against the test server; stdout and stderr kept apart.
+  // Runs calibctl with `args` against the test server.
   CliRun Calibctl(const std::vector<std::string>& args) {
-    const std::string out = dir_.File(absl::StrCat("out_", ++runs_));
-    const std::string err = dir_.File(absl::StrCat("err_", runs_));
-    // A subshell, because RunCommand merges the command's stderr into its stdout.
-    std::string cmd = absl::StrCat("(", CALIBD_BINARY_DIR, "/client/calibctl --server ",
-                                   server_->address());
-    for (const std::string& a : args) absl::StrAppend(&cmd, " ", Quote(a));
-    absl::StrAppend(&cmd, " >", out, " 2>", err, ")");
-    CliRun r;
-    absl::StatusOr<CommandResult> res = RunCommand(cmd);
-    EXPECT_OK(res.status());
-    if (res.ok()) r.exit_code = res->exit_code;
-    r.out = Slurp(out);
-    r.err = Slurp(err);
-    return r;
-  }
-
-  static std::string Slurp(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
+    std::vector<std::string> all = {"--server", server_->address()};
+    all.insert(all.end(), args.begin(), args.end());
+    return RunCalibctl(dir_, all);
   }
 
   static std::vector<std::string> Glob(const std::string& dir) {
@@ -86,7 +56,6 @@ class WalkthroughTest : public ::testing::Test {
 
   TempDir dir_;
   std::unique_ptr<CalibdProcess> server_;
-  int runs_ = 0;
 };
 
 // The lines of a stderr; a CLI failure must be exactly one.
