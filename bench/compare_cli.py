@@ -23,8 +23,10 @@ ccdproc runs once. The 1-minute load average is recorded next to every figure: o
 shared machine move absolute times, so compare the ratios of one run, taken when the load is low.
 calibd runs with --combine-memory-bytes = COMBINE_MEMORY_MB MiB (builds keep up to 2/3 of it of
 pre-processed inputs in memory; the default 256 MiB holds 6 of the 20 2048^2 biases).
-Prints seconds, frames/s and ratios against issue 9's targets (calibrate >= 10x ccdproc and
->= 4 frames/s; data only >= 10 frames/s; build >= 30x), and one JSON line for scripts.
+The disk floor is the best of REPEAT O_DIRECT writes of the all-planes outputs' byte count (the
+disk alone; calibctl's writer cannot beat it). Prints seconds, frames/s and ratios against
+issue 9's targets (calibrate >= 10x ccdproc and >= 4 frames/s; data only >= 10 frames/s;
+build >= 30x), and one JSON line for scripts.
 """
 import argparse
 import json
@@ -102,6 +104,27 @@ def best_of(n, label, fn, before=None):
         print(f"    {label}: {t:.3f} s (load {la:.1f}; CPU calibctl {c1 - c0:.2f} s, "
               f"calibd {s1 - s0:.2f} s)", file=sys.stderr)
     return min(runs)
+
+
+def disk_floor(directory, nbytes, repeat):
+    """Best seconds to write `nbytes` to new files in `directory` with O_DIRECT in 8 MiB pwrites
+    (what calibctl's writer does, without computing anything): the disk's floor for the outputs."""
+    import mmap
+    block = 8 << 20
+    buf = mmap.mmap(-1, block)  # page-aligned, as O_DIRECT needs
+    buf.write(b"\x5a" * block)
+    best = None
+    for i in range(repeat):
+        path = os.path.join(directory, f"disk_floor_{i}.bin")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_DIRECT", 0))
+        t0 = time.perf_counter()
+        for off in range(0, nbytes, block):
+            os.pwrite(fd, buf, off)
+        os.close(fd)
+        t = time.perf_counter() - t0
+        os.unlink(path)
+        best = t if best is None else min(best, t)
+    return best
 
 
 def ccdproc_calibrate(lights, masters, out_dir):
@@ -213,6 +236,10 @@ def main():
             args.repeat, "calibrate data only", lambda: calibrate(out_data, "--planes", "data"),
             before=lambda: shutil.rmtree(out_data, True))
         n = len(lights)
+        # The same bytes as the all-planes outputs, written with nothing computed.
+        out_bytes = sum(os.path.getsize(os.path.join(out_all, f)) for f in os.listdir(out_all))
+        results.update(disk_floor_all_s=disk_floor(work, out_bytes, args.repeat),
+                       out_all_mb=out_bytes / 1e6)
         results.update(calibrate_all_s=t_all, calibrate_data_s=t_data,
                        calibrate_all_fps=n / t_all, calibrate_data_fps=n / t_data,
                        load_calibrate_all=la_all, load_calibrate_data=la_data,
@@ -261,6 +288,8 @@ def main():
     print(f"  calibctl data only   {results['calibrate_data_s']:7.2f} s  "
           f"{results['calibrate_data_fps']:5.2f} frames/s  (target >= 10)  "
           f"load {results['load_calibrate_data']:.1f}")
+    print(f"  disk floor           {results['disk_floor_all_s']:7.2f} s  "
+          f"(O_DIRECT write of the same {results['out_all_mb']:.0f} MB, nothing computed)")
     if "ccdproc_calibrate_s" in results:
         print(f"  ccdproc all planes   {results['ccdproc_calibrate_s']:7.2f} s  "
               f"ratio {results['calibrate_ratio']:.1f}x  (target >= 10x)   "
