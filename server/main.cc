@@ -71,6 +71,9 @@ ABSL_FLAG(int64_t, frame_memory_bytes, 0,
 ABSL_FLAG(int, max_streams_per_connection, 16,
           "HTTP/2 concurrent streams per connection; a client's further streams wait on its side "
           "without server memory; 0 = gRPC's default");
+ABSL_FLAG(int64_t, stream_window_bytes, int64_t{4} << 20,
+          "HTTP/2 receive window per stream, fixed: the most gRPC buffers for a stream waiting "
+          "for frame memory; 0 = gRPC's adaptive window (BDP probing)");
 ABSL_FLAG(double, frame_memory_wait_seconds, 60,
           "longest wait for frame memory (capped by the call's deadline)");
 ABSL_FLAG(double, store_check_seconds, 2,
@@ -267,6 +270,7 @@ int main(int argc, char** argv) {
   options.health_listen = absl::GetFlag(FLAGS_health_listen);
   options.frame_memory_bytes = absl::GetFlag(FLAGS_frame_memory_bytes);
   options.max_streams_per_connection = absl::GetFlag(FLAGS_max_streams_per_connection);
+  options.stream_window_bytes = absl::GetFlag(FLAGS_stream_window_bytes);
   options.limits.frame_memory_wait_ms =
       static_cast<int64_t>(absl::GetFlag(FLAGS_frame_memory_wait_seconds) * 1000);
   options.max_connection_age = absl::Seconds(absl::GetFlag(FLAGS_max_connection_age_seconds));

@@ -113,6 +113,12 @@ absl::Status CalibdServer::Build() {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // The 4 MiB message cap is gRPC's default and is kept on purpose (chunks are ≤ 1 MiB).
   builder.SetMaxReceiveMessageSize(4 << 20);
+  if (options_.stream_window_bytes > 0) {
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    builder.AddChannelArgument(
+        GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
+        static_cast<int>(std::min<int64_t>(options_.stream_window_bytes, int64_t{1} << 30)));
+  }
   if (options_.max_streams_per_connection > 0) {
     builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                                options_.max_streams_per_connection);

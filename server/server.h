@@ -69,6 +69,10 @@ struct ServerOptions {
   // waits here for frame memory keeps gRPC's receive buffers (measured ≈ 29 MiB per 4096²
   // stream with adaptive windows), which the frame budget does not count. 0 = gRPC's default.
   int max_streams_per_connection = 16;
+  // The HTTP/2 receive window of each stream, fixed (BDP probing off): the most gRPC buffers for
+  // a stream the server is not reading (one waiting for frame memory), which the frame budget
+  // does not count; adaptive windows grew to ≈ 29 MiB per waiting 4096² stream. 0 = adaptive.
+  int64_t stream_window_bytes = int64_t{4} << 20;
   // Connections older than this are closed (GOAWAY) so clients reconnect and rebalance across
   // replicas; in-flight calls get max_connection_age_grace to finish. Zero = never.
   absl::Duration max_connection_age = absl::ZeroDuration();
