@@ -76,6 +76,9 @@ ABSL_FLAG(std::string, streams, "1,2,4", "concurrent stream counts to run, comma
 ABSL_FLAG(int, frames, 12, "frames per stream per configuration (after warm-up)");
 ABSL_FLAG(int, warmup, 2, "frames per stream sent before measuring");
 ABSL_FLAG(int, window, 2, "frames in flight per stream");
+ABSL_FLAG(int, connections, 1,
+          "client connections the streams are spread over (round robin), as from that many "
+          "separate clients");
 ABSL_FLAG(std::string, planes, "all,data", "plane sets to run: all, data");
 ABSL_FLAG(int, width, 4096, "raw frame width (including the overscan strip)");
 ABSL_FLAG(int, height, 4096, "raw frame height");
@@ -331,7 +334,17 @@ absl::StatusOr<RunResult> RunConfiguration(const std::shared_ptr<grpc::Channel>&
                                            int frames, const std::string& reference) {
   const int w = absl::GetFlag(FLAGS_width), h = absl::GetFlag(FLAGS_height);
   const int pid = absl::GetFlag(FLAGS_server_pid);
-  auto stub = v1::Calibrator::NewStub(channel);
+  // Channels with their own subchannel pool each open their own connection; the first is the
+  // caller's.
+  std::vector<std::unique_ptr<v1::Calibrator::Stub>> stubs;
+  stubs.push_back(v1::Calibrator::NewStub(channel));
+  for (int c = 1; c < absl::GetFlag(FLAGS_connections); ++c) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(4 << 20);
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    stubs.push_back(v1::Calibrator::NewStub(grpc::CreateCustomChannel(
+        absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials(), args)));
+  }
   RunResult run;
   run.planes = planes;
   run.streams = streams;
@@ -341,8 +354,9 @@ absl::StatusOr<RunResult> RunConfiguration(const std::shared_ptr<grpc::Channel>&
   std::vector<StreamResult> results(streams);
   std::vector<std::unique_ptr<FrameStream>> fs;
   for (int i = 0; i < streams; ++i) {
-    fs.push_back(std::make_unique<FrameStream>(stub.get(), &chunks, w, h, planes == "data", warmup,
-                                               frames, absl::GetFlag(FLAGS_window)));
+    fs.push_back(std::make_unique<FrameStream>(stubs[i % stubs.size()].get(), &chunks, w, h,
+                                               planes == "data", warmup, frames,
+                                               absl::GetFlag(FLAGS_window)));
   }
   // Throughput counts from the end of the slowest warm-up; simpler and close enough: time the
   // whole run and subtract nothing, but count only measured frames' bytes over the measured

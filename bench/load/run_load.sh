@@ -2,15 +2,15 @@
 # The memory-budget load run (issue 10): calibd with --frame-memory-bytes (1.5 GiB), a 1 GiB
 # master cache and a 512 MiB buffer pool — the compose/Kubernetes figures — on a temporary
 # embedded store and free 127.0.0.1 ports; calibd_load sends 4096² uint16 frames (all planes)
-# over 64 concurrent streams and accounts for every frame (calibrated and byte-identical to a
-# frame calibrated alone, or refused with RESOURCE_EXHAUSTED; any other outcome fails), probes
-# health every 200 ms, and samples the server's RSS every 50 ms. The run passes when nothing
-# is lost or wrong, health answered every probe, and the peak RSS stays under
-# budget + cache + pool + the idle server's own RSS. Takes ~1–3 min on 2 cores; not in
+# over 64 concurrent streams from 4 client connections and accounts for every frame (calibrated
+# and byte-identical to a frame calibrated alone, or refused with RESOURCE_EXHAUSTED; any other
+# outcome fails), probes health every 200 ms, and samples the server's RSS every 50 ms. The run
+# passes when nothing is lost or wrong, health answered every probe, and the peak RSS stays
+# under budget + cache + pool + the idle server's own RSS. Takes ~1–3 min on 2 cores; not in
 # `make test` (tests/integration/frame_memory_test.cc is its small variant there).
 #
 #   bench/load/run_load.sh [BUILD_DIR]          # default build/
-#   STREAMS=64 FRAMES=2 WIDTH=4096 HEIGHT=4096 BUDGET=1610612736 bench/load/run_load.sh
+#   STREAMS=64 CONNECTIONS=4 FRAMES=2 WIDTH=4096 HEIGHT=4096 BUDGET=1610612736 bench/load/run_load.sh
 #
 # Prints the load generator's table, the figures and the load average, and writes
 # $OUT (default /tmp/calibd-load-run.json).
@@ -18,6 +18,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(readlink -f "${1:-$root/build}")
 streams=${STREAMS:-64}
+connections=${CONNECTIONS:-4}  # the streams come from this many client connections
 frames=${FRAMES:-2}
 width=${WIDTH:-4096}
 height=${HEIGHT:-4096}
@@ -84,7 +85,7 @@ PY
 sampler=$!
 t0=$(date +%s)
 status=0
-"${load[@]}" --server_pid "$pid" --streams "$streams" --frames "$frames" --warmup 0 \
+"${load[@]}" --server_pid "$pid" --streams "$streams" --connections "$connections" --frames "$frames" --warmup 0 \
   --planes all --deadline_s "$deadline" --json "$out" || status=$?
 kill "$sampler"; wait "$sampler" || true
 echo "run_load: load average after: $(cut -d' ' -f1-3 /proc/loadavg); wall $(( $(date +%s) - t0 )) s"
