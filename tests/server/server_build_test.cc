@@ -51,14 +51,7 @@ TEST_F(ServerTest, BuildMasterCombinesPreprocessedFrames) {
   // Oracle: overscan-subtract and trim each frame with core, then combine::Combine (mean).
   std::vector<std::unique_ptr<combine::FrameSource>> sources;
   for (const RawFrame& raw : raws) {
-    calib::RecipeOptions opt;
-    opt.overscan.statistic = calib::OverscanOptions::Statistic::kMedian;
-    opt.overscan.region = Section{ccd_.data_width, ccd_.width(), 0, ccd_.height};
-    opt.trim = Section{0, ccd_.data_width, 0, ccd_.height};
-    opt.gain = ccd_.gain;
-    opt.read_noise = ccd_.read_noise;
-    opt.saturation = 65000;
-    opt.output_unit = calib::RecipeOptions::Unit::kAdu;
+    calib::RecipeOptions opt = OracleOptions(calib::RecipeOptions::Unit::kAdu);
     opt.compute_variance = false;
     ASSERT_OK_AND_ASSIGN(CalibratedFrame f, calib::Calibrate(raw, calib::Masters{}, opt));
     sources.push_back(combine::MemorySource(std::make_shared<CalibratedFrame>(std::move(f))));

@@ -192,8 +192,9 @@ class ServerTest : public ::testing::Test {
     }
   }
 
-  // The oracle: core's Calibrate with hand-made options (not the server's recipe builder).
-  CalibratedFrame Expected(const RawFrame& raw, calib::RecipeOptions::Unit unit) {
+  // The oracle's options, made by hand (not by the server's recipe builder): median overscan
+  // per row, trim, the CCD's gain and read noise.
+  calib::RecipeOptions OracleOptions(calib::RecipeOptions::Unit unit) const {
     calib::RecipeOptions o;
     o.overscan.statistic = calib::OverscanOptions::Statistic::kMedian;
     o.overscan.region = Section{ccd_.data_width, ccd_.width(), 0, ccd_.height};
@@ -202,6 +203,12 @@ class ServerTest : public ::testing::Test {
     o.read_noise = ccd_.read_noise;
     o.saturation = 65000;
     o.output_unit = unit;
+    return o;
+  }
+
+  // The oracle: core's Calibrate with OracleOptions and the stored masters.
+  CalibratedFrame Expected(const RawFrame& raw, calib::RecipeOptions::Unit unit) {
+    calib::RecipeOptions o = OracleOptions(unit);
     o.exptime = *raw.header.GetDouble("EXPTIME");
     calib::Masters m;
     // Masters as stored (read back from FITS like the server does).
