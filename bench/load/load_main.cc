@@ -55,6 +55,7 @@
 #include "absl/strings/str_split.h"
 #include "bench/load/server_watch.h"
 #include "bench/load/setup.h"
+#include "proto/api_convert.h"
 #include "calibd/v1/calibrator.grpc.pb.h"
 #include "core/hash/sha256.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -93,28 +94,15 @@ constexpr double kMB = 1e6;
 // ------------------------------------------------------------------------------------------
 // The frames: headers every master and frame carries, so selection has a configuration.
 
-void SetCard(v1::HeaderCard* card, const std::string& key, double v) {
-  card->set_key(key);
-  card->set_double_value(v);
-}
-void SetCard(v1::HeaderCard* card, const std::string& key, const std::string& v) {
-  card->set_key(key);
-  card->set_string_value(v);
-}
-
 void FillFrameHeader(v1::FrameHeader* h, int width, int height, bool data_only) {
   h->set_detector(absl::GetFlag(FLAGS_detector));
   h->set_width(width);
   h->set_height(height);
   h->set_pixel_type(v1::PIXEL_TYPE_UINT16);
-  SetCard(h->add_cards(), "IMAGETYP", "object");
-  SetCard(h->add_cards(), "READMODE", "fast");
-  SetCard(h->add_cards(), "BINNING", "1x1");
-  SetCard(h->add_cards(), "GAINMODE", "high");
-  SetCard(h->add_cards(), "FILTER", "r");
-  SetCard(h->add_cards(), "CCD-TEMP", -100.0);
-  SetCard(h->add_cards(), "EXPTIME", 30.0);
-  SetCard(h->add_cards(), "DATE-OBS", "2026-03-01T02:03:04.5");
+  Header cards;
+  AddBenchCards(&cards);  // the masters' configuration (bench/load/setup.h)
+  cards.Set("IMAGETYP", "object");
+  api::HeaderToProto(cards, h->mutable_cards());
   h->mutable_selection()->set_policy(v1::SELECTION_POLICY_STRICT);
   if (data_only) h->add_planes(v1::PLANE_DATA);
 }

@@ -21,9 +21,9 @@ namespace {
 namespace v1 = ::calibd::v1;
 constexpr int kChunkBytes = 1 << 20;  // the API's chunk cap
 
-// The cards every master and frame carries, so selection has a configuration (the frames'
-// headers in load_main.cc carry the same).
-void AddCommonCards(Header* h) {
+}  // namespace
+
+void AddBenchCards(Header* h) {
   h->Set("READMODE", "fast");
   h->Set("BINNING", "1x1");
   h->Set("GAINMODE", "high");
@@ -32,6 +32,8 @@ void AddCommonCards(Header* h) {
   h->Set("EXPTIME", 30.0);
   h->Set("DATE-OBS", "2026-03-01T02:03:04.5");
 }
+
+namespace {
 
 void AddToken(const BenchDetector& o, grpc::ClientContext* ctx) {
   if (!o.token.empty()) {
@@ -120,7 +122,7 @@ absl::Status SetUpBenchDetector(const std::shared_ptr<grpc::Channel>& channel,
         row[x] = k.base + k.amplitude * static_cast<float>(((x * 31 + y * 17) % 101) / 101.0);
       }
     }
-    AddCommonCards(&m.header);
+    AddBenchCards(&m.header);
     m.header.Set("IMAGETYP", k.name);
     if (std::string(k.name) == "bias") m.header.Set("EXPTIME", 0.0);
     const std::string path = absl::StrCat(dir, "/", k.name, ".fits");

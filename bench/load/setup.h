@@ -14,6 +14,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "core/image/header.h"
 #include "grpcpp/grpcpp.h"
 
 namespace calibd::load {
@@ -25,6 +26,10 @@ struct BenchDetector {
   int height = 4096;
   int overscan = 32;     // columns
 };
+
+// The cards every master and frame of the benchmark carries (read mode, binning, gain mode,
+// filter, temperature, EXPTIME, DATE-OBS), so selection has a configuration to match.
+void AddBenchCards(Header* h);
 
 absl::Status SetUpBenchDetector(const std::shared_ptr<grpc::Channel>& channel,
                                 const BenchDetector& o);
