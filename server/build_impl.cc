@@ -202,7 +202,7 @@ absl::Status BuildSession::AddStored(const SeriesKey& key, int64_t version) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<BuildResult> BuildSession::Finish() {
+absl::StatusOr<BuildResult> BuildSession::Finish(const std::atomic<bool>* cancelled) {
   if (IsNoiseKind(request_.kind)) {  // noise products: server/noise_build.cc
     return FinishNoiseBuild(backend_, request_, inputs_, dir_);
   }
@@ -218,7 +218,7 @@ absl::StatusOr<BuildResult> BuildSession::Finish() {
   const auto start = std::chrono::steady_clock::now();
   CALIBD_ASSIGN_OR_RETURN(combine::CombineResult combined,
                           combine::Combine(std::move(sources), options, backend_->pool,
-                                           backend_->buffers));
+                                           backend_->buffers, cancelled));
   for (BuildInput& in : inputs_) in.frame.reset();  // the stack goes back to the pool
   BuildResult out;
   out.combine_seconds =

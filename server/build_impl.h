@@ -26,6 +26,7 @@
 #ifndef CALIBD_SERVER_BUILD_IMPL_H_
 #define CALIBD_SERVER_BUILD_IMPL_H_
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <optional>
@@ -111,7 +112,9 @@ class BuildSession {
   // the session keeps in memory before it spools to disk (2/3 of it).
   int64_t budget() const;
   int64_t memory_limit() const;
-  absl::StatusOr<BuildResult> Finish();
+  // Combines and stores. `cancelled` (set by the reactor when the client goes away or the
+  // deadline passes) stops the combine between row bands with CANCELLED; nothing is stored.
+  absl::StatusOr<BuildResult> Finish(const std::atomic<bool>* cancelled = nullptr);
 
  private:
   const Backend* backend_;

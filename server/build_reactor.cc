@@ -285,7 +285,7 @@ class BuildReactor final : public grpc::ServerReadReactor<v1::BuildMasterRequest
   absl::Status FinishBuild() {
     const int in_memory = session_->inputs_in_memory();
     const int64_t memory_bytes = session_->memory_bytes();
-    absl::StatusOr<BuildResult> r = session_->Finish();
+    absl::StatusOr<BuildResult> r = session_->Finish(&cancelled_);
     if (!r.ok()) return r.status();
     absl::StatusOr<MasterWithCerts> m = env_->store->WithCertifications(r->version);
     BuildResultToProto(*r, m.ok() ? m->certifications : std::vector<store::Certification>{},

@@ -67,10 +67,11 @@
 //
 // Thread safety: Combine is reentrant; it uses `pool` for both cores (ParallelFor over the
 // pixels of a band, and over the inputs when reading a band). A FrameSource is used by one
-// thread at a time.
+// thread at a time. The `cancelled` flag may be set from any thread while Combine runs.
 #ifndef CALIBD_CORE_COMBINE_COMBINE_H_
 #define CALIBD_CORE_COMBINE_COMBINE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -204,10 +205,13 @@ struct CombineResult {
 absl::Status ValidateOptions(const CombineOptions& options, int num_inputs);
 
 // Combines the inputs (all the same shape, else INVALID_ARGUMENT naming the first frame that
-// differs). Errors reading a source are returned annotated with its name().
+// differs). Errors reading a source are returned annotated with its name(). When `cancelled`
+// is set (by another thread: a client that went away, a deadline), Combine stops before the
+// next band or statistics pass and returns CANCELLED; nothing it made is kept.
 absl::StatusOr<CombineResult> Combine(std::vector<std::unique_ptr<FrameSource>> inputs,
                                       const CombineOptions& options, ThreadPool* pool = nullptr,
-                                      BufferPool* buffers = nullptr);
+                                      BufferPool* buffers = nullptr,
+                                      const std::atomic<bool>* cancelled = nullptr);
 
 // The band height Combine would use for N inputs of this width (0 if not even one row fits).
 int PlanBandRows(const CombineOptions& options, int num_inputs, int width, int height,

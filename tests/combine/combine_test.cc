@@ -3,6 +3,7 @@
 #include "core/combine/combine.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -515,6 +516,66 @@ TEST(CombineTest, ReadErrorKeepsItsCodeAndNamesTheSource) {
   o.memory_budget_bytes = 9600;  // 8 rows per band
   EXPECT_THAT(Combine(std::move(in), o),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("broken.fits")));
+}
+
+// A source that counts the bands it was asked for in `*reads` (it outlives the source, which
+// Combine destroys) and raises `cancel` while reading band `cancel_at` (as a client going away
+// would, from another thread, mid-combine).
+class CancellingSource : public FrameSource {
+ public:
+  CancellingSource(std::atomic<bool>* cancel, int cancel_at, int* reads)
+      : cancel_(cancel), at_(cancel_at), reads_(reads) {}
+  int width() const override { return 4; }
+  int height() const override { return 64; }
+  const Header& header() const override { return header_; }
+  bool has_variance() const override { return false; }
+  bool has_dq() const override { return false; }
+  std::string name() const override { return "slow.fits"; }
+  absl::Status ReadRows(int, int rows, float* data, float*, uint16_t*) override {
+    if (++*reads_ == at_) cancel_->store(true);
+    std::fill(data, data + rows * 4, 1.0f);
+    return absl::OkStatus();
+  }
+
+ private:
+  std::atomic<bool>* cancel_;
+  int at_;
+  int* reads_;
+  Header header_;
+};
+
+TEST(CombineTest, CancelStopsBeforeTheNextBand) {
+  std::atomic<bool> cancel{false};
+  int reads = 0;
+  std::vector<std::unique_ptr<FrameSource>> in;
+  in.push_back(MemorySource(MakeFrame(4, 64, [](int, int) { return 1.0f; })));
+  in.push_back(std::make_unique<CancellingSource>(&cancel, 2, &reads));
+  CombineOptions o = NoClip(Method::kMedian);
+  o.memory_budget_bytes = 9600;
+  const int rows = PlanBandRows(o, 2, 4, 64, false, false);
+  ASSERT_GE(rows, 1);
+  const int bands = (64 + rows - 1) / rows;
+  ASSERT_GE(bands, 4);
+  EXPECT_THAT(Combine(std::move(in), o, nullptr, nullptr, &cancel),
+              StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_EQ(reads, 2);  // band 2 was the last one read; bands 3.. never were
+
+  // Already cancelled: not one band is read; not cancelled: the same stack combines.
+  std::vector<std::unique_ptr<FrameSource>> again;
+  int untouched = 0;
+  again.push_back(std::make_unique<CancellingSource>(&cancel, -1, &untouched));
+  EXPECT_THAT(Combine(std::move(again), o, nullptr, nullptr, &cancel),
+              StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_EQ(untouched, 0);
+  cancel.store(false);
+  std::vector<std::unique_ptr<FrameSource>> ok;
+  ok.push_back(MemorySource(MakeFrame(4, 64, [](int, int) { return 1.0f; })));
+  int all = 0;
+  ok.push_back(std::make_unique<CancellingSource>(&cancel, -1, &all));
+  ASSERT_OK_AND_ASSIGN(CombineResult r, Combine(std::move(ok), o, nullptr, nullptr, &cancel));
+  EXPECT_EQ(r.num_bands, bands);
+  EXPECT_EQ(all, bands);
+  EXPECT_EQ(r.frame.data.at(3, 63), 1.0f);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // (in memory within the budget, spooled beyond it) never changes a master or a noise product.
 #include "server/build_impl.h"
 
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -29,6 +30,7 @@ namespace {
 using ::calibd::testing::CcdModel;
 using ::calibd::testing::FrameKind;
 using ::calibd::testing::SimulateFrame;
+using ::calibd::testing::StatusIs;
 using ::calibd::testing::TempDir;
 
 bool SamePlanes(const CalibratedFrame& a, const CalibratedFrame& b) {
@@ -72,6 +74,7 @@ class BuildBackend {
   }
   Backend* get() { return &backend_; }
   const CalibrateImpl* calibrate() const { return &calibrate_; }
+  store::CalibrationStore& store() { return *store_; }
 
  private:
   ThreadPool pool_{2};
@@ -83,8 +86,10 @@ class BuildBackend {
 
 // Builds a master bias from `n` simulated biases; returns the stored master's planes and how
 // many inputs were kept in memory.
+// With `cancelled` the build is expected to end CANCELLED (and the returned frame is empty).
 CalibratedFrame BuildBias(BuildBackend& b, const CcdModel& ccd, int n,
-                          combine::CombineOptions::Variance variance, int* in_memory) {
+                          combine::CombineOptions::Variance variance, int* in_memory,
+                          const std::atomic<bool>* cancelled = nullptr) {
   BuildRequest request;
   request.detector = "t/ccd";
   request.kind = "bias";
@@ -107,7 +112,11 @@ CalibratedFrame BuildBias(BuildBackend& b, const CcdModel& ccd, int n,
   }
   *in_memory = session.inputs_in_memory();
   EXPECT_LE(session.memory_bytes(), session.memory_limit());
-  absl::StatusOr<BuildResult> r = session.Finish();
+  absl::StatusOr<BuildResult> r = session.Finish(cancelled);
+  if (cancelled != nullptr) {
+    EXPECT_THAT(r.status(), StatusIs(absl::StatusCode::kCancelled));
+    return {};
+  }
   EXPECT_OK(r.status());
   if (!r.ok()) return {};
   StoreImpl store(b.get());
@@ -136,6 +145,24 @@ TEST(BuildSessionTest, InputsInMemoryOrSpooledGiveTheSameMaster) {
     EXPECT_LT(in_memory_some, 9);
     EXPECT_TRUE(SamePlanes(a, b));
     EXPECT_GT(a.width(), 0);
+  }
+}
+
+// A build whose client went away during the combine stores nothing, whether its inputs are in
+// memory or spooled (Finish sees the reactor's flag between row bands).
+TEST(BuildSessionTest, CancelledBuildStoresNothing) {
+  TempDir dir;
+  CcdModel ccd;
+  const int64_t frame_bytes = int64_t{64} * 48 * (4 + 4 + 2);
+  std::atomic<bool> cancelled{true};
+  for (int64_t budget : {int64_t{64} << 20, 5 * frame_bytes}) {
+    BuildBackend b(dir, "cancel" + std::to_string(budget), budget, ccd);
+    int in_memory = 0;
+    BuildBias(b, ccd, 9, combine::CombineOptions::Variance::kCcdproc, &in_memory, &cancelled);
+    absl::StatusOr<std::vector<store::MasterVersion>> versions =
+        b.store().ListMasters(store::MasterFilter{});
+    ASSERT_OK(versions.status());
+    EXPECT_THAT(*versions, ::testing::IsEmpty());
   }
 }
 
