@@ -113,7 +113,8 @@ class BuildSession {
   int64_t budget() const;
   int64_t memory_limit() const;
   // Combines and stores. `cancelled` (set by the reactor when the client goes away or the
-  // deadline passes) stops the combine between row bands with CANCELLED; nothing is stored.
+  // deadline passes) stops a master's combine between row bands with CANCELLED, and nothing is
+  // stored; noise products (FinishNoiseBuild) do not check it yet.
   absl::StatusOr<BuildResult> Finish(const std::atomic<bool>* cancelled = nullptr);
 
  private:
