@@ -120,6 +120,14 @@ class FrameSource {
 std::unique_ptr<FrameSource> MemorySource(std::shared_ptr<const CalibratedFrame> frame,
                                           std::string name = "memory frame");
 
+// `source`, whose ReadRows fails with CANCELLED (reading nothing) once `*cancelled` is true: how
+// a reader that is not Combine (the noise builds of core/noise) stops between bands when the
+// build is cancelled. Everything else is forwarded, in_memory() too (Combine, which then skips
+// ReadRows, checks the flag itself). `cancelled` may be nullptr (never cancelled) and must
+// outlive the returned source.
+std::unique_ptr<FrameSource> CancellableSource(std::unique_ptr<FrameSource> source,
+                                               const std::atomic<bool>* cancelled);
+
 // A FITS file in calibd's calibrated layout (core/fits/fits.h): the data HDU chosen by
 // `options`, plus the UNCERT (standard deviation → variance) and DQ HDUs when present (MASK
 // without DQ gives kDqBad). Opened once with fits::BandReader; errors as fits::BandReader::Open.

@@ -1,13 +1,11 @@
 // Closed-form tests of core/combine on small synthetic stacks: every expected value below
-// follows from how the stack was built, not from running our code.
+// follows from how the stack was built, not from running our code. The sources (read errors,
+// cancellation, FITS files) are in combine_sources_test.cc.
 #include "core/combine/combine.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <functional>
 #include <memory>
-#include <numeric>
 #include <random>
 #include <vector>
 
@@ -17,8 +15,8 @@
 #include "core/status/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/combine/combine_testing.h"
 #include "tests/testing/synthetic.h"
-#include "tests/testing/temp_dir.h"
 
 namespace calibd::combine {
 namespace {
@@ -26,41 +24,9 @@ namespace {
 using ::calibd::testing::StatusIs;
 using ::testing::HasSubstr;
 using Method = CombineOptions::Method;
-
-using PixelFn = std::function<float(int x, int y)>;
-
-std::shared_ptr<CalibratedFrame> MakeFrame(int w, int h, const PixelFn& value,
-                                           const PixelFn& variance = nullptr,
-                                           std::function<uint16_t(int, int)> dq = nullptr) {
-  auto f = std::make_shared<CalibratedFrame>();
-  f->data = Image<float>::Allocate(w, h);
-  if (variance) f->variance = Image<float>::Allocate(w, h);
-  if (dq) f->dq = Image<uint16_t>::Allocate(w, h);
-  for (int y = 0; y < h; ++y) {
-    for (int x = 0; x < w; ++x) {
-      f->data.at(x, y) = value(x, y);
-      if (variance) f->variance.at(x, y) = variance(x, y);
-      if (dq) f->dq.at(x, y) = dq(x, y);
-    }
-  }
-  return f;
-}
-
-std::vector<std::unique_ptr<FrameSource>> Sources(
-    const std::vector<std::shared_ptr<CalibratedFrame>>& frames) {
-  std::vector<std::unique_ptr<FrameSource>> s;
-  for (size_t i = 0; i < frames.size(); ++i) {
-    s.push_back(MemorySource(frames[i], "frame" + std::to_string(i)));
-  }
-  return s;
-}
-
-CombineOptions NoClip(Method m) {
-  CombineOptions o;
-  o.method = m;
-  o.sigma_clip.enabled = false;
-  return o;
-}
+using ::calibd::combine::ctest::MakeFrame;
+using ::calibd::combine::ctest::NoClip;
+using ::calibd::combine::ctest::Sources;
 
 // --- the sorting network ----------------------------------------------------------------------
 
@@ -487,140 +453,6 @@ TEST(CombineTest, BadInputs) {
   EXPECT_THAT(ParseScale("mode"), StatusIs(absl::StatusCode::kInvalidArgument));
   ASSERT_OK_AND_ASSIGN(Method m, ParseMethod("Average"));
   EXPECT_EQ(m, Method::kMean);
-}
-
-// A source that fails on its second band.
-class FailingSource : public FrameSource {
- public:
-  int width() const override { return 4; }
-  int height() const override { return 64; }
-  const Header& header() const override { return header_; }
-  bool has_variance() const override { return false; }
-  bool has_dq() const override { return false; }
-  std::string name() const override { return "broken.fits"; }
-  absl::Status ReadRows(int y0, int rows, float* data, float*, uint16_t*) override {
-    if (y0 > 0) return absl::DataLossError("checksum mismatch");
-    std::fill(data, data + rows * 4, 1.0f);
-    return absl::OkStatus();
-  }
-
- private:
-  Header header_;
-};
-
-TEST(CombineTest, ReadErrorKeepsItsCodeAndNamesTheSource) {
-  std::vector<std::unique_ptr<FrameSource>> in;
-  in.push_back(MemorySource(MakeFrame(4, 64, [](int, int) { return 1.0f; })));
-  in.push_back(std::make_unique<FailingSource>());
-  CombineOptions o;
-  o.memory_budget_bytes = 9600;  // 8 rows per band
-  EXPECT_THAT(Combine(std::move(in), o),
-              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("broken.fits")));
-}
-
-// A source that counts the bands it was asked for in `*reads` (it outlives the source, which
-// Combine destroys) and raises `cancel` while reading band `cancel_at` (as a client going away
-// would, from another thread, mid-combine).
-class CancellingSource : public FrameSource {
- public:
-  CancellingSource(std::atomic<bool>* cancel, int cancel_at, int* reads)
-      : cancel_(cancel), at_(cancel_at), reads_(reads) {}
-  int width() const override { return 4; }
-  int height() const override { return 64; }
-  const Header& header() const override { return header_; }
-  bool has_variance() const override { return false; }
-  bool has_dq() const override { return false; }
-  std::string name() const override { return "slow.fits"; }
-  absl::Status ReadRows(int, int rows, float* data, float*, uint16_t*) override {
-    if (++*reads_ == at_) cancel_->store(true);
-    std::fill(data, data + rows * 4, 1.0f);
-    return absl::OkStatus();
-  }
-
- private:
-  std::atomic<bool>* cancel_;
-  int at_;
-  int* reads_;
-  Header header_;
-};
-
-TEST(CombineTest, CancelStopsBeforeTheNextBand) {
-  std::atomic<bool> cancel{false};
-  int reads = 0;
-  std::vector<std::unique_ptr<FrameSource>> in;
-  in.push_back(MemorySource(MakeFrame(4, 64, [](int, int) { return 1.0f; })));
-  in.push_back(std::make_unique<CancellingSource>(&cancel, 2, &reads));
-  CombineOptions o = NoClip(Method::kMedian);
-  o.memory_budget_bytes = 9600;
-  const int rows = PlanBandRows(o, 2, 4, 64, false, false);
-  ASSERT_GE(rows, 1);
-  const int bands = (64 + rows - 1) / rows;
-  ASSERT_GE(bands, 4);
-  EXPECT_THAT(Combine(std::move(in), o, nullptr, nullptr, &cancel),
-              StatusIs(absl::StatusCode::kCancelled));
-  EXPECT_EQ(reads, 2);  // band 2 was the last one read; bands 3.. never were
-
-  // Already cancelled: not one band is read; not cancelled: the same stack combines.
-  std::vector<std::unique_ptr<FrameSource>> again;
-  int untouched = 0;
-  again.push_back(std::make_unique<CancellingSource>(&cancel, -1, &untouched));
-  EXPECT_THAT(Combine(std::move(again), o, nullptr, nullptr, &cancel),
-              StatusIs(absl::StatusCode::kCancelled));
-  EXPECT_EQ(untouched, 0);
-  cancel.store(false);
-  std::vector<std::unique_ptr<FrameSource>> ok;
-  ok.push_back(MemorySource(MakeFrame(4, 64, [](int, int) { return 1.0f; })));
-  int all = 0;
-  ok.push_back(std::make_unique<CancellingSource>(&cancel, -1, &all));
-  ASSERT_OK_AND_ASSIGN(CombineResult r, Combine(std::move(ok), o, nullptr, nullptr, &cancel));
-  EXPECT_EQ(r.num_bands, bands);
-  EXPECT_EQ(all, bands);
-  EXPECT_EQ(r.frame.data.at(3, 63), 1.0f);
-}
-
-}  // namespace
-}  // namespace calibd::combine
-
-namespace calibd::combine {
-namespace {
-
-TEST(FitsSourceTest, CombinesFilesLikeTheSameFramesInMemory) {
-  // Frames written in calibd's calibrated layout (data, UNCERT, MASK, DQ) and read back band by
-  // band must combine exactly like the frames they were written from.
-  testing::TempDir dir;
-  std::vector<std::shared_ptr<CalibratedFrame>> frames;
-  std::vector<std::unique_ptr<FrameSource>> files;
-  for (int i = 0; i < 5; ++i) {
-    testing::Gaussian g(40 + i);
-    frames.push_back(MakeFrame(
-        19, 13, [&](int, int) { return static_cast<float>(200 + 4 * g.Next()); },
-        [i](int x, int) { return 1.0f + i + 0.5f * x; },
-        [i](int x, int y) -> uint16_t { return x == i && y == 2 ? kDqCosmicRay : 0; }));
-    const std::string path = dir.File("f" + std::to_string(i) + ".fits");
-    ASSERT_OK(fits::WriteCalibratedFrame(path, *frames.back()));
-    ASSERT_OK_AND_ASSIGN(std::unique_ptr<FrameSource> s, FitsSource(path));
-    EXPECT_TRUE(s->has_variance());
-    EXPECT_TRUE(s->has_dq());
-    EXPECT_EQ(s->name(), path);
-    files.push_back(std::move(s));
-  }
-  CombineOptions o;
-  o.method = Method::kMean;
-  o.variance = CombineOptions::Variance::kPropagated;
-  o.memory_budget_bytes = 30000;  // a few rows per band
-  ASSERT_OK_AND_ASSIGN(CombineResult from_files, Combine(std::move(files), o));
-  ASSERT_OK_AND_ASSIGN(CombineResult from_memory, Combine(Sources(frames), o));
-  EXPECT_GT(from_files.num_bands, 1);
-  for (int y = 0; y < 13; ++y) {
-    for (int x = 0; x < 19; ++x) {
-      EXPECT_EQ(from_files.frame.data.at(x, y), from_memory.frame.data.at(x, y));
-      EXPECT_NEAR(from_files.frame.variance.at(x, y), from_memory.frame.variance.at(x, y),
-                  1e-5 * from_memory.frame.variance.at(x, y));
-      EXPECT_EQ(from_files.count.at(x, y), from_memory.count.at(x, y));
-    }
-  }
-  EXPECT_EQ(from_files.count.at(3, 2), 4);  // frame 3's cosmic ray is not counted
-  EXPECT_THAT(FitsSource(dir.File("missing.fits")), StatusIs(absl::StatusCode::kNotFound));
 }
 
 }  // namespace
