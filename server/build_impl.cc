@@ -131,16 +131,17 @@ void AsIfSpooled(CalibratedFrame& frame) {
 }
 
 absl::StatusOr<std::vector<std::unique_ptr<combine::FrameSource>>> OpenBuildInputs(
-    const std::vector<BuildInput>& inputs) {
+    const std::vector<BuildInput>& inputs, const std::atomic<bool>* cancelled) {
   std::vector<std::unique_ptr<combine::FrameSource>> sources;
   sources.reserve(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
+    std::unique_ptr<combine::FrameSource> s;
     if (inputs[i].frame != nullptr) {
-      sources.push_back(combine::MemorySource(inputs[i].frame, absl::StrCat("input frame ", i)));
-      continue;
+      s = combine::MemorySource(inputs[i].frame, absl::StrCat("input frame ", i));
+    } else {
+      CALIBD_ASSIGN_OR_RETURN(s, combine::FitsSource(inputs[i].path));
     }
-    CALIBD_ASSIGN_OR_RETURN(std::unique_ptr<combine::FrameSource> s,
-                            combine::FitsSource(inputs[i].path));
+    if (cancelled != nullptr) s = combine::CancellableSource(std::move(s), cancelled);
     sources.push_back(std::move(s));
   }
   return sources;
@@ -204,7 +205,7 @@ absl::Status BuildSession::AddStored(const SeriesKey& key, int64_t version) {
 
 absl::StatusOr<BuildResult> BuildSession::Finish(const std::atomic<bool>* cancelled) {
   if (IsNoiseKind(request_.kind)) {  // noise products: server/noise_build.cc
-    return FinishNoiseBuild(backend_, request_, inputs_, dir_);
+    return FinishNoiseBuild(backend_, request_, inputs_, dir_, cancelled);
   }
   CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend_->store.Get());
   if (inputs_.empty()) {

@@ -73,9 +73,11 @@ struct BuildInput {
   std::string sha256;                            // of the raw bytes sent, or of the blob
 };
 
-// The inputs as frame sources, in order (MemorySource or FitsSource).
+// The inputs as frame sources, in order (MemorySource or FitsSource); with `cancelled`, each
+// wrapped in combine::CancellableSource (for readers that are not Combine, which checks the
+// flag itself).
 absl::StatusOr<std::vector<std::unique_ptr<combine::FrameSource>>> OpenBuildInputs(
-    const std::vector<BuildInput>& inputs);
+    const std::vector<BuildInput>& inputs, const std::atomic<bool>* cancelled = nullptr);
 
 // What a frame kept in memory must hold to equal its spool file read back (see above).
 void AsIfSpooled(CalibratedFrame& frame);
@@ -113,8 +115,8 @@ class BuildSession {
   int64_t budget() const;
   int64_t memory_limit() const;
   // Combines and stores. `cancelled` (set by the reactor when the client goes away or the
-  // deadline passes) stops a master's combine between row bands with CANCELLED, and nothing is
-  // stored; noise products (FinishNoiseBuild) do not check it yet.
+  // deadline passes) stops the combine (or a noise product's reading of its inputs) between
+  // row bands with CANCELLED, and nothing is stored.
   absl::StatusOr<BuildResult> Finish(const std::atomic<bool>* cancelled = nullptr);
 
  private:

@@ -1,6 +1,7 @@
 // BuildMaster for the noise kinds (noise_build.h).
 #include "server/noise_build.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -87,13 +88,13 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProductFromFiles(
   return BuildNoiseProduct(spec, request, FileInputs(paths), memory_budget_bytes, pool);
 }
 
-absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(const store::DetectorSpec& spec,
-                                                      const BuildRequest& request,
-                                                      const std::vector<BuildInput>& inputs,
-                                                      int64_t memory_budget_bytes,
-                                                      ThreadPool* pool) {
+absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(
+    const store::DetectorSpec& spec, const BuildRequest& request,
+    const std::vector<BuildInput>& inputs, int64_t memory_budget_bytes, ThreadPool* pool,
+    const std::atomic<bool>* cancelled) {
   const std::string& kind = request.kind;
-  auto Open = [&](const std::vector<BuildInput>&) { return OpenBuildInputs(inputs); };
+  auto Open = [&](const std::vector<BuildInput>&) { return OpenBuildInputs(inputs, cancelled); };
+  auto IsCancelled = [cancelled] { return cancelled != nullptr && cancelled->load(); };
   if (kind == noise::kKindReadNoise) {
     noise::ReadNoiseOptions o;
     o.gain = spec.gain;
@@ -155,7 +156,8 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(const store::DetectorSpec&
     for (auto& s : all) (IsBiasFrame(*s) ? biases : flats).push_back(std::move(s));
     return noise::BuildGain(std::move(flats), std::move(biases), o, pool);
   }
-  if (kind == noise::kKindBadPixels) {
+  if (kind == noise::kKindBadPixels) {  // whole products, not bands: cancelled before or never
+    if (IsCancelled()) return absl::CancelledError("the build was cancelled");
     noise::BadPixelOptions o;
     CALIBD_RETURN_IF_ERROR(NumberOption(request, "noise.dead_fraction", &o.dead_fraction));
     CALIBD_RETURN_IF_ERROR(NumberOption(request, "noise.noisy_sigma", &o.noisy_sigma));
@@ -216,7 +218,8 @@ absl::StatusOr<BuildResult> FinishNoiseBuild(const Backend* backend, const Build
 
 absl::StatusOr<BuildResult> FinishNoiseBuild(const Backend* backend, const BuildRequest& request,
                                              const std::vector<BuildInput>& inputs,
-                                             const std::string& spool_dir) {
+                                             const std::string& spool_dir,
+                                             const std::atomic<bool>* cancelled) {
   CALIBD_ASSIGN_OR_RETURN(std::shared_ptr<store::CalibrationStore> st, backend->store.Get());
   if (inputs.empty()) return absl::InvalidArgumentError("a build needs at least one input frame");
   CALIBD_ASSIGN_OR_RETURN(store::DetectorRecord det, st->GetDetector(request.detector));
@@ -224,7 +227,7 @@ absl::StatusOr<BuildResult> FinishNoiseBuild(const Backend* backend, const Build
   CALIBD_ASSIGN_OR_RETURN(
       noise::NoiseProduct product,
       BuildNoiseProduct(det.spec, request, inputs, backend->limits.combine_memory_bytes,
-                        backend->pool));
+                        backend->pool, cancelled));
   BuildResult out;
   out.combine_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -259,6 +262,9 @@ absl::StatusOr<BuildResult> FinishNoiseBuild(const Backend* backend, const Build
     if (absl::StatusOr<double> v = product.header.GetDouble(key); v.ok()) {
       put.statistics[absl::AsciiStrToLower(key)] = *v;
     }
+  }
+  if (cancelled != nullptr && cancelled->load()) {
+    return absl::CancelledError("the build was cancelled");
   }
   CALIBD_ASSIGN_OR_RETURN(out.version, st->PutMaster(put, request.actor));
   if (request.certify_begin.has_value()) {

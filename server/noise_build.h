@@ -30,6 +30,7 @@
 #ifndef CALIBD_SERVER_NOISE_BUILD_H_
 #define CALIBD_SERVER_NOISE_BUILD_H_
 
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -52,22 +53,24 @@ bool NoiseKindWantsVariance(absl::string_view kind);
 // bias); any other kind unchanged.
 std::string PreprocessKindFor(absl::string_view kind);
 
-// Builds the product of `request.kind` from `inputs` (no store access).
-absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(const store::DetectorSpec& spec,
-                                                      const BuildRequest& request,
-                                                      const std::vector<BuildInput>& inputs,
-                                                      int64_t memory_budget_bytes,
-                                                      ThreadPool* pool);
+// Builds the product of `request.kind` from `inputs` (no store access). Once `*cancelled` is
+// true (it may be nullptr), the next band read fails with CANCELLED.
+absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(
+    const store::DetectorSpec& spec, const BuildRequest& request,
+    const std::vector<BuildInput>& inputs, int64_t memory_budget_bytes, ThreadPool* pool,
+    const std::atomic<bool>* cancelled = nullptr);
 // The same from files in the calibrated layout.
 absl::StatusOr<noise::NoiseProduct> BuildNoiseProductFromFiles(
     const store::DetectorSpec& spec, const BuildRequest& request,
     const std::vector<std::string>& paths, int64_t memory_budget_bytes, ThreadPool* pool);
 
 // The whole Finish of a noise build: builds, writes `<spool_dir>/product.fits`, stores it
-// (PutMaster with fits_path), certifies when asked.
+// (PutMaster with fits_path), certifies when asked. Cancelled (`cancelled` as in
+// BuildNoiseProduct, and checked again before the store is written): CANCELLED, nothing stored.
 absl::StatusOr<BuildResult> FinishNoiseBuild(const Backend* backend, const BuildRequest& request,
                                              const std::vector<BuildInput>& inputs,
-                                             const std::string& spool_dir);
+                                             const std::string& spool_dir,
+                                             const std::atomic<bool>* cancelled = nullptr);
 // The same from files (`sha256[i]` recorded as the provenance of `paths[i]`).
 absl::StatusOr<BuildResult> FinishNoiseBuild(const Backend* backend, const BuildRequest& request,
                                              const std::vector<std::string>& paths,

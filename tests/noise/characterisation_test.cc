@@ -2,6 +2,7 @@
 // current with hot pixels, bad pixels, gain normalisation — each product recovered within its
 // own standard error (the fraction of pixels within 3 SE), and bad input refused with the
 // exact code and a message that says what to supply.
+#include <atomic>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -13,6 +14,7 @@
 #include "core/status/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/combine/combine_testing.h"
 #include "tests/noise/noise_testing.h"
 #include "tests/testing/synthetic.h"
 
@@ -86,6 +88,39 @@ TEST(ReadNoise, BadInput) {
   EXPECT_THAT(BuildReadNoise(mixed.Sources(), {}),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("frames of different shapes: frame #1 is 64x47")));
+}
+
+// A cancelled build (the client went away) stops reading at the next band: its inputs are
+// CancellableSources, as server/noise_build.cc opens them.
+TEST(ReadNoise, CancelledBuildStopsAtTheNextBand) {
+  using combine::ctest::ScriptedSource;
+  std::atomic<bool> cancel{false};
+  auto Build = [&](int cancel_at, std::vector<int>* reads) {
+    reads->assign(4, 0);
+    Sources s;
+    for (int i = 0; i < 4; ++i) {
+      ScriptedSource::OnRead on_read = nullptr;
+      if (i == 0) {
+        on_read = [&cancel, cancel_at](int n, int) {
+          if (n == cancel_at) cancel.store(true);
+          return absl::OkStatus();
+        };
+      }
+      s.push_back(combine::CancellableSource(
+          std::make_unique<ScriptedSource>("bias", &(*reads)[i], on_read), &cancel));
+    }
+    ReadNoiseOptions o;
+    o.memory_budget_bytes = 1;  // one-row bands
+    return BuildReadNoise(std::move(s), o);
+  };
+  std::vector<int> reads;
+  ASSERT_OK(Build(-1, &reads).status());
+  const int bands = reads[0];
+  ASSERT_GE(bands, ScriptedSource::kHeight);  // every row read at least once
+  EXPECT_THAT(Build(3, &reads), StatusIs(absl::StatusCode::kCancelled, HasSubstr("cancelled")));
+  EXPECT_EQ(reads[0], 3);  // it raised the flag while reading its third band
+  EXPECT_EQ(reads[1], 2);  // and the next read, frame 1's third, was refused
+  EXPECT_EQ(reads[3], 2);
 }
 
 // Flats of a detector with two amplifiers (left half gain 1.5, right half 2.0 e-/ADU).

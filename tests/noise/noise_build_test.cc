@@ -3,6 +3,7 @@
 // keeps every map, and a synthesized dark is made from the stored version.
 #include "server/noise_build.h"
 
+#include <atomic>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -122,6 +123,29 @@ TEST_F(NoiseBuildTest, NoiseModelIsStoredWithEveryMapAndSynthesizesADark) {
               4 * std::sqrt(dark.frame.variance.at(7, 3)));
   ASSERT_OK_AND_ASSIGN(int64_t model_version, dark.frame.header.GetInt("SYNMODV"));
   EXPECT_EQ(model_version, 1);
+}
+
+TEST_F(NoiseBuildTest, CancelledBuildStoresNothing) {
+  std::vector<std::string> paths = WriteEmccdStack();
+  std::vector<BuildInput> inputs;
+  for (const std::string& p : paths) inputs.push_back({nullptr, p, std::string(64, 'b')});
+  BuildRequest request;
+  request.detector = "test/emccd";
+  request.kind = "noise_model";
+  request.configuration = {{"readout_mode", "em"}};
+  request.actor = "test";
+  std::atomic<bool> cancelled{true};  // the client went away before the build began
+  EXPECT_THAT(FinishNoiseBuild(&backend_, request, inputs, dir_.path(), &cancelled),
+              StatusIs(absl::StatusCode::kCancelled));
+  store::MasterFilter all;
+  all.detector = "test/emccd";
+  ASSERT_OK_AND_ASSIGN(std::vector<store::MasterVersion> stored, store_->ListMasters(all));
+  EXPECT_TRUE(stored.empty());
+  // The flag is the only difference: lowered, the same build stores version 1.
+  cancelled.store(false);
+  ASSERT_OK_AND_ASSIGN(BuildResult result,
+                       FinishNoiseBuild(&backend_, request, inputs, dir_.path(), &cancelled));
+  EXPECT_EQ(result.version.version, 1);
 }
 
 TEST_F(NoiseBuildTest, Errors) {
