@@ -89,7 +89,9 @@ TEST(MetricsTest, RpcsTotalHasMethodAndCodeLabels) {
   std::string text;
   for (int i = 0; i < 50; ++i) {
     ASSERT_OK_AND_ASSIGN(text, ScrapeMetrics(calibd->metrics_port()));
-    if (MetricValue(text, "calibd_rpcs_total", {{"method", "Calibrate"}, {"code", "OK"}}).ok()) {
+    // The byte counters are added when the stream is done (OnDone), after the RPC is counted.
+    if (MetricValue(text, "calibd_rpcs_total", {{"method", "Calibrate"}, {"code", "OK"}}).ok() &&
+        MetricValue(text, "calibd_sent_bytes_total", {{"method", "Calibrate"}}).ok()) {
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
