@@ -94,7 +94,6 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(
     const std::atomic<bool>* cancelled) {
   const std::string& kind = request.kind;
   auto Open = [&](const std::vector<BuildInput>&) { return OpenBuildInputs(inputs, cancelled); };
-  auto IsCancelled = [cancelled] { return cancelled != nullptr && cancelled->load(); };
   if (kind == noise::kKindReadNoise) {
     noise::ReadNoiseOptions o;
     o.gain = spec.gain;
@@ -157,7 +156,7 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(
     return noise::BuildGain(std::move(flats), std::move(biases), o, pool);
   }
   if (kind == noise::kKindBadPixels) {  // whole products, not bands: cancelled before or never
-    if (IsCancelled()) return absl::CancelledError("the build was cancelled");
+    CALIBD_RETURN_IF_ERROR(combine::CheckNotCancelled(cancelled));
     noise::BadPixelOptions o;
     CALIBD_RETURN_IF_ERROR(NumberOption(request, "noise.dead_fraction", &o.dead_fraction));
     CALIBD_RETURN_IF_ERROR(NumberOption(request, "noise.noisy_sigma", &o.noisy_sigma));
@@ -263,9 +262,7 @@ absl::StatusOr<BuildResult> FinishNoiseBuild(const Backend* backend, const Build
       put.statistics[absl::AsciiStrToLower(key)] = *v;
     }
   }
-  if (cancelled != nullptr && cancelled->load()) {
-    return absl::CancelledError("the build was cancelled");
-  }
+  CALIBD_RETURN_IF_ERROR(combine::CheckNotCancelled(cancelled));
   CALIBD_ASSIGN_OR_RETURN(out.version, st->PutMaster(put, request.actor));
   if (request.certify_begin.has_value()) {
     store::CertifyRequest c;

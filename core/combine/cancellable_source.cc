@@ -25,9 +25,7 @@ class CancellableFrameSource : public FrameSource {
 
   absl::Status ReadRows(int y0, int rows, float* data, float* variance,
                         uint16_t* dq) override {
-    if (cancelled_ != nullptr && cancelled_->load(std::memory_order_relaxed)) {
-      return absl::CancelledError("the build was cancelled");
-    }
+    if (absl::Status s = CheckNotCancelled(cancelled_); !s.ok()) return s;
     return source_->ReadRows(y0, rows, data, variance, dq);
   }
 
@@ -37,6 +35,13 @@ class CancellableFrameSource : public FrameSource {
 };
 
 }  // namespace
+
+absl::Status CheckNotCancelled(const std::atomic<bool>* cancelled) {
+  if (cancelled != nullptr && cancelled->load(std::memory_order_relaxed)) {
+    return absl::CancelledError("the build was cancelled");
+  }
+  return absl::OkStatus();
+}
 
 std::unique_ptr<FrameSource> CancellableSource(std::unique_ptr<FrameSource> source,
                                                const std::atomic<bool>* cancelled) {

@@ -56,9 +56,6 @@ bool NeedsFrameIdentity(const CombineOptions& o) {
 absl::StatusOr<CombineResult> Combine(std::vector<std::unique_ptr<FrameSource>> inputs,
                                       const CombineOptions& o, ThreadPool* pool,
                                       BufferPool* buffers, const std::atomic<bool>* cancelled) {
-  auto is_cancelled = [cancelled] {
-    return cancelled != nullptr && cancelled->load(std::memory_order_relaxed);
-  };
   const int n = static_cast<int>(inputs.size());
   CALIBD_RETURN_IF_ERROR(ValidateOptions(o, n));
   for (int i = 0; i < n; ++i) {
@@ -116,7 +113,7 @@ absl::StatusOr<CombineResult> Combine(std::vector<std::unique_ptr<FrameSource>> 
            std::min(kMaxSlots, threads), buffers);
 
   CombineResult result;
-  if (is_cancelled()) return absl::CancelledError("the combine was cancelled");
+  CALIBD_RETURN_IF_ERROR(CheckNotCancelled(cancelled));
   CALIBD_ASSIGN_OR_RETURN(result.scale_factors, ScaleFactors(inputs, o, ws));
 
   // Outputs.
@@ -175,7 +172,7 @@ absl::StatusOr<CombineResult> Combine(std::vector<std::unique_ptr<FrameSource>> 
   std::vector<absl::Status> read_status(n);
   int num_bands = 0;
   for (int y0 = 0; y0 < height; y0 += band_rows) {
-    if (is_cancelled()) return absl::CancelledError("the combine was cancelled");
+    CALIBD_RETURN_IF_ERROR(CheckNotCancelled(cancelled));
     const int rows = std::min(band_rows, height - y0);
     ++num_bands;
     ParallelFor(pool, n, 1, [&](int64_t b, int64_t e) {

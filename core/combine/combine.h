@@ -120,6 +120,11 @@ class FrameSource {
 std::unique_ptr<FrameSource> MemorySource(std::shared_ptr<const CalibratedFrame> frame,
                                           std::string name = "memory frame");
 
+// OK, or CANCELLED ("the build was cancelled") once `*cancelled` is true; nullptr is never
+// cancelled. The one test of a build's cancel flag, between bands (Combine, CancellableSource,
+// server/noise_build.cc).
+absl::Status CheckNotCancelled(const std::atomic<bool>* cancelled);
+
 // `source`, whose ReadRows fails with CANCELLED (reading nothing) once `*cancelled` is true: how
 // a reader that is not Combine (the noise builds of core/noise) stops between bands when the
 // build is cancelled. Everything else is forwarded, in_memory() too (Combine, which then skips
