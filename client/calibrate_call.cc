@@ -21,7 +21,6 @@
 namespace calibd::client {
 namespace {
 
-constexpr char kCalibrateMethod[] = "/calibd.v1.Calibrator/Calibrate";
 constexpr size_t kReadAhead = 2;       // files read before their turn to be sent
 
 double Since(absl::Time t) { return absl::ToDoubleSeconds(absl::Now() - t); }
@@ -44,7 +43,7 @@ CalibdClient::StreamOutcome CalibdClient::CalibrateStream(
   std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>> stream(
       grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::Create(
           channel_.get(),
-          grpc::internal::RpcMethod(kCalibrateMethod, grpc::internal::RpcMethod::BIDI_STREAMING),
+          grpc::internal::RpcMethod(wire::kCalibrateMethod, grpc::internal::RpcMethod::BIDI_STREAMING),
           &ctx));
   ++stats.streams;
 

@@ -477,7 +477,7 @@ absl::StatusOr<v1::BuildMasterResponse> CalibdClient::BuildMaster(
   std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
       grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(
           channel_.get(),
-          grpc::internal::RpcMethod("/calibd.v1.Builder/BuildMaster",
+          grpc::internal::RpcMethod(wire::kBuildMasterMethod,
                                     grpc::internal::RpcMethod::CLIENT_STREAMING),
           &ctx, &response));
   v1::BuildMasterRequest req;

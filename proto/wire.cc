@@ -6,7 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "core/status/macros.h"
 
 namespace calibd::wire {
 namespace {
@@ -37,6 +40,8 @@ uint64_t Tag(int field, int wire_type) { return (uint64_t(field) << 3) | uint64_
 
 void ReleaseOwner(void* p) { delete static_cast<std::shared_ptr<const void>*>(p); }
 
+absl::Status Truncated() { return absl::InvalidArgumentError("protocol error: a truncated chunk"); }
+
 // Sequential reads over a ByteBuffer's slices.
 class SliceReader {
  public:
@@ -65,19 +70,29 @@ class SliceReader {
   }
   // Copies (dest != nullptr) or skips n bytes.
   bool Take(char* dest, size_t n) {
-    if (n > left_) return false;
+    return Pieces(n, [&](absl::string_view piece) {
+      if (dest != nullptr) {
+        std::memcpy(dest, piece.data(), piece.size());
+        dest += piece.size();
+      }
+      return absl::OkStatus();
+    }).ok();
+  }
+  // Hands the next n bytes to `fn` in place, one contiguous piece per slice they span; stops at
+  // fn's first error. INVALID_ARGUMENT (truncated) when fewer than n bytes are left.
+  absl::Status Pieces(size_t n, absl::FunctionRef<absl::Status(absl::string_view)> fn) {
+    if (n > left_) return Truncated();
     left_ -= n;
     while (n > 0) {
       while (offset_ == slices_[index_].size()) Next();
       const size_t k = std::min(n, slices_[index_].size() - offset_);
-      if (dest != nullptr) {
-        std::memcpy(dest, slices_[index_].begin() + offset_, k);
-        dest += k;
-      }
+      absl::Status s =
+          fn(absl::string_view(reinterpret_cast<const char*>(slices_[index_].begin()) + offset_, k));
       offset_ += k;
       n -= k;
+      if (!s.ok()) return s;
     }
-    return true;
+    return absl::OkStatus();
   }
 
  private:
@@ -104,8 +119,6 @@ bool SkipField(SliceReader& r, int wire_type) {
       return false;
   }
 }
-
-absl::Status Truncated() { return absl::InvalidArgumentError("protocol error: a truncated chunk"); }
 
 }  // namespace
 
@@ -164,8 +177,13 @@ absl::Status ParseMessage(const grpc::ByteBuffer& buffer, google::protobuf::Mess
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> DecodeChunk(const grpc::ByteBuffer& buffer, ChunkShape shape,
-                                 ReserveFn reserve) {
+namespace {
+
+// The one parser of a chunk message: `take` is given the plane and the data's length with the
+// reader at the data, and must consume exactly that many bytes.
+using TakeFn = absl::FunctionRef<absl::Status(int plane, size_t n, SliceReader& r)>;
+
+absl::StatusOr<bool> Decode(const grpc::ByteBuffer& buffer, ChunkShape shape, TakeFn take) {
   SliceReader r(buffer);
   uint64_t tag, len;
   // Only a message that is exactly one chunk field takes the fast path.
@@ -189,15 +207,32 @@ absl::StatusOr<bool> DecodeChunk(const grpc::ByteBuffer& buffer, ChunkShape shap
       if (done) return absl::InvalidArgumentError("protocol error: a chunk with two data fields");
       if (shape.plane_field != 0 && plane == 0) return false;  // data before the plane: protobuf's job
       if (!r.Varint(&len) || len > r.left()) return Truncated();
-      absl::StatusOr<char*> dest = reserve(plane, len);
-      if (!dest.ok()) return dest.status();
-      r.Take(*dest, len);
+      CALIBD_RETURN_IF_ERROR(take(plane, len, r));
       done = true;
     } else if (!SkipField(r, wire_type)) {
       return absl::InvalidArgumentError("protocol error: a malformed chunk");
     }
   }
   return done;  // false for an empty chunk (no data field): nothing to place
+}
+
+}  // namespace
+
+absl::StatusOr<bool> DecodeChunk(const grpc::ByteBuffer& buffer, ChunkShape shape,
+                                 ReserveFn reserve) {
+  return Decode(buffer, shape, [&](int plane, size_t n, SliceReader& r) -> absl::Status {
+    absl::StatusOr<char*> dest = reserve(plane, n);
+    if (!dest.ok()) return dest.status();
+    r.Take(*dest, n);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<bool> VisitChunk(const grpc::ByteBuffer& buffer, ChunkShape shape,
+                                VisitFn visit) {
+  return Decode(buffer, shape, [&](int plane, size_t n, SliceReader& r) {
+    return r.Pieces(n, [&](absl::string_view piece) { return visit(plane, n, piece); });
+  });
 }
 
 }  // namespace calibd::wire

@@ -13,6 +13,9 @@
 //   CALIBD_ASSIGN_OR_RETURN(bool placed, wire::DecodeChunk(in, wire::kCalibrateResponseChunk,
 //       [&](int plane, size_t n) { return assembler.Reserve(plane, n); }));
 //   if (!placed) CALIBD_RETURN_IF_ERROR(wire::ParseMessage(in, &response));
+//   // A reader that only looks at the bytes (a hash) takes them in place instead:
+//   wire::VisitChunk(in, wire::kCalibrateResponseChunk,
+//       [&](int plane, size_t n, absl::string_view piece) { sha.Update(piece); return absl::OkStatus(); });
 //
 // Thread safety: pure functions; a ByteBuffer belongs to one thread at a time.
 #ifndef CALIBD_PROTO_WIRE_H_
@@ -24,10 +27,16 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "google/protobuf/message_lite.h"
 #include "grpcpp/support/byte_buffer.h"
 
 namespace calibd::wire {
+
+// The methods called over raw ByteBuffers (by calibctl and bench/load; the server registers
+// them with WithRawCallbackMethod_*). tests/proto checks them against the generated services.
+inline constexpr char kCalibrateMethod[] = "/calibd.v1.Calibrator/Calibrate";
+inline constexpr char kBuildMasterMethod[] = "/calibd.v1.Builder/BuildMaster";
 
 // Where a chunk sits: the outer message's field `field` holds a message with the pixel bytes in
 // field `data_field` and, when `plane_field` is not 0, the plane (an enum) in that field.
@@ -63,6 +72,15 @@ using ReserveFn = absl::FunctionRef<absl::StatusOr<char*>(int plane, size_t n)>;
 // protobuf). Errors are `reserve`'s or INVALID_ARGUMENT for bytes that cannot be a message.
 absl::StatusOr<bool> DecodeChunk(const grpc::ByteBuffer& buffer, ChunkShape shape,
                                  ReserveFn reserve);
+
+// What a reader that needs no copy is given: the chunk's plane, the length of its whole data
+// field, and one piece of it in place in gRPC's slices (valid only during the call), in order.
+using VisitFn = absl::FunctionRef<absl::Status(int plane, size_t n, absl::string_view piece)>;
+
+// DecodeChunk without the copy: the same messages take the fast path (and the same return
+// false), but the data is handed to `visit` piece by piece, e.g. to hash it.
+absl::StatusOr<bool> VisitChunk(const grpc::ByteBuffer& buffer, ChunkShape shape,
+                                VisitFn visit);
 
 }  // namespace calibd::wire
 

@@ -15,9 +15,10 @@
 // Each stream keeps at most --window frames in flight (sent, result not complete), so the
 // latency of a frame is the pipeline's, not the length of a client-side queue.
 //
-// Every frame is accounted for: calibrated (its result bytes hashed with SHA-256 and, with
-// --verify, compared with a reference frame calibrated alone on one stream first: all frames
-// are the same raw frame, so every result must be the same bytes), refused with
+// Every frame is accounted for: calibrated (with --verify, the default, its result bytes are
+// compared byte for byte, in gRPC's slices, with those of a reference frame calibrated alone on
+// one stream first: all frames are the same raw frame, so every result must be the same
+// bytes; the reference's SHA-256 is printed), refused with
 // RESOURCE_EXHAUSTED (the server's --frame-memory-bytes budget: a stream that waited past its
 // deadline ends with that code, and its frames without a result count as refused), or lost
 // (anything else: the run fails). A health prober on its own channel calls grpc.health.v1
@@ -26,6 +27,7 @@
 //   calibd_load --streams 64 --frames 2 --warmup 0 --planes all --deadline_s 120
 //
 // Thread safety: a command-line program; each stream runs on its own writer and reader threads.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -56,6 +58,7 @@
 #include "bench/load/server_watch.h"
 #include "bench/load/setup.h"
 #include "proto/api_convert.h"
+#include "proto/wire.h"
 #include "calibd/v1/calibrator.grpc.pb.h"
 #include "core/hash/sha256.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -137,15 +140,22 @@ struct StreamResult {
   int intended = 0;                  // frames the stream was to send
   int sent = 0;                      // frames whose header and chunks were written
   int completed = 0;                 // frames whose whole result arrived (ok or not)
-  std::vector<std::string> digests;  // SHA-256 of each OK frame's result bytes (all frames)
+  int ok = 0;                        // frames whose result was OK (and the reference's bytes)
+  int wrong = 0;                     // ... OK, but not the reference's bytes
+  std::string recorded;              // every result byte received, when asked to record
   grpc::Status status;
 };
 
 class FrameStream {
  public:
-  FrameStream(v1::Calibrator::Stub* stub, const std::vector<v1::CalibrateRequest>* chunks,
-              int width, int height, bool data_only, int warmup, int frames, int window)
-      : stub_(stub),
+  // `reference`: the bytes every OK result must be (nullptr: not checked); `record`: keep the
+  // result bytes in StreamResult::recorded.
+  FrameStream(grpc::ChannelInterface* channel, const std::vector<grpc::ByteBuffer>* chunks,
+              int width, int height, bool data_only, int warmup, int frames, int window,
+              const std::string* reference, bool record)
+      : channel_(channel),
+        reference_(reference),
+        record_(record),
         chunks_(chunks),
         width_(width),
         height_(height),
@@ -164,7 +174,15 @@ class FrameStream {
           std::chrono::system_clock::now() +
           std::chrono::milliseconds(static_cast<int64_t>(absl::GetFlag(FLAGS_deadline_s) * 1000)));
     }
-    auto rw = stub_->Calibrate(&ctx);
+    // Over ByteBuffers, as calibctl calls it (proto/wire.h): the chunks go out from the one
+    // serialized copy, and results are hashed in gRPC's own slices, so the generator spends its
+    // CPU on the transport and the hash, not on protobuf's copies.
+    std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>> rw(
+        grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::Create(
+            channel_,
+            grpc::internal::RpcMethod(wire::kCalibrateMethod,
+                                      grpc::internal::RpcMethod::BIDI_STREAMING),
+            &ctx));
     const int total = warmup_ + frames_;
     result_.intended = total;
     std::thread reader([&] { ReadAll(rw.get(), total); });
@@ -180,8 +198,8 @@ class FrameStream {
         ++sent_;
       }
       header_msg.mutable_header()->set_frame_id(absl::StrCat("frame-", i));
-      ok = rw->Write(header_msg);
-      for (const v1::CalibrateRequest& c : *chunks_) {
+      ok = rw->Write(wire::SerializeMessage(header_msg));
+      for (const grpc::ByteBuffer& c : *chunks_) {
         if (!ok) break;
         ok = rw->Write(c);
       }
@@ -201,19 +219,31 @@ class FrameStream {
   }
 
  private:
-  void ReadAll(grpc::ClientReaderWriter<v1::CalibrateRequest, v1::CalibrateResponse>* rw,
-               int total) {
+  void ReadAll(grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* rw, int total) {
+    grpc::ByteBuffer buffer;
     v1::CalibrateResponse msg;
     int frame = 0;
     int64_t expected = -1, received = 0;
-    bool frame_ok = false;
-    hash::Sha256 digest;
+    bool frame_ok = false, mismatch = false;
+    // Result bytes are compared in place with the reference (cheaper than hashing them: a
+    // SHA-256 of every result was half the generator's CPU, taken from the server's cores).
+    auto take = [&](absl::string_view piece) {
+      if (record_) result_.recorded.append(piece.data(), piece.size());
+      if (reference_ != nullptr && !mismatch) {
+        mismatch = static_cast<size_t>(received) + piece.size() > reference_->size() ||
+                   std::memcmp(reference_->data() + received, piece.data(), piece.size()) != 0;
+      }
+      received += static_cast<int64_t>(piece.size());
+    };
     auto finish_frame = [&] {
       auto now = Clock::now();
-      std::string hex = digest.HexDigest();
       std::lock_guard<std::mutex> lock(mu_);
       ++result_.completed;
-      if (frame_ok) result_.digests.push_back(std::move(hex));
+      if (frame_ok) {
+        const bool same = reference_ == nullptr ||
+                          (!mismatch && static_cast<size_t>(received) == reference_->size());
+        ++(same ? result_.ok : result_.wrong);
+      }
       if (frame >= warmup_) {
         result_.latencies_ms.push_back(
             std::chrono::duration<double, std::milli>(now - start_.front()).count());
@@ -224,9 +254,24 @@ class FrameStream {
       ++frame;
       expected = -1;
       received = 0;
+      mismatch = false;
       cv_.notify_all();
     };
-    while (frame < total && rw->Read(&msg)) {
+    while (frame < total && rw->Read(&buffer)) {
+      absl::StatusOr<bool> hashed = wire::VisitChunk(
+          buffer, wire::kCalibrateResponseChunk, [&](int, size_t, absl::string_view piece) {
+            take(piece);
+            return absl::OkStatus();
+          });
+      if (hashed.ok() && *hashed) {
+        if (expected >= 0 && received >= expected) finish_frame();
+        continue;
+      }
+      if (!hashed.ok() || !wire::ParseMessage(buffer, &msg).ok()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (result_.errors++ == 0) result_.first_error = "a result message that does not parse";
+        break;
+      }
       if (msg.has_header()) {
         const v1::ResultHeader& h = msg.header();
         frame_ok = h.status().code() == 0;
@@ -248,8 +293,7 @@ class FrameStream {
         }
         if (expected == 0) finish_frame();
       } else if (msg.has_chunk()) {
-        received += static_cast<int64_t>(msg.chunk().data().size());
-        digest.Update(msg.chunk().data());
+        take(msg.chunk().data());
         if (expected >= 0 && received >= expected) finish_frame();
       }
     }
@@ -258,8 +302,10 @@ class FrameStream {
     cv_.notify_all();
   }
 
-  v1::Calibrator::Stub* stub_;
-  const std::vector<v1::CalibrateRequest>* chunks_;
+  grpc::ChannelInterface* channel_;
+  const std::string* reference_;
+  bool record_;
+  const std::vector<grpc::ByteBuffer>* chunks_;
   int width_, height_;
   bool data_only_;
   int warmup_, frames_, window_;
@@ -282,7 +328,6 @@ struct RunResult {
   int wrong = 0;       // ... calibrated, but not the reference bytes
   int health_checks = 0, health_failures = 0;
   double health_max_ms = 0;
-  std::string digest;  // the result bytes' SHA-256 (when all agree)
   double seconds = 0;
   double frames_per_s = 0, mb_in_per_s = 0, mb_out_per_s = 0;
   double p50_ms = 0, p99_ms = 0, max_ms = 0;
@@ -300,21 +345,21 @@ double Percentile(std::vector<double> v, double q) {
 }
 
 absl::StatusOr<RunResult> RunConfiguration(const std::shared_ptr<grpc::Channel>& channel,
-                                           const std::vector<v1::CalibrateRequest>& chunks,
+                                           const std::vector<grpc::ByteBuffer>& chunks,
                                            const std::string& planes, int streams, int warmup,
-                                           int frames, const std::string& reference) {
+                                           int frames, const std::string* reference,
+                                           std::string* recorded = nullptr) {
   const int w = absl::GetFlag(FLAGS_width), h = absl::GetFlag(FLAGS_height);
   const int pid = absl::GetFlag(FLAGS_server_pid);
   // Channels with their own subchannel pool each open their own connection; the first is the
   // caller's.
-  std::vector<std::unique_ptr<v1::Calibrator::Stub>> stubs;
-  stubs.push_back(v1::Calibrator::NewStub(channel));
+  std::vector<std::shared_ptr<grpc::Channel>> channels = {channel};
   for (int c = 1; c < absl::GetFlag(FLAGS_connections); ++c) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(4 << 20);
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    stubs.push_back(v1::Calibrator::NewStub(grpc::CreateCustomChannel(
-        absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials(), args)));
+    channels.push_back(grpc::CreateCustomChannel(
+        absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials(), args));
   }
   RunResult run;
   run.planes = planes;
@@ -325,9 +370,10 @@ absl::StatusOr<RunResult> RunConfiguration(const std::shared_ptr<grpc::Channel>&
   std::vector<StreamResult> results(streams);
   std::vector<std::unique_ptr<FrameStream>> fs;
   for (int i = 0; i < streams; ++i) {
-    fs.push_back(std::make_unique<FrameStream>(stubs[i % stubs.size()].get(), &chunks, w, h,
+    fs.push_back(std::make_unique<FrameStream>(channels[i % channels.size()].get(), &chunks, w, h,
                                                planes == "data", warmup, frames,
-                                               absl::GetFlag(FLAGS_window)));
+                                               absl::GetFlag(FLAGS_window), reference,
+                                               recorded != nullptr));
   }
   // Throughput counts from the end of the slowest warm-up; simpler and close enough: time the
   // whole run and subtract nothing, but count only measured frames' bytes over the measured
@@ -338,6 +384,7 @@ absl::StatusOr<RunResult> RunConfiguration(const std::shared_ptr<grpc::Channel>&
     threads.emplace_back([&, i] { results[i] = fs[i]->Run(); });
   }
   for (auto& t : threads) t.join();
+  if (recorded != nullptr) *recorded = std::move(results[0].recorded);
   double wall = std::chrono::duration<double>(Clock::now() - t0).count();
   ProcSample after = ReadProc(pid);
   run.server_rss_peak_mb = sampler.Peak();
@@ -350,12 +397,9 @@ absl::StatusOr<RunResult> RunConfiguration(const std::shared_ptr<grpc::Channel>&
   std::string lost;
   for (const StreamResult& r : results) {
     run.sent += r.intended;
-    run.calibrated += static_cast<int>(r.digests.size());
+    run.calibrated += r.ok + r.wrong;
+    run.wrong += r.wrong;
     run.refused += r.refused;
-    for (const std::string& d : r.digests) {
-      if (run.digest.empty()) run.digest = d;
-      if (d != (reference.empty() ? run.digest : reference)) ++run.wrong;
-    }
     if (!r.status.ok() && r.status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
       // Waited for memory past the deadline: the frames without a result (sent or not).
       run.refused += r.intended - r.completed;
@@ -433,12 +477,13 @@ int Main() {
   const int w = absl::GetFlag(FLAGS_width), h = absl::GetFlag(FLAGS_height);
   // The frame's chunks, built once and written again for every frame (no per-frame copies).
   std::vector<uint16_t> pixels = MakeRawPixels(w, h, absl::GetFlag(FLAGS_overscan));
-  std::vector<v1::CalibrateRequest> chunks;
+  std::vector<grpc::ByteBuffer> chunks;
   const char* bytes = reinterpret_cast<const char*>(pixels.data());
   const size_t total = pixels.size() * sizeof(uint16_t);
   for (size_t off = 0; off < total; off += kChunkBytes) {
-    chunks.emplace_back().mutable_chunk()->set_data(bytes + off,
-                                                    std::min<size_t>(kChunkBytes, total - off));
+    v1::CalibrateRequest chunk;
+    chunk.mutable_chunk()->set_data(bytes + off, std::min<size_t>(kChunkBytes, total - off));
+    chunks.push_back(wire::SerializeMessage(chunk));
   }
   std::vector<RunResult> runs;
   std::printf("%-5s %7s %7s %9s %9s %9s %8s %8s %9s %9s %9s %6s %7s %5s %11s\n", "planes",
@@ -447,16 +492,17 @@ int Main() {
   for (absl::string_view planes : absl::StrSplit(absl::GetFlag(FLAGS_planes), ',')) {
     std::string reference;
     if (absl::GetFlag(FLAGS_verify)) {
-      absl::StatusOr<RunResult> r = RunConfiguration(channel, chunks, std::string(planes), 1,
-                                                     /*warmup=*/0, /*frames=*/1, "");
+      absl::StatusOr<RunResult> r =
+          RunConfiguration(channel, chunks, std::string(planes), 1, /*warmup=*/0, /*frames=*/1,
+                           /*reference=*/nullptr, &reference);
       if (!r.ok() || r->calibrated != 1) {
         std::cerr << "calibd_load: the reference frame (" << planes
                   << ") failed: " << (r.ok() ? "refused" : r.status().ToString()) << "\n";
         return 1;
       }
-      reference = r->digest;
-      std::fprintf(stderr, "reference %s: sha256 %s\n", std::string(planes).c_str(),
-                   reference.c_str());
+      std::fprintf(stderr, "reference %s: %zu result bytes, sha256 %s\n",
+                   std::string(planes).c_str(), reference.size(),
+                   hash::Sha256Hex(reference).c_str());
     }
     for (absl::string_view n : absl::StrSplit(absl::GetFlag(FLAGS_streams), ',')) {
       int streams = 0;
@@ -466,7 +512,8 @@ int Main() {
       }
       absl::StatusOr<RunResult> r =
           RunConfiguration(channel, chunks, std::string(planes), streams,
-                           absl::GetFlag(FLAGS_warmup), absl::GetFlag(FLAGS_frames), reference);
+                           absl::GetFlag(FLAGS_warmup), absl::GetFlag(FLAGS_frames),
+                           absl::GetFlag(FLAGS_verify) ? &reference : nullptr);
       if (!r.ok()) {
         std::cerr << "calibd_load: " << planes << " x" << streams << ": " << r.status() << "\n";
         return 1;
@@ -515,6 +562,11 @@ int Main() {
 }  // namespace calibd::load
 
 int main(int argc, char** argv) {
+  // As calibctl: keep gRPC's freed receive buffers in the process. Without this, glibc hands
+  // their pages back and every result is received into fresh memory (PERFORMANCE.md fact 1:
+  // page faults and page clearing were a tenth of the generator's CPU).
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   absl::ParseCommandLine(argc, argv);
   return calibd::load::Main();
 }

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "calibd/v1/builder.pb.h"
-#include "calibd/v1/calibrator.pb.h"
+#include "calibd/v1/builder.grpc.pb.h"
+#include "calibd/v1/calibrator.grpc.pb.h"
 #include "core/status/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -175,6 +175,73 @@ TEST_F(DecodeChunkTest, ProtocolErrorsAreRefused) {
   v1::CalibrateResponse junk;
   EXPECT_THAT(ParseMessage(Resliced("\x12\x05\x08", 1), &junk),
               StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(WireTest, RawMethodNamesAreTheGeneratedServices) {
+  EXPECT_EQ(std::string(kCalibrateMethod),
+            absl::StrCat("/", v1::Calibrator::service_full_name(), "/Calibrate"));
+  EXPECT_EQ(std::string(kBuildMasterMethod),
+            absl::StrCat("/", v1::Builder::service_full_name(), "/BuildMaster"));
+}
+
+// VisitChunk parses as DecodeChunk does, but hands over the data in place, piece by piece.
+TEST(VisitChunkTest, PiecesAreTheDataInPlaceAndInOrder) {
+  std::string data(1092, '\0');  // with its 8 header bytes, 1100
+  std::iota(data.begin(), data.end(), 1);
+  v1::CalibrateResponse r;
+  r.mutable_chunk()->set_plane(v1::PLANE_VARIANCE);
+  r.mutable_chunk()->set_data(data);
+  // 11 slices of 100 bytes: larger than gRPC's inlined slices, so each has one address.
+  const grpc::ByteBuffer buffer = Resliced(r.SerializeAsString(), 100);
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(buffer.Dump(&slices).ok());
+  std::string seen;
+  int pieces = 0;
+  ASSERT_OK_AND_ASSIGN(
+      bool visited,
+      VisitChunk(buffer, kCalibrateResponseChunk, [&](int plane, size_t n, absl::string_view p) {
+        EXPECT_EQ(plane, v1::PLANE_VARIANCE);
+        EXPECT_EQ(n, data.size());
+        // In place: the piece lies inside one of the buffer's own slices.
+        bool inside = false;
+        for (const grpc::Slice& s : slices) {
+          const char* b = reinterpret_cast<const char*>(s.begin());
+          inside |= p.data() >= b && p.data() + p.size() <= b + s.size();
+        }
+        EXPECT_TRUE(inside) << "piece " << pieces << " was copied";
+        seen.append(p.data(), p.size());
+        ++pieces;
+        return absl::OkStatus();
+      }));
+  EXPECT_TRUE(visited);
+  EXPECT_EQ(seen, data);
+  EXPECT_EQ(pieces, 11) << "one piece per slice the data spans";
+
+  // A header is not a chunk: nothing is visited. A visitor's error stops the walk.
+  v1::CalibrateResponse header;
+  header.mutable_header()->set_frame_id("g");
+  int calls = 0;
+  auto count = [&](int, size_t, absl::string_view) {
+    ++calls;
+    return absl::OkStatus();
+  };
+  ASSERT_OK_AND_ASSIGN(visited, VisitChunk(SerializeMessage(header), kCalibrateResponseChunk, count));
+  EXPECT_FALSE(visited);
+  EXPECT_EQ(calls, 0);
+  calls = 0;
+  EXPECT_THAT(VisitChunk(buffer, kCalibrateResponseChunk,
+                         [&](int, size_t, absl::string_view) {
+                           ++calls;
+                           return absl::DataLossError("stop");
+                         }),
+              StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_EQ(calls, 1);
+  // Truncated data is refused before anything is visited.
+  calls = 0;
+  EXPECT_THAT(VisitChunk(Resliced(std::string("\x12\x05\x08\x01\x12\x09\xAB", 7), 2),
+                         kCalibrateResponseChunk, count),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("truncated")));
+  EXPECT_EQ(calls, 0);
 }
 
 }  // namespace
