@@ -88,14 +88,15 @@ TEST(FixedNetworksTest, VMergerSortsColumnsThatFallThenRise) {
   }
 }
 
-std::shared_ptr<CalibratedFrame> NoisyFrame(int w, int h, uint64_t seed, bool with_dq) {
+std::shared_ptr<CalibratedFrame> NoisyFrame(int w, int h, uint64_t seed, bool with_dq,
+                                            double base = 1000) {
   auto f = std::make_shared<CalibratedFrame>();
   f->data = Image<float>::Allocate(w, h);
   if (with_dq) f->dq = Image<uint16_t>::Filled(w, h, 0);
   testing::Gaussian g(seed);
   for (int y = 0; y < h; ++y) {
     for (int x = 0; x < w; ++x) {
-      float v = static_cast<float>(1000 + 5 * g.Next());
+      float v = static_cast<float>(base + 5 * g.Next());
       if (g.Uniform() < 0.01) v += 3000;  // cosmic ray
       if (g.Uniform() < 0.002) v = std::numeric_limits<float>::quiet_NaN();
       f->data.at(x, y) = v;
@@ -144,9 +145,14 @@ TEST(FixedNetworksTest, FixedMedianGivesTheGeneralKernelsBits) {
   const int w = 37, h = 5;  // 185 pixels: 23 groups of eight and a tail of one
   ThreadPool pool(1);
   for (int n = 2; n <= kMaxFixed + 1; ++n) {
-    std::vector<std::shared_ptr<CalibratedFrame>> frames;
-    for (int i = 0; i < n; ++i) frames.push_back(NoisyFrame(w, h, 500 + 31 * n + i, i % 3 == 0));
-    for (int variant = 0; variant < 4; ++variant) {
+    for (int variant = 0; variant < 5; ++variant) {
+      // Variant 4: values about zero, as in bias-subtracted darks (deviations and values of
+      // every exponent, where rounding the MAD's doubles to float matters most).
+      std::vector<std::shared_ptr<CalibratedFrame>> frames;
+      for (int i = 0; i < n; ++i) {
+        frames.push_back(
+            NoisyFrame(w, h, 500 + 31 * n + i, i % 3 == 0, variant == 4 ? 0.0 : 1000.0));
+      }
       CombineOptions o;
       o.method = CombineOptions::Method::kMedian;
       o.sigma_clip.enabled = false;
