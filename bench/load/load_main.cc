@@ -175,8 +175,8 @@ class FrameStream {
           std::chrono::milliseconds(static_cast<int64_t>(absl::GetFlag(FLAGS_deadline_s) * 1000)));
     }
     // Over ByteBuffers, as calibctl calls it (proto/wire.h): the chunks go out from the one
-    // serialized copy, and results are hashed in gRPC's own slices, so the generator spends its
-    // CPU on the transport and the hash, not on protobuf's copies.
+    // serialized copy, and results are checked in gRPC's own slices, so the generator spends
+    // its CPU on the transport, not on protobuf's copies.
     std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>> rw(
         grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::Create(
             channel_,
@@ -258,16 +258,16 @@ class FrameStream {
       cv_.notify_all();
     };
     while (frame < total && rw->Read(&buffer)) {
-      absl::StatusOr<bool> hashed = wire::VisitChunk(
+      absl::StatusOr<bool> taken = wire::VisitChunk(
           buffer, wire::kCalibrateResponseChunk, [&](int, size_t, absl::string_view piece) {
             take(piece);
             return absl::OkStatus();
           });
-      if (hashed.ok() && *hashed) {
+      if (taken.ok() && *taken) {
         if (expected >= 0 && received >= expected) finish_frame();
         continue;
       }
-      if (!hashed.ok() || !wire::ParseMessage(buffer, &msg).ok()) {
+      if (!taken.ok() || !wire::ParseMessage(buffer, &msg).ok()) {
         std::lock_guard<std::mutex> lock(mu_);
         if (result_.errors++ == 0) result_.first_error = "a result message that does not parse";
         break;
