@@ -277,6 +277,24 @@ CalibdClient::StreamOutcome CalibdClient::CalibrateStream(
   return outcome;
 }
 
+int64_t FileBytes(const std::vector<std::string>& paths) {
+  int64_t sum = 0;
+  for (const std::string& p : paths) {
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(p, ec);
+    if (!ec) sum += static_cast<int64_t>(size);
+  }
+  return sum;
+}
+
+ProgressFn RoundProgress(const ProgressFn& batch, const std::vector<std::string>& all,
+                         const std::vector<std::string>& pending) {
+  if (!batch) return nullptr;
+  const int64_t total = FileBytes(all);
+  const int64_t delivered = total - FileBytes(pending);
+  return [batch, delivered, total](int64_t done, int64_t) { batch(delivered + done, total); };
+}
+
 absl::Status CalibdClient::Calibrate(const std::vector<std::string>& paths,
                                      const CalibrateOptions& options,
                                      const std::function<void(CalibrateResult)>& on_result) {
@@ -285,8 +303,14 @@ absl::Status CalibdClient::Calibrate(const std::vector<std::string>& paths,
   CalibrateStats& stats = options.stats != nullptr ? *options.stats : local_stats;
   std::vector<size_t> indices(paths.size());
   for (size_t i = 0; i < paths.size(); ++i) indices[i] = i;
+  CalibrateOptions round_options = options;
   for (int attempt = 1;; ++attempt) {
-    StreamOutcome o = CalibrateStream(paths, indices, options, on_result, pool, stats);
+    if (options.progress) {
+      std::vector<std::string> pending;
+      for (size_t i : indices) pending.push_back(paths[i]);
+      round_options.progress = RoundProgress(options.progress, paths, pending);
+    }
+    StreamOutcome o = CalibrateStream(paths, indices, round_options, on_result, pool, stats);
     if (o.pending.empty()) return o.status;
     const bool retry =
         o.status.code() == absl::StatusCode::kUnavailable && attempt < options_.max_attempts;

@@ -81,6 +81,16 @@ struct CalibrateStats {
 // Called with (bytes done, bytes total) as an upload or download proceeds.
 using ProgressFn = std::function<void(int64_t done, int64_t total)>;
 
+// The bytes of these files on disk (those that cannot be read count 0): what a calibration's
+// progress counts.
+int64_t FileBytes(const std::vector<std::string>& paths);
+
+// The progress of a round that sends only `pending` of the batch `all`, as the batch's: on top
+// of the bytes of the files already delivered, out of all of them, so that a progress bar over
+// the batch goes on where it was instead of starting over. nullptr for a null `batch`.
+ProgressFn RoundProgress(const ProgressFn& batch, const std::vector<std::string>& all,
+                         const std::vector<std::string>& pending);
+
 struct PutMasterOptions {
   std::string detector;
   std::string kind;

@@ -24,6 +24,7 @@ absl::Status CalibrateWithRetries(CalibdClient& client, const std::vector<std::s
     CalibrateOptions o = options;
     CalibrateStats stats;
     o.stats = &stats;
+    o.progress = RoundProgress(options.progress, paths, todo);  // the batch's, every round
     ++rep.rounds;
     last = client.Calibrate(todo, o, [&](CalibrateResult r) {
       if (r.status.code() == absl::StatusCode::kUnavailable && !final_round) {

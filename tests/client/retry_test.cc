@@ -81,8 +81,9 @@ class RetryTest : public ::testing::Test {
   // Holds the sender after `frames` frames until Release(): the results already sent cannot
   // all be in the client's buffers before the test breaks the stream.
   void HoldSenderAfter(int frames) {
-    options_.progress = [this, frames](int64_t, int64_t) {
+    options_.progress = [this, frames](int64_t done, int64_t total) {
       absl::MutexLock lock(&mu_);
+      (released_ ? progress_after_ : progress_before_).emplace_back(done, total);
       if (++sent_ <= frames) return;
       mu_.AwaitWithTimeout(absl::Condition(&released_), absl::Seconds(30));
     };
@@ -110,7 +111,31 @@ class RetryTest : public ::testing::Test {
   absl::Mutex mu_;
   int sent_ = 0;
   bool released_ = false;
+  // (done, total) of every progress call, before and after Release().
+  std::vector<std::pair<int64_t, int64_t>> progress_before_, progress_after_;
 };
+
+// A round's progress is the batch's: on top of the files already delivered, out of all.
+TEST(RoundProgressTest, ARoundGoesOnFromTheDeliveredFiles) {
+  TempDir dir;
+  std::vector<std::string> all;
+  for (int i = 1; i <= 3; ++i) {
+    all.push_back(dir.File(absl::StrCat("f", i)));
+    std::ofstream(all.back()) << std::string(100 * i, 'x');
+  }
+  EXPECT_EQ(FileBytes(all), 600);
+  EXPECT_EQ(FileBytes({dir.File("missing")}), 0) << "unreadable files count nothing";
+  std::vector<std::pair<int64_t, int64_t>> seen;
+  ProgressFn batch = [&](int64_t done, int64_t total) { seen.emplace_back(done, total); };
+  // The first file was delivered; the round re-sends the other two and has sent 50 bytes.
+  ProgressFn round = RoundProgress(batch, all, {all[1], all[2]});
+  round(50, 500);
+  round(500, 500);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0], std::make_pair(int64_t{150}, int64_t{600}));
+  EXPECT_EQ(seen[1], std::make_pair(int64_t{600}, int64_t{600}));
+  EXPECT_EQ(RoundProgress(nullptr, all, all), nullptr);
+}
 
 TEST_F(RetryTest, ServerRestartedMidBatchCostsRetriesNotFrames) {
   std::unique_ptr<CalibdClient> client = Client(server_->address());
@@ -145,6 +170,19 @@ TEST_F(RetryTest, ServerRestartedMidBatchCostsRetriesNotFrames) {
   EXPECT_LE(stats.frames_resent, static_cast<int64_t>(samples_.light.size()) - 3);
   EXPECT_EQ(client->retries(), stats.frames_resent);
   EXPECT_EQ(stats.frames, static_cast<int64_t>(samples_.light.size()));
+
+  // Progress is over the whole batch in every round: the second stream goes on from the three
+  // frames delivered before the kill instead of starting again from zero, and ends at the total.
+  absl::MutexLock lock(&mu_);
+  const int64_t all = FileBytes(samples_.light);
+  const int64_t delivered = FileBytes({samples_.light.begin(), samples_.light.begin() + 3});
+  ASSERT_FALSE(progress_after_.empty());
+  for (const auto& [done, total] : progress_before_) EXPECT_EQ(total, all);
+  for (const auto& [done, total] : progress_after_) {
+    EXPECT_EQ(total, all);
+    EXPECT_GT(done, delivered) << "the retry round started over";
+  }
+  EXPECT_EQ(progress_after_.back().first, all);
 }
 
 TEST_F(RetryTest, GivesUpAfterMaxAttemptsWithUnavailableForTheRest) {
