@@ -43,7 +43,8 @@ CalibdClient::StreamOutcome CalibdClient::CalibrateStream(
   std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>> stream(
       grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::Create(
           channel_.get(),
-          grpc::internal::RpcMethod(wire::kCalibrateMethod, grpc::internal::RpcMethod::BIDI_STREAMING),
+          grpc::internal::RpcMethod(wire::kCalibrateMethod,
+                                    grpc::internal::RpcMethod::BIDI_STREAMING),
           &ctx));
   ++stats.streams;
 

@@ -40,7 +40,9 @@ uint64_t Tag(int field, int wire_type) { return (uint64_t(field) << 3) | uint64_
 
 void ReleaseOwner(void* p) { delete static_cast<std::shared_ptr<const void>*>(p); }
 
-absl::Status Truncated() { return absl::InvalidArgumentError("protocol error: a truncated chunk"); }
+absl::Status Truncated() {
+  return absl::InvalidArgumentError("protocol error: a truncated chunk");
+}
 
 // Sequential reads over a ByteBuffer's slices.
 class SliceReader {
@@ -86,8 +88,8 @@ class SliceReader {
     while (n > 0) {
       while (offset_ == slices_[index_].size()) Next();
       const size_t k = std::min(n, slices_[index_].size() - offset_);
-      absl::Status s =
-          fn(absl::string_view(reinterpret_cast<const char*>(slices_[index_].begin()) + offset_, k));
+      const char* at = reinterpret_cast<const char*>(slices_[index_].begin()) + offset_;
+      absl::Status s = fn(absl::string_view(at, k));
       offset_ += k;
       n -= k;
       if (!s.ok()) return s;

@@ -15,7 +15,10 @@
 //   if (!placed) CALIBD_RETURN_IF_ERROR(wire::ParseMessage(in, &response));
 //   // A reader that only looks at the bytes (a hash) takes them in place instead:
 //   wire::VisitChunk(in, wire::kCalibrateResponseChunk,
-//       [&](int plane, size_t n, absl::string_view piece) { sha.Update(piece); return absl::OkStatus(); });
+//       [&](int plane, size_t n, absl::string_view piece) {
+//         sha.Update(piece);
+//         return absl::OkStatus();
+//       });
 //
 // Thread safety: pure functions; a ByteBuffer belongs to one thread at a time.
 #ifndef CALIBD_PROTO_WIRE_H_

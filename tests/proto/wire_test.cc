@@ -225,7 +225,8 @@ TEST(VisitChunkTest, PiecesAreTheDataInPlaceAndInOrder) {
     ++calls;
     return absl::OkStatus();
   };
-  ASSERT_OK_AND_ASSIGN(visited, VisitChunk(SerializeMessage(header), kCalibrateResponseChunk, count));
+  ASSERT_OK_AND_ASSIGN(visited,
+                       VisitChunk(SerializeMessage(header), kCalibrateResponseChunk, count));
   EXPECT_FALSE(visited);
   EXPECT_EQ(calls, 0);
   calls = 0;
