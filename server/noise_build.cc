@@ -93,7 +93,7 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(
     const std::vector<BuildInput>& inputs, int64_t memory_budget_bytes, ThreadPool* pool,
     const std::atomic<bool>* cancelled) {
   const std::string& kind = request.kind;
-  auto Open = [&](const std::vector<BuildInput>&) { return OpenBuildInputs(inputs, cancelled); };
+  auto open_inputs = [&] { return OpenBuildInputs(inputs, cancelled); };
   if (kind == noise::kKindReadNoise) {
     noise::ReadNoiseOptions o;
     o.gain = spec.gain;
@@ -101,7 +101,7 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(
     double min_frames = o.min_frames;
     CALIBD_RETURN_IF_ERROR(NumberOption(request, "noise.min_frames", &min_frames));
     o.min_frames = static_cast<int>(min_frames);
-    CALIBD_ASSIGN_OR_RETURN(noise::Sources s, Open(inputs));
+    CALIBD_ASSIGN_OR_RETURN(noise::Sources s, open_inputs());
     return noise::BuildReadNoise(std::move(s), o, pool);
   }
   if (kind == noise::kKindDarkCurrent) {
@@ -111,7 +111,7 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(
     o.exposure_key = spec.keys.exposure;
     CALIBD_RETURN_IF_ERROR(NumberOption(request, "noise.hot_sigma", &o.hot_sigma));
     CALIBD_RETURN_IF_ERROR(NumberOption(request, "noise.hot_min_rate", &o.hot_min_rate));
-    CALIBD_ASSIGN_OR_RETURN(noise::Sources s, Open(inputs));
+    CALIBD_ASSIGN_OR_RETURN(noise::Sources s, open_inputs());
     return noise::BuildDarkCurrent(std::move(s), o, pool);
   }
   if (kind == noise::kKindNoiseModel) {
@@ -123,7 +123,7 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(
     o.prescan_section = Option(request, "noise.prescan_section");
     const std::string unweighted = Option(request, "noise.unweighted");
     if (unweighted == "true") o.weighted = false;
-    CALIBD_ASSIGN_OR_RETURN(noise::Sources s, Open(inputs));
+    CALIBD_ASSIGN_OR_RETURN(noise::Sources s, open_inputs());
     if (!s.empty()) {
       absl::StatusOr<double> t = s[0]->header().GetDouble(spec.keys.temperature);
       if (t.ok()) o.temperature = *t;
@@ -150,7 +150,7 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(
       }
       o.level_sizes.push_back(n);
     }
-    CALIBD_ASSIGN_OR_RETURN(noise::Sources all, Open(inputs));
+    CALIBD_ASSIGN_OR_RETURN(noise::Sources all, open_inputs());
     noise::Sources flats, biases;
     for (auto& s : all) (IsBiasFrame(*s) ? biases : flats).push_back(std::move(s));
     return noise::BuildGain(std::move(flats), std::move(biases), o, pool);
@@ -200,7 +200,7 @@ absl::StatusOr<noise::NoiseProduct> BuildNoiseProduct(
     if (o.setting_key.empty()) o.setting_key = spec.keys.KeywordFor(store::kKeyGainSetting);
     o.section = Option(request, "noise.section");
     o.reference = Option(request, "noise.reference");
-    CALIBD_ASSIGN_OR_RETURN(noise::Sources s, Open(inputs));
+    CALIBD_ASSIGN_OR_RETURN(noise::Sources s, open_inputs());
     CALIBD_ASSIGN_OR_RETURN(std::vector<noise::GainNormalisationRow> rows,
                             noise::BuildGainNormalisation(std::move(s), o));
     return noise::GainNormalisationProduct(rows, o.setting_key);
