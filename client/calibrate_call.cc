@@ -93,12 +93,7 @@ CalibdClient::StreamOutcome CalibdClient::CalibrateStream(
 
   std::thread sender([&] {
     bool ok = true;
-    int64_t done = 0;
-    int64_t total = 0;
-    for (size_t index : indices) {
-      std::error_code ec;
-      total += static_cast<int64_t>(std::filesystem::file_size(paths[index], ec));
-    }
+    int64_t done = 0;  // this round's file bytes sent; Calibrate's RoundProgress adds the rest
     v1::CalibrateRequest req;
     while (ok) {
       Read r;
@@ -142,7 +137,7 @@ CalibdClient::StreamOutcome CalibdClient::CalibrateStream(
         ok = stream->Write(wire::EncodeChunk(wire::kCalibrateRequestChunk, 0, bytes + off, len, raw));
         // Progress in file bytes (what the user sees on disk), pro rata of the pixels sent.
         if (options.progress && !ec) {
-          options.progress(done + static_cast<int64_t>((off + len) * file_bytes / n), total);
+          options.progress(done + static_cast<int64_t>((off + len) * file_bytes / n), 0);
         }
       }
       if (!ec) done += static_cast<int64_t>(file_bytes);
