@@ -1,6 +1,7 @@
 // Builder.BuildMaster: the client-streaming reactor. Options and frame headers (selection of
-// the pre-processing masters) are handled on the worker pool; pixel chunks are only copied
-// into the frame's pooled buffer on the gRPC thread. A complete frame, a stored-version
+// the pre-processing masters) are handled on the worker pool; pixel chunks are copied from
+// gRPC's slices straight into the frame's pooled buffer on the gRPC thread (the method is raw:
+// proto/wire.h decodes the chunks, protobuf everything else). A complete frame, a stored-version
 // reference and the final combination are work items run in order, one at a time, on the pool
 // (the session is used by one item at a time): hashing the frame's bytes, pre-processing it
 // and keeping it in memory (or spooling it beyond the budget), while the gRPC thread already
@@ -20,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "core/hash/sha256.h"
 #include "core/status/macros.h"
+#include "proto/wire.h"
 #include "server/build_impl.h"
 #include "server/convert.h"
 #include "server/log.h"
@@ -29,15 +31,15 @@
 namespace calibd::server {
 namespace {
 
-class BuildReactor final : public grpc::ServerReadReactor<v1::BuildMasterRequest> {
+class BuildReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
-  BuildReactor(ServiceEnv* env, v1::BuildMasterResponse* response, StreamStart start)
+  BuildReactor(ServiceEnv* env, grpc::ByteBuffer* response, StreamStart start)
       : env_(env), response_(response), start_(std::move(start)) {
     {
       absl::MutexLock lock(&mu_);
       read_in_flight_ = true;
     }
-    StartRead(&request_);
+    StartRead(&in_);
   }
 
   void OnReadDone(bool ok) override {
@@ -45,7 +47,23 @@ class BuildReactor final : public grpc::ServerReadReactor<v1::BuildMasterRequest
     {
       absl::MutexLock lock(&mu_);
       read_in_flight_ = false;
-      if (cancelled_.load()) {
+      absl::StatusOr<bool> placed = false;  // a chunk of the frame being received, in place
+      if (ok && !cancelled_.load()) {
+        if (frame_ != nullptr) {
+          placed = wire::DecodeChunk(in_, wire::kBuildRequestChunk,
+                                     [this](int, size_t n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                                       return AcceptChunkLocked(n);
+                                     });
+        }
+        if (placed.ok() && !*placed) {
+          if (absl::Status s = wire::ParseMessage(in_, &request_); !s.ok()) placed = s;
+        }
+      }
+      if (!placed.ok()) {
+        FailLocked(placed.status());
+      } else if (*placed) {
+        CompleteFrameLocked();
+      } else if (cancelled_.load()) {
         FailLocked(absl::CancelledError("cancelled"));
       } else if (!ok) {
         reads_done_ = true;
@@ -154,6 +172,7 @@ class BuildReactor final : public grpc::ServerReadReactor<v1::BuildMasterRequest
   void Execute(Actions a) {
     // The finish, if any, is the last thing this reactor does before OnDone.
     if (a.finish.has_value()) {
+      if (a.finish->ok()) *response_ = wire::SerializeMessage(response_message_);
       Finish(start_.Conclude(*a.finish));
       return;
     }
@@ -162,7 +181,7 @@ class BuildReactor final : public grpc::ServerReadReactor<v1::BuildMasterRequest
       auto item = std::make_shared<Item>(*std::move(a.run));
       env_->backend->pool->Schedule([this, item] { Ran(Run(*item)); });
     }
-    if (a.read) StartRead(&request_);
+    if (a.read) StartRead(&in_);
   }
 
   void Handled(absl::Status s) {
@@ -240,24 +259,35 @@ class BuildReactor final : public grpc::ServerReadReactor<v1::BuildMasterRequest
     }
   }
 
-  // On the gRPC thread: copies a chunk into the frame; a complete frame becomes a work item.
-  absl::Status AddChunkLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // On the gRPC thread: where the frame's next `n` bytes go, counted against its size.
+  absl::StatusOr<char*> AcceptChunkLocked(size_t n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (frame_ == nullptr) {
       return absl::InvalidArgumentError("a pixel chunk without a frame header before it");
     }
-    const std::string& data = request_.chunk().data();
-    bytes_in_ += static_cast<int64_t>(data.size());
-    if (frame_->received + static_cast<int64_t>(data.size()) > frame_->expected) {
+    bytes_in_ += static_cast<int64_t>(n);
+    if (frame_->received + static_cast<int64_t>(n) > frame_->expected) {
       return absl::InvalidArgumentError(absl::StrCat(
           "input frame '", frame_->request.frame_id,
           "': chunks carry more bytes than its header declared (", frame_->expected, ")"));
     }
-    std::memcpy(static_cast<char*>(frame_->raw.data()) + frame_->received, data.data(),
-                data.size());
-    frame_->received += static_cast<int64_t>(data.size());
+    char* dest = static_cast<char*>(frame_->raw.data()) + frame_->received;
+    frame_->received += static_cast<int64_t>(n);
+    return dest;
+  }
+
+  // A complete frame becomes a work item.
+  void CompleteFrameLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (frame_->received == frame_->expected) {
       items_.push_back(Item{std::move(frame_), std::nullopt, false});
     }
+  }
+
+  // On the gRPC thread: a chunk that protobuf parsed (an empty one, an unusual encoding).
+  absl::Status AddChunkLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::string& data = request_.chunk().data();
+    CALIBD_ASSIGN_OR_RETURN(char* dest, AcceptChunkLocked(data.size()));
+    if (!data.empty()) std::memcpy(dest, data.data(), data.size());
+    CompleteFrameLocked();
     return absl::OkStatus();
   }
 
@@ -289,7 +319,7 @@ class BuildReactor final : public grpc::ServerReadReactor<v1::BuildMasterRequest
     if (!r.ok()) return r.status();
     absl::StatusOr<MasterWithCerts> m = env_->store->WithCertifications(r->version);
     BuildResultToProto(*r, m.ok() ? m->certifications : std::vector<store::Certification>{},
-                       response_);
+                       &response_message_);
     LogEvent("build", {{"detector", r->version.detector}, {"kind", r->version.kind},
                        {"version", absl::StrCat(r->version.version)},
                        {"inputs", absl::StrCat(r->inputs)},
@@ -301,9 +331,11 @@ class BuildReactor final : public grpc::ServerReadReactor<v1::BuildMasterRequest
   }
 
   ServiceEnv* const env_;
-  v1::BuildMasterResponse* const response_;
+  grpc::ByteBuffer* const response_;          // serialized from response_message_ at Finish
+  v1::BuildMasterResponse response_message_;  // set by FinishBuild
   StreamStart start_;
-  v1::BuildMasterRequest request_;  // the message being read or handled
+  grpc::ByteBuffer in_;             // the message being read
+  v1::BuildMasterRequest request_;  // the message in in_ when it is not a chunk in place
   std::atomic<bool> cancelled_{false};
   int64_t bytes_in_ = 0;  // gRPC thread only
 
@@ -323,9 +355,9 @@ class BuildReactor final : public grpc::ServerReadReactor<v1::BuildMasterRequest
 
 }  // namespace
 
-grpc::ServerReadReactor<v1::BuildMasterRequest>* BuilderService::BuildMaster(
-    grpc::CallbackServerContext* context, v1::BuildMasterResponse* response) {
-  return OpenStream<FailedRead<v1::BuildMasterRequest>>(
+grpc::ServerReadReactor<grpc::ByteBuffer>* BuilderService::BuildMaster(
+    grpc::CallbackServerContext* context, grpc::ByteBuffer* response) {
+  return OpenStream<FailedRead<grpc::ByteBuffer>>(
       env_, context, "BuildMaster", Scope::kWrite,
       [&](StreamStart s) { return new BuildReactor(env_, response, std::move(s)); });
 }

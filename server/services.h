@@ -99,11 +99,14 @@ class StoreService final : public v1::Store::CallbackService {
   ServiceEnv* env_;
 };
 
-class BuilderService final : public v1::Builder::CallbackService {
+// BuildMaster over raw ByteBuffers, as Calibrate: the input frames' chunks are copied once, from
+// gRPC's slices into the frames' pooled buffers (proto/wire.h); the response is serialized once.
+class BuilderService final
+    : public v1::Builder::WithRawCallbackMethod_BuildMaster<v1::Builder::CallbackService> {
  public:
   explicit BuilderService(ServiceEnv* env) : env_(env) {}
-  grpc::ServerReadReactor<v1::BuildMasterRequest>* BuildMaster(
-      grpc::CallbackServerContext* context, v1::BuildMasterResponse* response) override;
+  grpc::ServerReadReactor<grpc::ByteBuffer>* BuildMaster(grpc::CallbackServerContext* context,
+                                                         grpc::ByteBuffer* response) override;
 
  private:
   ServiceEnv* env_;

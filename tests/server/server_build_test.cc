@@ -31,6 +31,11 @@ TEST_F(ServerTest, BuildMasterCombinesPreprocessedFrames) {
       req.Clear();
       req.mutable_chunk()->set_data(p + off, std::min(kChunk, n - off));
       ASSERT_TRUE(w->Write(req));
+      if (i == 1 && off == 0) {  // an empty chunk: parsed by protobuf, not taken in place
+        req.Clear();
+        req.mutable_chunk();
+        ASSERT_TRUE(w->Write(req));
+      }
     }
   }
   w->WritesDone();
@@ -115,6 +120,58 @@ TEST_F(ServerTest, BuildMasterErrors) {
     w->WritesDone();
     EXPECT_THAT(w->Finish(), GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
   }
+  // Protocol errors in the pixel stream: the exact code, a message naming the fault, and no
+  // version stored.
+  const RawFrame raw = SimulateFrame(ccd_, FrameKind::kBias, 7);
+  const char* pixels = static_cast<const char*>(raw.pixels.data());
+  const size_t n = raw.pixels.size_bytes();
+  struct Case {
+    const char* name;
+    std::vector<size_t> chunks;  // the sizes of the chunks sent (after the header, if any)
+    bool header = true;
+    const char* message;
+  };
+  const std::vector<Case> cases = {
+      {"a chunk before any frame header", {16}, false, "without a frame header"},
+      {"more bytes than the header declared", {n - 8, 16}, true, "more bytes than its header"},
+      {"one chunk larger than the frame", {n + 2}, true, "more bytes than its header"},
+      {"a chunk after the frame was complete", {n, 2}, true, "without a frame header"},
+      {"the stream ends mid-frame", {n / 2}, true, "middle of input frame"},
+  };
+  std::string extra(n + 64, '\0');  // the pixels, then zeros for the extra bytes
+  std::memcpy(extra.data(), pixels, n);
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    grpc::ClientContext ctx;
+    v1::BuildMasterResponse resp;
+    auto w = builder_->BuildMaster(&ctx, &resp);
+    v1::BuildMasterRequest req;
+    req.mutable_options()->set_detector(kDetector);
+    req.mutable_options()->set_kind("bias");
+    ASSERT_TRUE(w->Write(req));
+    if (c.header) {
+      req.Clear();
+      *req.mutable_frame() = HeaderRequest(raw, "bias-bad").header();
+      ASSERT_TRUE(w->Write(req));
+    }
+    size_t off = 0;
+    for (size_t len : c.chunks) {
+      req.Clear();
+      req.mutable_chunk()->set_data(extra.data() + std::min(off, n), len);
+      if (!w->Write(req)) break;  // the server may have ended the call already
+      off += len;
+    }
+    w->WritesDone();
+    grpc::Status s = w->Finish();
+    EXPECT_THAT(s, GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
+    EXPECT_THAT(s.error_message(), ::testing::HasSubstr(c.message));
+  }
+  grpc::ClientContext lctx;
+  v1::ListMastersRequest list;
+  list.set_detector(kDetector);
+  v1::ListMastersResponse listed;
+  ASSERT_GRPC_OK(store_->ListMasters(&lctx, list, &listed));
+  EXPECT_EQ(listed.versions_size(), 0);
 }
 
 }  // namespace
