@@ -1,7 +1,8 @@
 // The client's retries and endpoint lists against the real calibd binary on 127.0.0.1: a
 // server killed and restarted mid-batch costs retries, not frames (every file calibrated
 // exactly once, in order, identical to an undisturbed run); a list of endpoints with a dead
-// one is balanced round-robin over the live one; read calls retry UNAVAILABLE.
+// one is balanced round-robin over the live one; read calls retry UNAVAILABLE; the frames of
+// a broken stream come back UNAVAILABLE and are sent again in CalibrateWithRetries' rounds.
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -16,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "client/client.h"
 #include "client/convert.h"
+#include "client/retry.h"
 #include "client/samples.h"
 #include "core/status/status_matchers.h"
 #include "core/store/detector.h"
@@ -181,6 +183,49 @@ TEST_F(RetryTest, ServerRestartedMidBatchCostsRetriesNotFrames) {
   for (const auto& [done, total] : progress_after_) {
     EXPECT_EQ(total, all);
     EXPECT_GT(done, delivered) << "the retry round started over";
+  }
+  EXPECT_EQ(progress_after_.back().first, all);
+}
+
+TEST_F(RetryTest, RetryRoundsGoOnFromTheDeliveredFiles) {
+  // One attempt per stream: when the server dies, the frames without a result come back
+  // UNAVAILABLE and CalibrateWithRetries sends them again in later rounds (on the restarted
+  // server), each round's progress on top of the files already delivered.
+  std::unique_ptr<CalibdClient> client = Client(server_->address(), /*attempts=*/1);
+  ASSERT_NE(client, nullptr);
+  FrameRetryPolicy policy;
+  policy.max_attempts = 6;
+  policy.backoff = absl::Milliseconds(200);
+  CalibrateRetryReport report;
+  Results got;
+  HoldSenderAfter(3);
+  absl::Status s = CalibrateWithRetries(
+      *client, samples_.light, options_,
+      [&](CalibrateResult r) {
+        Keep(got, r);
+        if (got.size() == 3) {  // the server dies with results still to come
+          server_->Kill();
+          EXPECT_OK(server_->Restart());
+          Release();
+        }
+      },
+      policy, &report);
+  ASSERT_OK(s) << server_->Log();
+  ASSERT_EQ(got.size(), samples_.light.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].first, samples_.light[i]) << "each exactly once, in order";
+  }
+  EXPECT_GE(report.rounds, 2);
+  EXPECT_GE(report.frames_retried, static_cast<int64_t>(samples_.light.size()) - 4);
+
+  absl::MutexLock lock(&mu_);
+  const int64_t all = FileBytes(samples_.light);
+  const int64_t delivered = FileBytes({samples_.light.begin(), samples_.light.begin() + 3});
+  ASSERT_FALSE(progress_after_.empty());
+  for (const auto& [done, total] : progress_before_) EXPECT_EQ(total, all);
+  for (const auto& [done, total] : progress_after_) {
+    EXPECT_EQ(total, all);
+    EXPECT_GT(done, delivered) << "a retry round started over";
   }
   EXPECT_EQ(progress_after_.back().first, all);
 }
