@@ -291,6 +291,8 @@ class FrameStream {
             expected += p == v1::PLANE_DQ ? 2 * n : 4 * n;
           }
         }
+        // The recording (the reference frame's bytes) grows once, not by doubling.
+        if (record_) result_.recorded.reserve(result_.recorded.size() + expected);
         if (expected == 0) finish_frame();
       } else if (msg.has_chunk()) {
         take(msg.chunk().data());
