@@ -101,6 +101,48 @@ inline v8f Narrow(v4d lo, v4d hi) {
   return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
 }
 
+inline v4d Widen0(v8f x) { return _mm256_cvtps_pd(_mm256_castps256_ps128(x)); }
+inline v4d Widen1(v8f x) { return _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)); }
+
+// Which deviations |x_k - med| of sorted x[0..N) from med (two halves of doubles, the mean of
+// the middle values) can be computed in float with LaneMad's bits: those of x[first, end).
+// They need med = value + r exactly, with `value` med rounded to float and the remainder r a
+// float too, and x_k within a factor of two of `value` (same sign), so that x_k - value is
+// exact (Sterbenz's lemma): then one correctly rounded float addition of the two exact terms
+// rounds the exact deviation once, as LaneMad does (it rounds the exact double difference to
+// float). Values spread wider — up to kEnds cosmic rays or cold pixels at either end of a
+// pixel's stack, against a bias level — take the double path; first = end = 0 (all of them)
+// for values about zero or more outliers than that.
+struct FloatSpan {
+  int first = 0, end = 0;
+  v8f r;
+};
+inline constexpr int kEnds = 2;
+
+template <int N>
+[[gnu::always_inline]] inline FloatSpan FloatDeviations(const v8f* x, v8f value, v4d med0,
+                                                        v4d med1) {
+  FloatSpan f;
+  const v4d r0 = med0 - Widen0(value), r1 = med1 - Widen1(value);
+  f.r = Narrow(r0, r1);
+  const int r_exact = _mm256_movemask_pd(_mm256_cmp_pd(Widen0(f.r), r0, _CMP_EQ_OQ)) &
+                      _mm256_movemask_pd(_mm256_cmp_pd(Widen1(f.r), r1, _CMP_EQ_OQ));
+  if (r_exact != 0xF) return f;
+  const v8f twice = value * 2.0f, half = value * 0.5f;
+  const v8f lo = _mm256_min_ps(twice, half), hi = _mm256_max_ps(twice, half);
+  // Sorted: once every lane of x[k] is >= lo, so are those of x[k + 1], ...
+  auto below = [&](int k) { return _mm256_movemask_ps(_mm256_cmp_ps(x[k], lo, _CMP_GE_OQ)) != 0xFF; };
+  auto above = [&](int k) { return _mm256_movemask_ps(_mm256_cmp_ps(x[k], hi, _CMP_LE_OQ)) != 0xFF; };
+  int first = 0;
+  while (first <= kEnds && first < N && below(first)) ++first;
+  int end = N;
+  while (end >= N - kEnds && end > 0 && above(end - 1)) --end;
+  if (first > kEnds || end < N - kEnds || first >= end) return f;
+  f.first = first;
+  f.end = end;
+  return f;
+}
+
 // The median (and MAD-std variance) of eight pixels whose N values all pass: LaneGroup's
 // arithmetic for lo = 0, hi = N in every lane, with the values kept in registers. false (and
 // nothing written) when some value of some lane does not pass, or fewer than eight lanes.
@@ -140,11 +182,17 @@ bool MedianGroup(const BandContext& c, int64_t p, int lanes, Tally& tally) {
   if (c.out_var != nullptr) {
     // dev_k = |x_k - med| as LaneMad computes it (in double, then rounded to float), the sign
     // known from the position: x_k <= med up to the lower middle, >= from the upper one.
+    const FloatSpan f = FloatDeviations<N>(x, value, med0, med1);
 #pragma GCC unroll 64
     for (int k = 0; k < N; ++k) {
-      v4d d0, d1;
-      Widen(x[k], d0, d1);
-      x[k] = k <= (N - 1) / 2 ? Narrow(med0 - d0, med1 - d1) : Narrow(d0 - med0, d1 - med1);
+      if (k >= f.first && k < f.end) {
+        // med = value + r exactly and value - x_k is exact: one rounding, of the exact value.
+        x[k] = k <= (N - 1) / 2 ? (value - x[k]) + f.r : (x[k] - value) - f.r;
+      } else {
+        v4d d0, d1;
+        Widen(x[k], d0, d1);
+        x[k] = k <= (N - 1) / 2 ? Narrow(med0 - d0, med1 - d1) : Narrow(d0 - med0, d1 - med1);
+      }
     }
     // The r-th smallest deviation (0-based) is min over i of max(dev_i, dev_(i+r)): the r+1
     // values nearest the median are consecutive in sorted order, and |x - med| of any value

@@ -88,17 +88,22 @@ TEST(FixedNetworksTest, VMergerSortsColumnsThatFallThenRise) {
   }
 }
 
+// Gaussian noise of 5 about `base` (rounded to multiples of `quantum` when > 0), cosmic rays of
+// +3000 and NaN at the given rates, and 1 % of DQ flags when with_dq.
 std::shared_ptr<CalibratedFrame> NoisyFrame(int w, int h, uint64_t seed, bool with_dq,
-                                            double base = 1000) {
+                                            double base = 1000, double cosmic_rate = 0.01,
+                                            double nan_rate = 0.002, double quantum = 0) {
   auto f = std::make_shared<CalibratedFrame>();
   f->data = Image<float>::Allocate(w, h);
   if (with_dq) f->dq = Image<uint16_t>::Filled(w, h, 0);
   testing::Gaussian g(seed);
   for (int y = 0; y < h; ++y) {
     for (int x = 0; x < w; ++x) {
-      float v = static_cast<float>(base + 5 * g.Next());
-      if (g.Uniform() < 0.01) v += 3000;  // cosmic ray
-      if (g.Uniform() < 0.002) v = std::numeric_limits<float>::quiet_NaN();
+      double d = base + 5 * g.Next();
+      if (quantum > 0) d = std::round(d / quantum) * quantum;
+      float v = static_cast<float>(d);
+      if (g.Uniform() < cosmic_rate) v += 3000;  // cosmic ray
+      if (g.Uniform() < nan_rate) v = std::numeric_limits<float>::quiet_NaN();
       f->data.at(x, y) = v;
       if (with_dq && g.Uniform() < 0.01) f->dq.at(x, y) = kDqBad;
     }
@@ -140,18 +145,27 @@ void ExpectSameBits(const CombineResult& a, const CombineResult& b, const std::s
 }
 
 // The fast median (values in registers, pruned MAD merger) gives the general kernels' bits,
-// for every N it covers, with masked values, NaN, thresholds, scaling, and a ragged last group.
+// for every N it covers, with masked values, NaN, thresholds, scaling, and a ragged last group;
+// with clean stacks, for the float deviations of the MAD too.
 TEST(FixedNetworksTest, FixedMedianGivesTheGeneralKernelsBits) {
   const int w = 37, h = 5;  // 185 pixels: 23 groups of eight and a tail of one
   ThreadPool pool(1);
   for (int n = 2; n <= kMaxFixed + 1; ++n) {
-    for (int variant = 0; variant < 5; ++variant) {
+    for (int variant = 0; variant < 8; ++variant) {
       // Variant 4: values about zero, as in bias-subtracted darks (deviations and values of
       // every exponent, where rounding the MAD's doubles to float matters most).
+      // Variants 5-7: every value passes, so nearly every group takes the fast path and most
+      // deviations its float arithmetic (values within a factor of two of the median; the
+      // cosmic rays at a stack's ends take the double path): about 1000 with cosmic rays,
+      // quarter-ADU values (ties, and medians halfway between two floats), about -1000.
       std::vector<std::shared_ptr<CalibratedFrame>> frames;
+      const bool clean = variant >= 5;
+      const int fw = clean ? 64 : w, fh = clean ? 32 : h;
+      const double base = variant == 4 ? 0.0 : variant == 7 ? -1000.0 : 1000.0;
       for (int i = 0; i < n; ++i) {
-        frames.push_back(
-            NoisyFrame(w, h, 500 + 31 * n + i, i % 3 == 0, variant == 4 ? 0.0 : 1000.0));
+        frames.push_back(NoisyFrame(fw, fh, 500 + 31 * n + i, !clean && i % 3 == 0, base,
+                                    variant == 6 ? 0.0 : 0.01, clean ? 0.0 : 0.002,
+                                    variant == 6 ? 0.25 : 0.0));
       }
       CombineOptions o;
       o.method = CombineOptions::Method::kMedian;
