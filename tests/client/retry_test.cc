@@ -95,6 +95,22 @@ class RetryTest : public ::testing::Test {
     released_ = true;
   }
 
+  // Every progress call was over the whole batch; after Release() (the broken stream) each
+  // went on from the bytes of the first `delivered_files` files, and the last was the total.
+  void ExpectBatchProgress(size_t delivered_files) {
+    absl::MutexLock lock(&mu_);
+    const int64_t all = FileBytes(samples_.light);
+    const int64_t delivered =
+        FileBytes({samples_.light.begin(), samples_.light.begin() + delivered_files});
+    ASSERT_FALSE(progress_after_.empty());
+    for (const auto& [done, total] : progress_before_) EXPECT_EQ(total, all);
+    for (const auto& [done, total] : progress_after_) {
+      EXPECT_EQ(total, all);
+      EXPECT_GT(done, delivered) << "a retry round started over";
+    }
+    EXPECT_EQ(progress_after_.back().first, all);
+  }
+
   static void Keep(Results& out, const CalibrateResult& r) {
     EXPECT_OK(r.status) << r.path;
     std::string bytes;
@@ -175,16 +191,7 @@ TEST_F(RetryTest, ServerRestartedMidBatchCostsRetriesNotFrames) {
 
   // Progress is over the whole batch in every round: the second stream goes on from the three
   // frames delivered before the kill instead of starting again from zero, and ends at the total.
-  absl::MutexLock lock(&mu_);
-  const int64_t all = FileBytes(samples_.light);
-  const int64_t delivered = FileBytes({samples_.light.begin(), samples_.light.begin() + 3});
-  ASSERT_FALSE(progress_after_.empty());
-  for (const auto& [done, total] : progress_before_) EXPECT_EQ(total, all);
-  for (const auto& [done, total] : progress_after_) {
-    EXPECT_EQ(total, all);
-    EXPECT_GT(done, delivered) << "the retry round started over";
-  }
-  EXPECT_EQ(progress_after_.back().first, all);
+  ExpectBatchProgress(3);
 }
 
 TEST_F(RetryTest, RetryRoundsGoOnFromTheDeliveredFiles) {
@@ -217,17 +224,7 @@ TEST_F(RetryTest, RetryRoundsGoOnFromTheDeliveredFiles) {
   }
   EXPECT_GE(report.rounds, 2);
   EXPECT_GE(report.frames_retried, static_cast<int64_t>(samples_.light.size()) - 4);
-
-  absl::MutexLock lock(&mu_);
-  const int64_t all = FileBytes(samples_.light);
-  const int64_t delivered = FileBytes({samples_.light.begin(), samples_.light.begin() + 3});
-  ASSERT_FALSE(progress_after_.empty());
-  for (const auto& [done, total] : progress_before_) EXPECT_EQ(total, all);
-  for (const auto& [done, total] : progress_after_) {
-    EXPECT_EQ(total, all);
-    EXPECT_GT(done, delivered) << "a retry round started over";
-  }
-  EXPECT_EQ(progress_after_.back().first, all);
+  ExpectBatchProgress(3);
 }
 
 TEST_F(RetryTest, GivesUpAfterMaxAttemptsWithUnavailableForTheRest) {

@@ -109,19 +109,8 @@ TEST_F(ServerTest, BuildMasterErrors) {
     EXPECT_THAT(w->Finish(), GrpcIs(grpc::StatusCode::NOT_FOUND));
   }
   ASSERT_GRPC_OK(PutDetector(ccd_));
-  {  // No inputs.
-    grpc::ClientContext ctx;
-    v1::BuildMasterResponse resp;
-    auto w = builder_->BuildMaster(&ctx, &resp);
-    v1::BuildMasterRequest req;
-    req.mutable_options()->set_detector(kDetector);
-    req.mutable_options()->set_kind("bias");
-    w->Write(req);
-    w->WritesDone();
-    EXPECT_THAT(w->Finish(), GrpcIs(grpc::StatusCode::INVALID_ARGUMENT));
-  }
-  // Protocol errors in the pixel stream: the exact code, a message naming the fault, and no
-  // version stored.
+  // No inputs, and protocol errors in the pixel stream: the exact code, a message naming the
+  // fault, and no version stored.
   const RawFrame raw = SimulateFrame(ccd_, FrameKind::kBias, 7);
   const char* pixels = static_cast<const char*>(raw.pixels.data());
   const size_t n = raw.pixels.size_bytes();
@@ -132,6 +121,7 @@ TEST_F(ServerTest, BuildMasterErrors) {
     const char* message;
   };
   const std::vector<Case> cases = {
+      {"no inputs", {}, false, "at least one input frame"},
       {"a chunk before any frame header", {16}, false, "without a frame header"},
       {"more bytes than the header declared", {n - 8, 16}, true, "more bytes than its header"},
       {"one chunk larger than the frame", {n + 2}, true, "more bytes than its header"},
