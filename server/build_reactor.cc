@@ -68,7 +68,8 @@ class BuildReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
       } else if (!ok) {
         reads_done_ = true;
         if (session_ == nullptr) {
-          FailLocked(absl::InvalidArgumentError("BuildMaster needs BuildOptions first, then frames"));
+          FailLocked(
+              absl::InvalidArgumentError("BuildMaster needs BuildOptions first, then frames"));
         } else if (frame_ != nullptr) {
           FailLocked(absl::InvalidArgumentError(absl::StrCat(
               "the stream ended in the middle of input frame '", frame_->request.frame_id, "'")));

@@ -131,8 +131,12 @@ template <int N>
   const v8f twice = value * 2.0f, half = value * 0.5f;
   const v8f lo = _mm256_min_ps(twice, half), hi = _mm256_max_ps(twice, half);
   // Sorted: once every lane of x[k] is >= lo, so are those of x[k + 1], ...
-  auto below = [&](int k) { return _mm256_movemask_ps(_mm256_cmp_ps(x[k], lo, _CMP_GE_OQ)) != 0xFF; };
-  auto above = [&](int k) { return _mm256_movemask_ps(_mm256_cmp_ps(x[k], hi, _CMP_LE_OQ)) != 0xFF; };
+  auto below = [&](int k) {
+    return _mm256_movemask_ps(_mm256_cmp_ps(x[k], lo, _CMP_GE_OQ)) != 0xFF;
+  };
+  auto above = [&](int k) {
+    return _mm256_movemask_ps(_mm256_cmp_ps(x[k], hi, _CMP_LE_OQ)) != 0xFF;
+  };
   int first = 0;
   while (first <= kEnds && first < N && below(first)) ++first;
   int end = N;
