@@ -101,9 +101,6 @@ inline v8f Narrow(v4d lo, v4d hi) {
   return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
 }
 
-inline v4d Widen0(v8f x) { return _mm256_cvtps_pd(_mm256_castps256_ps128(x)); }
-inline v4d Widen1(v8f x) { return _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)); }
-
 // Which deviations |x_k - med| of sorted x[0..N) from med (two halves of doubles, the mean of
 // the middle values) can be computed in float with LaneMad's bits: those of x[first, end).
 // They need med = value + r exactly, with `value` med rounded to float and the remainder r a
@@ -123,10 +120,13 @@ template <int N>
 [[gnu::always_inline]] inline FloatSpan FloatDeviations(const v8f* x, v8f value, v4d med0,
                                                         v4d med1) {
   FloatSpan f;
-  const v4d r0 = med0 - Widen0(value), r1 = med1 - Widen1(value);
+  v4d v0, v1, b0, b1;
+  Widen(value, v0, v1);
+  const v4d r0 = med0 - v0, r1 = med1 - v1;
   f.r = Narrow(r0, r1);
-  const int r_exact = _mm256_movemask_pd(_mm256_cmp_pd(Widen0(f.r), r0, _CMP_EQ_OQ)) &
-                      _mm256_movemask_pd(_mm256_cmp_pd(Widen1(f.r), r1, _CMP_EQ_OQ));
+  Widen(f.r, b0, b1);  // r is a float when its round trip gives it back
+  const int r_exact = _mm256_movemask_pd(_mm256_cmp_pd(b0, r0, _CMP_EQ_OQ)) &
+                      _mm256_movemask_pd(_mm256_cmp_pd(b1, r1, _CMP_EQ_OQ));
   if (r_exact != 0xF) return f;
   const v8f twice = value * 2.0f, half = value * 0.5f;
   const v8f lo = _mm256_min_ps(twice, half), hi = _mm256_max_ps(twice, half);
